@@ -1,0 +1,112 @@
+"""The search-space contract and registry.
+
+A space maps compact genotype strings to architecture graphs. Every registered space is run through
+the same parametrized test suite (``tests/test_spaces.py``)::
+
+    @register_space
+    class MySpace(SearchSpace):
+        name = "myspace"
+        ...
+
+A user's own space is loaded with ``get_space("package.module:SPACE")`` where ``SPACE`` is a
+:class:`SearchSpace` subclass or instance.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from abc import ABC, abstractmethod
+from typing import Any
+
+from nasctl.arch.graph import Graph
+from nasctl.errors import SpaceError
+
+
+class SearchSpace(ABC):
+    """A family of architectures addressed by genotype strings.
+
+    Contract:
+      * ``sample(rng)`` returns a valid genotype; same rng state, same genotype.
+      * ``parse(genotype)`` raises :class:`SpaceError` (one clear line) for anything invalid and
+        returns a structured value that ``format`` turns back into the identical string.
+      * ``mutate``/``crossover`` return valid genotypes of this space.
+      * ``to_graph(genotype)`` returns a validated :class:`Graph` whose ``meta`` has ``space`` and
+        ``genotype``.
+    """
+
+    name: str = ""
+    description: str = ""
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> str: ...
+
+    @abstractmethod
+    def parse(self, genotype: str) -> Any: ...
+
+    @abstractmethod
+    def format(self, value: Any) -> str: ...
+
+    @abstractmethod
+    def mutate(self, genotype: str, rng: random.Random) -> str: ...
+
+    @abstractmethod
+    def crossover(self, a: str, b: str, rng: random.Random) -> str: ...
+
+    @abstractmethod
+    def to_graph(self, genotype: str) -> Graph: ...
+
+    def size(self) -> int | None:
+        """Number of distinct genotypes, when known and finite."""
+        return None
+
+    def enumerate(self) -> list[str] | None:
+        """All genotypes in canonical order, for small spaces (e.g. nb201); else None."""
+        return None
+
+    def validate(self, genotype: str) -> str:
+        """Parse and re-format; raise :class:`SpaceError` if invalid."""
+        return self.format(self.parse(genotype))
+
+
+_REGISTRY: dict[str, type[SearchSpace]] = {}
+
+
+def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_spaces() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_space(name: str) -> SearchSpace:
+    """A registered space by name, or a user's space as ``package.module:ATTR``."""
+    _load_builtin()
+    if name in _REGISTRY:
+        return _REGISTRY[name]()
+    if ":" in name:
+        mod_name, _, attr = name.partition(":")
+        try:
+            mod = importlib.import_module(mod_name)
+            obj = getattr(mod, attr)
+        except (ImportError, AttributeError) as e:
+            raise SpaceError(f"cannot load search space {name!r}: {e}") from e
+        if isinstance(obj, type) and issubclass(obj, SearchSpace):
+            return obj()
+        if isinstance(obj, SearchSpace):
+            return obj
+        raise SpaceError(f"{name!r} is not a SearchSpace subclass or instance")
+    raise SpaceError(
+        f"unknown search space {name!r}; known: {', '.join(sorted(_REGISTRY))} "
+        "(or a user space as package.module:SPACE)"
+    )
+
+
+def _load_builtin() -> None:
+    # Importing the package registers the built-in spaces.
+    importlib.import_module("nasctl.search.spaces")
