@@ -174,7 +174,7 @@ class Graph:
     def tensor_shapes(self) -> dict[str, Shape]:
         shapes: dict[str, Shape] = dict(self.inputs)
         for n in self.nodes:
-            for t, s in zip(n.outputs, n.out_shapes):
+            for t, s in zip(n.outputs, n.out_shapes, strict=False):
                 shapes[t] = s
         return shapes
 
@@ -311,7 +311,7 @@ class GraphBuilder:
             out_shapes=[tuple(int(d) for d in s) for s in out_shapes],
         )
         self._nodes.append(node)
-        for t, s in zip(outputs, node.out_shapes):
+        for t, s in zip(outputs, node.out_shapes, strict=False):
             self._shapes[t] = s
         return id
 
@@ -384,7 +384,7 @@ class GraphBuilder:
         sa, sb = self._shapes[a], self._shapes[b]
         if len(sa) != len(sb):
             raise GraphError(f"{id}: mul of ranks {len(sa)} and {len(sb)}")
-        out = tuple(max(p, q) for p, q in zip(sa, sb))
+        out = tuple(max(p, q) for p, q in zip(sa, sb, strict=False))
         return self._add(id, "mul", [a, b], {}, [out])
 
     def concat(self, xs: list[str], *, id: str, axis: int = 1) -> str:
@@ -428,6 +428,65 @@ class GraphBuilder:
         for d in shp[1:]:
             flat *= d
         return self._add(id, "flatten", [x], {"axis": 1}, [(shp[0], flat)])
+
+    # -- less common ops (transformer heads, upsampling, user spaces) ------------------------
+    def matmul(self, a: str, b: str, *, id: str) -> str:
+        """MatMul of two activations (numpy semantics for rank >= 2, equal batch dims)."""
+        sa, sb = self._shapes[a], self._shapes[b]
+        if len(sa) < 2 or len(sb) < 2 or sa[-1] != sb[-2]:
+            raise GraphError(f"{id}: matmul of shapes {sa} and {sb}")
+        return self._add(id, "matmul", [a, b], {}, [(*sa[:-1], sb[-1])])
+
+    def layernorm(self, x: str, *, id: str, axis: int = -1, eps: float = 1e-5) -> str:
+        return self._add(id, "layernorm", [x], {"axis": axis, "eps": eps}, [self._shapes[x]])
+
+    def softmax(self, x: str, *, id: str, axis: int = -1) -> str:
+        return self._add(id, "softmax", [x], {"axis": axis}, [self._shapes[x]])
+
+    def reshape(self, x: str, shape: Shape, *, id: str) -> str:
+        src = self._shapes[x]
+        n_src = 1
+        for d in src:
+            n_src *= d
+        n_dst = 1
+        for d in shape:
+            n_dst *= d
+        if n_src != n_dst or any(d <= 0 for d in shape):
+            raise GraphError(f"{id}: cannot reshape {src} to {tuple(shape)}")
+        return self._add(id, "reshape", [x], {"shape": list(shape)}, [tuple(shape)])
+
+    def transpose(self, x: str, perm: list[int], *, id: str) -> str:
+        src = self._shapes[x]
+        if sorted(perm) != list(range(len(src))):
+            raise GraphError(f"{id}: perm {perm} does not fit rank {len(src)}")
+        return self._add(id, "transpose", [x], {"perm": list(perm)}, [tuple(src[p] for p in perm)])
+
+    def split(self, x: str, sizes: list[int], *, id: str, axis: int = 1) -> list[str]:
+        """Split along ``axis``; returns the output tensor names (``id``, ``id:1``, ...)."""
+        src = self._shapes[x]
+        if sum(sizes) != src[axis]:
+            raise GraphError(f"{id}: split sizes {sizes} do not add up to {src[axis]}")
+        outs = []
+        for s in sizes:
+            o = list(src)
+            o[axis] = s
+            outs.append(tuple(o))
+        self._add(id, "split", [x], {"axis": axis, "sizes": list(sizes)}, outs)
+        return [id] + [f"{id}:{k}" for k in range(1, len(sizes))]
+
+    def resize(self, x: str, scale: int, *, id: str, mode: str = "nearest") -> str:
+        """Upsample H, W by an integer ``scale`` (``mode`` "nearest" or "linear")."""
+        if mode not in ("nearest", "linear"):
+            raise GraphError(f"{id}: resize mode must be 'nearest' or 'linear'")
+        n, c, h, w = self._shapes[x]
+        attrs = {"mode": mode, "scale": scale}
+        return self._add(id, "resize", [x], attrs, [(n, c, h * scale, w * scale)])
+
+    def pad(self, x: str, pads: list[int], *, id: str, mode: str = "constant") -> str:
+        """Pad H, W by ``pads`` = [top, left, bottom, right]."""
+        n, c, h, w = self._shapes[x]
+        out = (n, c, h + pads[0] + pads[2], w + pads[1] + pads[3])
+        return self._add(id, "pad", [x], {"pads": list(pads), "mode": mode}, [out])
 
     def build(self, outputs: list[str], meta: dict[str, Any] | None = None) -> Graph:
         g = Graph(
