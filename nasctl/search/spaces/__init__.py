@@ -1,15 +1,19 @@
-"""Search spaces: a registry of genotype -> architecture-graph families."""
+"""Search spaces: a registry of genotype -> architecture-graph families.
+
+Built-in: ``mbconv``, ``resnet``, ``nb201``, ``fbnet`` (each module documents its genotype
+format). A user's own space loads with ``get_space("package.module:SPACE")``.
+"""
 
 from __future__ import annotations
 
-from nasctl.search.spaces.base import SearchSpace, get_space, list_spaces, register_space
+# Built-in spaces register themselves on import.
+from nasctl.search.spaces import fbnet, kernels, mbconv, nb201, resnet  # noqa: F401
+from nasctl.search.spaces.base import (
+    SearchSpace,
+    get_space,
+    list_spaces,
+    other_choice,
+    register_space,
+)
 
-# Built-in spaces register themselves on import (added as they land).
-for _mod in ("mbconv", "resnet", "nb201", "fbnet"):
-    try:
-        __import__(f"nasctl.search.spaces.{_mod}")
-    except ModuleNotFoundError as _e:  # pragma: no cover - during development only
-        if _e.name != f"nasctl.search.spaces.{_mod}":
-            raise
-
-__all__ = ["SearchSpace", "get_space", "list_spaces", "register_space"]
+__all__ = ["SearchSpace", "get_space", "list_spaces", "other_choice", "register_space"]

@@ -17,7 +17,8 @@ from __future__ import annotations
 import importlib
 import random
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SpaceError
@@ -67,6 +68,18 @@ class SearchSpace(ABC):
     def validate(self, genotype: str) -> str:
         """Parse and re-format; raise :class:`SpaceError` if invalid."""
         return self.format(self.parse(genotype))
+
+
+T = TypeVar("T")
+
+
+def other_choice(rng: random.Random, choices: Sequence[T], current: T) -> T:
+    """A random element of ``choices`` different from ``current`` (``current`` if none is).
+
+    Helper for ``mutate`` implementations, so that a mutation changes something.
+    """
+    rest = [c for c in choices if c != current]
+    return rng.choice(rest) if rest else current
 
 
 _REGISTRY: dict[str, type[SearchSpace]] = {}
