@@ -1,0 +1,206 @@
+"""Collecting measurements into the store: the resumable loop behind ``nasctl profile``.
+
+The loop never times anything itself and does not import the profiler: it is handed a device
+(anything with ``.device_id``, ``.name`` and ``.measure(MeasurementRequest) -> Measurement``).
+
+Resume rule: a space run samples genotypes from ``random.Random(seed)`` and keeps the first
+``num`` distinct architectures (by graph hash), so the same command asks for the same ``num``
+architectures every time; those already measured (ok or noisy) are skipped, failed ones retried.
+Each measurement is committed on its own before the next one starts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from nasctl.arch.graph import Graph
+from nasctl.datasets.store import Store, graph_hash
+from nasctl.errors import DeviceError, NasctlError, SpaceError
+from nasctl.profiler.records import Measurement, MeasurementRequest
+
+#: Give up sampling after this many draws per requested architecture (tiny or degenerate spaces).
+MAX_DRAWS_PER_ARCH = 50
+
+
+class MeasuringDevice(Protocol):
+    name: str
+
+    @property
+    def device_id(self) -> str: ...
+
+    def measure(self, request: MeasurementRequest) -> Measurement: ...
+
+
+@dataclass
+class Job:
+    """One architecture to measure (its graph is already in the store)."""
+
+    arch_hash: str
+    graph: Graph
+    label: str  # genotype or file name, for progress and errors
+    onnx_path: str | None = None
+    model: str | None = None
+
+
+@dataclass
+class Summary:
+    """What a collection run did. Times in seconds."""
+
+    device: str
+    device_id: str
+    requested: int = 0
+    measured: int = 0
+    skipped: int = 0
+    ok: int = 0
+    noisy: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    measure_seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["archs_per_min"] = round(60 * self.measured / self.seconds, 2) if self.seconds else None
+        return d
+
+
+def check_num(space: Any, num: int) -> None:
+    """Raise :class:`SpaceError` unless ``1 <= num <= space.size()``."""
+    if num < 1:
+        raise SpaceError(f"--num must be >= 1; got {num}")
+    size = space.size()
+    if size is not None and size < num:
+        raise SpaceError(f"space {space.name!r} has only {size} architectures; got --num {num}")
+
+
+def sample_architectures(space: Any, num: int, seed: int) -> Iterator[tuple[str, Graph]]:
+    """The first ``num`` distinct architectures (by hash) that ``space`` samples from ``seed``:
+    yields ``(genotype, graph)``; the same arguments give the same sequence."""
+    check_num(space, num)
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    draws = 0
+    while len(seen) < num:
+        draws += 1
+        if draws > MAX_DRAWS_PER_ARCH * num + 100:
+            raise SpaceError(
+                f"space {space.name!r} gave only {len(seen)} distinct architectures in "
+                f"{draws - 1} draws; ask for fewer (--num)"
+            )
+        genotype = space.sample(rng)
+        graph = space.to_graph(genotype)
+        graph.meta.setdefault("space", space.name)
+        graph.meta.setdefault("genotype", genotype)
+        h = graph_hash(graph)
+        if h in seen:
+            continue
+        seen.add(h)
+        graph.meta["arch_hash"] = h
+        yield genotype, graph
+
+
+def space_jobs(store: Store, space: Any, num: int, seed: int) -> Iterator[Job]:
+    """Jobs for ``num`` sampled architectures, each recorded in the store as it is drawn."""
+    for genotype, graph in sample_architectures(space, num, seed):
+        h = store.add_architecture(graph, arch_hash=graph.meta.pop("arch_hash"))
+        yield Job(h, graph, genotype)
+
+
+def read_onnx(files: list[Path]) -> list[tuple[Path, Graph]]:
+    """Read every user ONNX file into a graph; a missing or corrupt one raises before anything
+    is measured or stored."""
+    from nasctl.arch.onnx_io import from_onnx
+
+    out = []
+    for f in files:
+        if not Path(f).is_file():
+            raise NasctlError(f"no ONNX file at {f}")
+        out.append((Path(f), from_onnx(str(f))))
+    return out
+
+
+def onnx_jobs(store: Store, models: list[tuple[Path, Graph]]) -> list[Job]:
+    """Jobs for users' ONNX models (from :func:`read_onnx`); records keep the file name as
+    ``model``."""
+    jobs = []
+    for path, graph in models:
+        h = store.add_architecture(graph, model=path.name)
+        jobs.append(Job(h, graph, path.name, onnx_path=str(path.resolve()), model=path.name))
+    return jobs
+
+
+def collect(
+    store: Store,
+    device: MeasuringDevice,
+    jobs: Iterator[Job] | list[Job],
+    total: int,
+    *,
+    precision: str = "fp32",
+    batch: int = 1,
+    per_layer: bool = True,
+    options: dict[str, Any] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Summary:
+    """Measure every job not yet stored, one at a time, committing each. A model that fails is
+    stored as failed and the run goes on; a :class:`DeviceError` stops the run (what was
+    committed stays). ``progress(done, total, label)`` is called after each job."""
+    device_id = device.device_id
+    summary = Summary(device=device.name, device_id=device_id, requested=total)
+    t0 = time.perf_counter()
+    for i, job in enumerate(jobs, start=1):
+        if store.has_measurement(job.arch_hash, device_id, precision, batch):
+            summary.skipped += 1
+        else:
+            t1 = time.perf_counter()
+            m = _measure(device, job, precision, batch, per_layer, options)
+            summary.measure_seconds += time.perf_counter() - t1
+            store.add_measurement(m)
+            summary.measured += 1
+            setattr(summary, m.status, getattr(summary, m.status) + 1)
+            if m.status == "failed":
+                summary.failures.append({"arch": job.label, "error": m.error or ""})
+        if progress:
+            progress(i, total, job.label)
+    summary.seconds = round(time.perf_counter() - t0, 3)
+    summary.measure_seconds = round(summary.measure_seconds, 3)
+    return summary
+
+
+def _measure(
+    device: MeasuringDevice,
+    job: Job,
+    precision: str,
+    batch: int,
+    per_layer: bool,
+    options: dict[str, Any] | None,
+) -> Measurement:
+    req = MeasurementRequest(
+        arch_hash=job.arch_hash,
+        device=device.name,
+        precision=precision,
+        batch=batch,
+        graph_json=None if job.onnx_path else job.graph.to_json(),
+        onnx_path=job.onnx_path,
+        model=job.model,
+        space=job.graph.meta.get("space"),
+        genotype=job.graph.meta.get("genotype"),
+        per_layer=per_layer,
+        options=dict(options or {}),
+    )
+    try:
+        m = device.measure(req)
+    except DeviceError:
+        raise
+    except NasctlError as e:  # the model failed, not the device: record it and go on
+        m = Measurement(job.arch_hash, device.device_id, precision, batch, "failed", error=str(e))
+    if m.arch_hash != job.arch_hash or m.device_id != device.device_id:
+        raise DeviceError(
+            f"device {device.name!r} answered for {m.arch_hash[:12]} on {m.device_id}; asked "
+            f"{job.arch_hash[:12]} on {device.device_id} (a bug in the device; nothing stored)"
+        )
+    return m
