@@ -1,0 +1,390 @@
+"""The predictor: train on measured graphs, save/load, predict latency (ms) with an interval.
+
+    pred, metrics = train(rows, device_id="cpu-ort1.20-fp32-t1")
+    pred.save("pred/")
+    Predictor.load("pred/").predict([graph])  # -> [Prediction(latency_ms, low_ms, high_ms)]
+
+Members: a GNN (:mod:`gnn`) and a gradient-boosted model (:mod:`gbdt`) on graph features
+(:mod:`features`) plus, for spaces with a fixed genotype layout, a genotype one-hot block
+(:mod:`tokens`); with per-layer rows, a per-layer model (:mod:`layerwise`) whose estimate is an
+input of both. The ensemble and the 90 % intervals are fit on validation rows (:mod:`ensemble`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasctl.arch.graph import Graph
+from nasctl.errors import PredictorError
+from nasctl.predictor import artifacts, ensemble
+from nasctl.predictor.features import SCHEMA_VERSION, GraphFeatures, featurize_many, schema_hash
+from nasctl.predictor.gbdt import GBDTModel
+from nasctl.predictor.gnn import GNNModel
+from nasctl.predictor.layerwise import LayerwiseModel
+from nasctl.predictor.metrics import regression_metrics
+from nasctl.predictor.tokens import GenotypeEncoder
+
+MIN_ROWS = 20
+ALPHA = 0.1  # intervals target 90 % coverage
+MODELS = ("gnn", "gbdt")
+FEATURE_CHUNK = 512  # graphs featurized per batch
+CACHE_SIZE = 1_000_000  # cached answers per loaded predictor
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Prediction:
+    """Predicted latency and its interval, in milliseconds."""
+
+    latency_ms: float
+    low_ms: float
+    high_ms: float
+
+
+@dataclass
+class Example:
+    """A measured (or queried) graph, featurized: what the models consume."""
+
+    feats: GraphFeatures
+    space: str | None = None
+    genotype: str | None = None
+    layers: list[Any] | None = None
+
+
+def examples_from_graphs(
+    graphs: Sequence[Graph], precision: str | None = None, keep_raw: bool = False
+) -> list[Example]:
+    feats = featurize_many(list(graphs), precision, keep_raw)
+    return [
+        Example(f, g.meta.get("space"), g.meta.get("genotype"))
+        for f, g in zip(feats, graphs, strict=True)
+    ]
+
+
+def _cache_key(g: Graph, precision: str) -> tuple[str, ...] | None:
+    """(space, genotype, precision, input shape) for search-space graphs, else None."""
+    space, geno = g.meta.get("space"), g.meta.get("genotype")
+    if not (space and geno):
+        return None
+    shape = "x".join(str(d) for s in g.inputs.values() for d in s)
+    return (str(space), str(geno), precision, shape)
+
+
+class Predictor:
+    """A trained latency predictor for one device."""
+
+    def __init__(
+        self,
+        meta: dict[str, Any],
+        gbdt: GBDTModel,
+        gnn: GNNModel,
+        layerwise: LayerwiseModel | None,
+        encoder: GenotypeEncoder,
+    ) -> None:
+        self.meta, self.gbdt, self.gnn = meta, gbdt, gnn
+        self.layerwise, self.encoder = layerwise, encoder
+        self._cache: dict[tuple[str, ...], Prediction] = {}  # by graph
+        self._gcache: dict[tuple[str, str, str], Prediction] = {}  # by genotype
+
+    @property
+    def device_id(self) -> str:
+        return str(self.meta["device_id"])
+
+    # -- inputs ------------------------------------------------------------------------------
+    def design(self, ex: Sequence[Example]) -> np.ndarray:
+        """Graph-level input matrix: graph features, genotype block, log layerwise estimate."""
+        feats = [e.feats for e in ex]
+        g = np.stack([f.g for f in feats]).astype(np.float64)
+        tok = np.stack([self.encoder.encode(e.space, e.genotype) for e in ex]).astype(np.float64)
+        cols = [g, tok]
+        if self.layerwise is not None:
+            cols.append(np.log(np.maximum(self.layerwise.predict_ms(feats), 1e-6))[:, None])
+        return np.hstack(cols)
+
+    def member_logs(self, ex: Sequence[Example], quotient: Any = None) -> dict[str, np.ndarray]:
+        """Log-ms predictions of each member and of the ensemble (``quotient``: see
+        :meth:`GNNModel.predict_log`)."""
+        X = self.design(ex)
+        out = {
+            "gbdt": self.gbdt.predict_log(X),
+            "gnn": self.gnn.predict_log([e.feats for e in ex], X, quotient),
+        }
+        out["ensemble"] = ensemble.combine(out, self.meta["weights"])
+        return out
+
+    def intervals(self, logs: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(low_ms, high_ms) per model from the calibrated quantiles."""
+        q = self.meta["conformal"]
+        spread = ensemble.disagreement({m: logs[m] for m in MODELS})
+        out = {}
+        for name in (*MODELS, "ensemble"):
+            half = q[name]["q"] * (q[name]["sigma0"] + (spread if name == "ensemble" else 0.0))
+            out[name] = (np.exp(logs[name] - half), np.exp(logs[name] + half))
+        return out
+
+    # -- prediction --------------------------------------------------------------------------
+    def predict(
+        self, graphs: Sequence[Graph], *, device: str | None = None, precision: str | None = None
+    ) -> list[Prediction]:
+        """Ensemble latency (ms) and 90 % interval for each graph. Answers for search-space
+        graphs are cached per (space, genotype, precision): asking again costs a lookup."""
+        self.check_device(device)
+        prec = precision or str(self.meta.get("precision", "fp32"))
+        keys = [_cache_key(g, prec) for g in graphs]
+        todo = [i for i, k in enumerate(keys) if k is None or k not in self._cache]
+        fresh = self.predict_examples(examples_from_graphs([graphs[i] for i in todo], prec))
+        out: list[Prediction | None] = [None] * len(graphs)
+        for i, p in zip(todo, fresh, strict=True):
+            out[i] = p
+            k = keys[i]
+            if k is not None and len(self._cache) < CACHE_SIZE:
+                self._cache[k] = p
+        return [p if p is not None else self._cache[keys[i]] for i, p in enumerate(out)]  # type: ignore[index]
+
+    def predict_genotypes(
+        self,
+        space: str,
+        genotypes: Sequence[str],
+        to_graph: Callable[[str], Graph],
+        *,
+        precision: str | None = None,
+    ) -> list[Prediction]:
+        """Like :meth:`predict` for genotypes of a search space (``to_graph``: the space's
+        genotype -> graph). Answers are cached per (``space``, genotype, precision), so a
+        genotype asked again skips building its graph; ``space`` must name the space *and* its
+        configuration (e.g. ``"nb201"`` vs ``"nb201@64px"``)."""
+        prec = precision or str(self.meta.get("precision", "fp32"))
+        todo = list(dict.fromkeys(g for g in genotypes if (space, g, prec) not in self._gcache))
+        if todo:
+            preds = self.predict([to_graph(g) for g in todo], precision=prec)
+            if len(self._gcache) < CACHE_SIZE:
+                self._gcache.update({(space, g, prec): p for g, p in zip(todo, preds, strict=True)})
+            else:
+                fresh = dict(zip(todo, preds, strict=True))
+                return [self._gcache.get((space, g, prec)) or fresh[g] for g in genotypes]
+        return [self._gcache[(space, g, prec)] for g in genotypes]
+
+    def predict_examples(self, ex: Sequence[Example]) -> list[Prediction]:
+        if not ex:
+            return []
+        logs = self.member_logs(ex)
+        lo, hi = self.intervals(logs)["ensemble"]
+        mid = np.exp(logs["ensemble"])
+        return [
+            Prediction(float(m), float(a), float(b)) for m, a, b in zip(mid, lo, hi, strict=True)
+        ]
+
+    def check_device(self, device: str | None) -> None:
+        """Raise unless ``device`` (a dataset id, or a name such as ``cpu`` that the id starts
+        with) is the device this predictor was trained for; None checks nothing."""
+        if device is None:
+            return
+        key = device.replace(":", "-").replace("/", "-")
+        if device == self.device_id or self.device_id.startswith(key + "-"):
+            return
+        raise PredictorError(
+            f"this predictor was trained for device {self.device_id!r}, not {device!r}; "
+            "train one for that device with `nasctl train-predictor --device`"
+        )
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, out: str | Path) -> Path:
+        out = Path(out)
+        meta = {
+            **self.meta,
+            "gbdt_base": self.gbdt.base.to_dict(),
+            "gnn": self.gnn.config,
+            "encoder": self.encoder.to_dict(),
+            "layerwise": self.layerwise.meta if self.layerwise else None,
+            "libraries": artifacts.library_versions(),
+        }
+        texts = {"gbdt.txt": self.gbdt.to_string()}
+        if self.layerwise is not None:
+            texts["layerwise.txt"] = self.layerwise.to_string()
+        artifacts.write_dir(out, meta, texts, {"gnn.pt": self.gnn.state_dict()})
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> Predictor:
+        meta, texts, blobs = artifacts.read_dir(Path(path))
+        if meta.get("schema_version") != SCHEMA_VERSION or meta.get("schema_hash") != schema_hash():
+            raise PredictorError(
+                f"predictor {path} uses feature schema {meta.get('schema_version')!r} "
+                f"({meta.get('schema_hash')}); this nasctl computes {SCHEMA_VERSION!r} "
+                f"({schema_hash()}); retrain it with `nasctl train-predictor`"
+            )
+        try:
+            gbdt = GBDTModel.from_string(texts["gbdt.txt"], meta.pop("gbdt_base"))
+            gnn = GNNModel(meta.pop("gnn"), blobs["gnn.pt"])
+            lw_meta = meta.pop("layerwise")
+            lw = LayerwiseModel.from_string(texts["layerwise.txt"], lw_meta) if lw_meta else None
+            enc = GenotypeEncoder.from_dict(meta.pop("encoder"))
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise PredictorError(f"predictor {path} is inconsistent: {e}; retrain it") from None
+        return cls(meta, gbdt, gnn, lw, enc)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------
+
+
+def fit(
+    train: Sequence[Example],
+    y_train_ms: np.ndarray,
+    val: Sequence[Example],
+    y_val_ms: np.ndarray,
+    *,
+    device_id: str,
+    seed: int = 0,
+    precision: str = "fp32",
+    gnn_steps: int = 200,
+    progress: Progress | None = None,
+) -> Predictor:
+    """Fit members on ``train``, ensemble weights and interval quantiles on ``val``."""
+    say = progress or (lambda stage, i, n: None)
+    y_tr, y_va = np.log(np.asarray(y_train_ms, float)), np.log(np.asarray(y_val_ms, float))
+    enc = GenotypeEncoder.fit([e.space for e in train], [e.genotype for e in train])
+    say("layerwise", 0, 4)
+    lw = None
+    if any(e.layers for e in train):
+        lw = LayerwiseModel.fit(
+            [e.feats for e in train],
+            [e.layers or [] for e in train],
+            np.asarray(y_train_ms, float),
+            seed=seed,
+        )
+    meta = {
+        "device_id": device_id,
+        "schema_version": SCHEMA_VERSION,
+        "schema_hash": schema_hash(),
+        "n_train": len(train),
+        "n_val": len(val),
+        "precision": precision,
+        "seed": seed,
+        "alpha": ALPHA,
+    }
+    pred = Predictor(meta, None, None, lw, enc)  # type: ignore[arg-type]
+    X = pred.design(train)
+    say("gbdt", 1, 4)
+    pred.gbdt = GBDTModel.fit(X, y_tr, seed=seed)
+    say("gnn", 2, 4)
+    pred.gnn = GNNModel.fit([e.feats for e in train], X, y_tr, seed=seed, steps=gnn_steps)
+    say("calibrate", 3, 4)
+    calibrate(pred, val, y_va)
+    say("done", 4, 4)
+    return pred
+
+
+def calibrate(pred: Predictor, val: Sequence[Example], y_val_log: np.ndarray) -> None:
+    """Ensemble weights and conformal quantiles from validation rows."""
+    Xv = pred.design(val)
+    logs = {
+        "gbdt": pred.gbdt.predict_log(Xv),
+        "gnn": pred.gnn.predict_log([e.feats for e in val], Xv),
+    }
+    pred.meta["weights"] = ensemble.fit_weights(logs, y_val_log)
+    logs["ensemble"] = ensemble.combine(logs, pred.meta["weights"])
+    spread = ensemble.disagreement({m: logs[m] for m in MODELS})
+    conf = {}
+    for name in (*MODELS, "ensemble"):
+        err = np.abs(logs[name] - y_val_log)
+        if name == "ensemble":
+            sigma0 = float(np.median(spread)) + 1e-3
+            q = ensemble.conformal_quantile(err / (sigma0 + spread), ALPHA)
+        else:
+            sigma0, q = 1.0, ensemble.conformal_quantile(err, ALPHA)
+        conf[name] = {"q": q, "sigma0": sigma0, "n_cal": int(err.size)}
+    pred.meta["conformal"] = conf
+
+
+def evaluate(pred: Predictor, ex: Sequence[Example], y_ms: np.ndarray) -> dict[str, Any]:
+    """Metrics (:func:`metrics.regression_metrics`) of gnn, gbdt and ensemble on ``ex``."""
+    logs = pred.member_logs(ex)
+    iv = pred.intervals(logs)
+    return {
+        name: regression_metrics(y_ms, np.exp(logs[name]), *iv[name])
+        for name in (*MODELS, "ensemble")
+    }
+
+
+def split_indices(n: int, seed: int, train_size: int | None = None) -> tuple[list[int], ...]:
+    """Random train/validation/test split (70/15/15, at least 5 validation and 5 test rows);
+    ``train_size`` caps the training part. Raises when ``n < MIN_ROWS``."""
+    if n < MIN_ROWS:
+        raise PredictorError(
+            f"too few measurements to split into train/validation/test: {n}; need at least "
+            f"{MIN_ROWS} measured architectures on this device (measure more with `nasctl profile`)"
+        )
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    n_test = max(5, int(math.ceil(0.15 * n)))
+    n_val = max(5, int(math.ceil(0.15 * n)))
+    test, val, train = idx[:n_test], idx[n_test : n_test + n_val], idx[n_test + n_val :]
+    if train_size is not None:
+        if train_size < 10:
+            raise PredictorError(f"--train-size {train_size} is too small; use at least 10")
+        train = train[:train_size]
+    return train, val, test
+
+
+def featurize_rows(rows: Sequence[Any], say: Progress) -> list[Example]:
+    """Examples of TrainingRow-like rows, in order, featurized in chunks of one precision
+    (per-node raw attributes kept where a row has per-layer times)."""
+    out: list[Example | None] = [None] * len(rows)
+    for start in range(0, len(rows), FEATURE_CHUNK):
+        idx = range(start, min(start + FEATURE_CHUNK, len(rows)))
+        by_prec: dict[str, list[int]] = {}
+        for i in idx:
+            by_prec.setdefault(str(getattr(rows[i], "precision", None) or "fp32"), []).append(i)
+        for prec, part in by_prec.items():
+            keep = any(getattr(rows[i], "layers", None) for i in part)
+            feats = featurize_many([rows[i].graph for i in part], prec, keep_raw=keep)
+            for i, f in zip(part, feats, strict=True):
+                r = rows[i]
+                layers = list(r.layers) if getattr(r, "layers", None) else None
+                out[i] = Example(f, getattr(r, "space", None), getattr(r, "genotype", None), layers)
+        say("features", idx.stop, len(rows))
+    return out  # type: ignore[return-value]
+
+
+def train(
+    rows: Sequence[Any],
+    device_id: str,
+    *,
+    seed: int = 0,
+    train_size: int | None = None,
+    gnn_steps: int = 200,
+    progress: Progress | None = None,
+) -> tuple[Predictor, dict[str, Any]]:
+    """Split ``rows`` (TrainingRow-like: ``graph``, ``latency_ms``, ``space``, ``genotype``,
+    ``layers``, ``precision``), train, and evaluate on the test part."""
+    rows = [r for r in rows if r.latency_ms is not None and float(r.latency_ms) > 0]
+    tr, va, te = split_indices(len(rows), seed, train_size)
+    say = progress or (lambda stage, i, n: None)
+    ex = featurize_rows(rows, say)
+    y = np.array([float(r.latency_ms) for r in rows])
+    precisions = {getattr(r, "precision", "fp32") for r in rows}
+    pred = fit(
+        [ex[i] for i in tr],
+        y[tr],
+        [ex[i] for i in va],
+        y[va],
+        device_id=device_id,
+        seed=seed,
+        precision=sorted(precisions)[0],
+        gnn_steps=gnn_steps,
+        progress=progress,
+    )
+    metrics = evaluate(pred, [ex[i] for i in te], y[te])
+    metrics["split"] = {"train": len(tr), "val": len(va), "test": len(te), "seed": seed}
+    metrics["device_id"] = device_id
+    metrics["weights"] = pred.meta["weights"]
+    return pred, metrics

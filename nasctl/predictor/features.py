@@ -1,0 +1,460 @@
+"""Feature schema of the latency predictor (versioned).
+
+A :class:`~nasctl.arch.graph.Graph` becomes :class:`GraphFeatures`:
+
+* ``x``: one row per fused group of nodes (a compute node with the normalisation/activation
+  nodes an engine would fuse into it, :func:`fuse_groups`), ``NODE_FEATURES`` columns: op counts
+  over :data:`OPS` (a one-hot for a lone node), then ``log1p`` of kernel area, stride, groups,
+  channels in/out, output spatial size (H*W) of the group's heaviest node, and of the group's
+  MACs, activation bytes read/written and weight bytes, plus a "live" flag (the group reaches a
+  graph output) and log1p fan-in/fan-out.
+* ``edges``: data-flow edges between groups (producer, consumer), shape (2, E).
+* ``g``: one graph-level vector, ``GRAPH_FEATURES`` columns: log1p totals (MACs, params, bytes,
+  nodes, edges, depth), resolution, batch, precision bytes, per-op counts (all nodes and live
+  nodes), per-op log1p MAC and byte sums, and counts of op-group pairs along edges.
+
+Units before the log: MACs are multiply-accumulates, bytes are bytes (element size from
+``graph.meta["precision"]``, default fp32), spatial sizes are pixels. The schema is identified by
+:data:`SCHEMA_VERSION`; a predictor trained on one schema refuses another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from nasctl.arch.graph import ACTIVATIONS, OP_INDEX, OPS, Graph
+
+SCHEMA_VERSION = "feat-v1"
+
+PRECISION_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "int8": 1}
+
+_NUMERIC = (
+    "kernel_area",
+    "stride",
+    "groups",
+    "c_in",
+    "c_out",
+    "spatial_out",
+    "macs",
+    "read_bytes",
+    "write_bytes",
+    "weight_bytes",
+)
+NODE_FEATURES: tuple[str, ...] = (
+    tuple(f"op_{o}" for o in OPS)
+    + tuple(f"log1p_{n}" for n in _NUMERIC)
+    + (
+        "live",
+        "log1p_fan_in",
+        "log1p_fan_out",
+    )
+)
+N_OPS = len(OPS)
+_COL = {n: N_OPS + i for i, n in enumerate(_NUMERIC)}
+
+#: Coarse op groups for edge-pair counts.
+_GROUP_OF: dict[str, str] = {
+    "conv": "conv",
+    "dwconv": "dwconv",
+    "gconv": "gconv",
+    "linear": "fc",
+    "matmul": "fc",
+    "batchnorm": "norm",
+    "layernorm": "norm",
+    "add": "add",
+    "mul": "mul",
+    "concat": "concat",
+    "split": "shape",
+    "reshape": "shape",
+    "flatten": "shape",
+    "transpose": "shape",
+    "pad": "shape",
+    "maxpool": "pool",
+    "avgpool": "pool",
+    "globalavgpool": "gpool",
+    "globalmaxpool": "gpool",
+    "identity": "identity",
+    "resize": "other",
+    "softmax": "other",
+    "other": "other",
+}
+GROUPS: tuple[str, ...] = (
+    "conv",
+    "dwconv",
+    "gconv",
+    "fc",
+    "norm",
+    "act",
+    "add",
+    "mul",
+    "concat",
+    "shape",
+    "pool",
+    "gpool",
+    "identity",
+    "other",
+)
+_GROUP_INDEX = {g: i for i, g in enumerate(GROUPS)}
+_OP_GROUP = np.array([_GROUP_INDEX[_GROUP_OF.get(o, "act")] for o in OPS], dtype=np.int64)
+N_GROUPS = len(GROUPS)
+
+GRAPH_FEATURES: tuple[str, ...] = (
+    (
+        "log1p_macs",
+        "log1p_params",
+        "log1p_read_bytes",
+        "log1p_write_bytes",
+        "log1p_weight_bytes",
+        "log1p_nodes",
+        "log1p_edges",
+        "log1p_depth",
+        "log1p_live_nodes",
+        "log1p_live_macs",
+        "resolution",
+        "batch",
+        "precision_bytes",
+    )
+    + tuple(f"count_{o}" for o in OPS)
+    + tuple(f"live_count_{o}" for o in OPS)
+    + tuple(f"log1p_macs_{o}" for o in OPS)
+    + tuple(f"log1p_bytes_{o}" for o in OPS)
+    + tuple(f"pair_{a}_{b}" for a in GROUPS for b in GROUPS)
+)
+
+
+def schema_hash() -> str:
+    """Short hash of the schema (version + feature names), stored in artifacts."""
+    text = SCHEMA_VERSION + "|" + ",".join(NODE_FEATURES) + "|" + ",".join(GRAPH_FEATURES)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class GraphFeatures:
+    """Features of one graph.
+
+    ``x``: (groups, len(NODE_FEATURES)) float32, one row per fused group of nodes (a compute
+    node with the normalisation/activation nodes around it, see :func:`fuse_groups`); op columns
+    count the group's ops, shape columns come from its heaviest node, cost columns are sums.
+    ``edges``: (2, E) int64 between groups. ``g``: (len(GRAPH_FEATURES),) float32. ``group``:
+    group index per node. ``costs``: (nodes, 4): MACs, read bytes, write bytes, weight bytes.
+    ``op``: op index per node. ``node_ids``: node ids in graph order.
+    """
+
+    x: np.ndarray
+    edges: np.ndarray
+    g: np.ndarray
+    group: np.ndarray
+    costs: np.ndarray
+    op: np.ndarray
+    node_ids: list[str]
+    raw: np.ndarray | None = None
+
+
+_UNARY = np.array([OP_INDEX[o] for o in ("batchnorm", "identity", *ACTIVATIONS)], dtype=np.int64)
+_OTHER = OP_INDEX["other"]
+
+
+def _kernel_area(k: Any) -> float:
+    if isinstance(k, int):
+        return float(k * k)
+    if isinstance(k, list | tuple) and len(k) >= 2:
+        return float(k[0] * k[1])
+    return 1.0
+
+
+def _first(v: Any) -> float:
+    if isinstance(v, list | tuple):
+        return float(v[0]) if v else 1.0
+    return float(v)
+
+
+def _node_raw(node: Any) -> tuple[int, float, float, float, float, float, float, float, float]:
+    """(op index, kernel area, stride, groups, c_in, c_out, output pixels, MACs, params)."""
+    op = node.op
+    a = node.attrs
+    out: tuple[int, ...] = node.out_shapes[0] if node.out_shapes else ()
+    out_el = float(prod(out)) if out else 0.0
+    spatial = float(prod(out[2:])) if len(out) > 2 else 1.0
+    ins = node.in_shapes
+    c_out = float(out[1]) if len(out) > 1 else 0.0
+    c_in = float(ins[0][1]) if ins and len(ins[0]) > 1 else 0.0
+    k_area, stride, groups, macs, params = 1.0, 1.0, 1.0, 0.0, 0.0
+    if op == "conv" or op == "dwconv" or op == "gconv":
+        k_area = _kernel_area(a.get("kernel", 1))
+        stride = _first(a.get("stride", 1))
+        groups = float(a.get("groups", 1)) or 1.0
+        macs = out_el * (c_in / groups) * k_area
+        params = c_out * (c_in / groups) * k_area + (c_out if a.get("bias") else 0.0)
+    elif op == "linear" or op == "matmul":
+        c_in = float(a.get("in_features", ins[0][-1] if ins and ins[0] else 0))
+        c_out = float(out[-1]) if out else 0.0
+        macs = out_el * c_in
+        if op == "linear":
+            params = c_in * c_out + (c_out if a.get("bias", True) else 0.0)
+    elif op == "maxpool" or op == "avgpool":
+        k_area = _kernel_area(a.get("kernel", 1))
+        stride = _first(a.get("stride", 1))
+        macs = out_el * k_area
+    elif op == "globalavgpool" or op == "globalmaxpool":
+        macs = float(prod(ins[0])) if ins else 0.0
+    elif op == "batchnorm" or op == "layernorm":
+        params = 2.0 * c_out
+    return OP_INDEX.get(op, _OTHER), k_area, stride, groups, c_in, c_out, spatial, macs, params
+
+
+def featurize(graph: Graph, precision: str | None = None, keep_raw: bool = False) -> GraphFeatures:
+    """Features of one graph (see the module docstring). ``precision`` (fp32/fp16/int8)
+    overrides ``graph.meta["precision"]`` for the element size in bytes; ``keep_raw`` keeps the
+    per-node raw attributes (for per-layer rows)."""
+    return featurize_many([graph], precision, keep_raw)[0]
+
+
+def _scan(graph: Graph) -> tuple[np.ndarray, list[int], list[int], list[int], int]:
+    """One pass over the nodes: raw rows (n, 11), edge lists, output nodes, depth."""
+    nodes = graph.nodes
+    n = len(nodes)
+    rows: list[tuple[float, ...]] = []
+    producer: dict[str, int] = {}
+    src: list[int] = []
+    dst: list[int] = []
+    depth = [0] * n
+    for i, node in enumerate(nodes):
+        d = 0
+        read = 0
+        for t, s in zip(node.inputs, node.in_shapes, strict=False):
+            read += prod(s)
+            j = producer.get(t)
+            if j is not None:
+                src.append(j)
+                dst.append(i)
+                if depth[j] > d:
+                    d = depth[j]
+        depth[i] = d + 1
+        outs_el = (
+            prod(node.out_shapes[0])
+            if len(node.out_shapes) == 1
+            else sum(prod(s) for s in node.out_shapes)
+        )
+        rows.append((*_node_raw(node), read, outs_el))
+        for t in node.outputs:
+            producer[t] = i
+    outs = [producer[t] for t in graph.outputs if t in producer]
+    raw = np.array(rows, dtype=np.float64).reshape(n, 11)
+    return raw, src, dst, outs, max(depth, default=0)
+
+
+def featurize_many(
+    graphs: list[Graph], precision: str | None = None, keep_raw: bool = False
+) -> list[GraphFeatures]:
+    """Features of many graphs; the array work runs once over the whole batch."""
+    if not graphs:
+        return []
+    scans = [_scan(g) for g in graphs]
+    sizes = np.array([s[0].shape[0] for s in scans], dtype=np.int64)
+    off = np.r_[0, np.cumsum(sizes)]
+    raw = np.vstack([s[0] for s in scans])
+    src = np.concatenate([np.asarray(s[1], np.int64) + o for s, o in zip(scans, off, strict=False)])
+    dst = np.concatenate([np.asarray(s[2], np.int64) + o for s, o in zip(scans, off, strict=False)])
+    outs = [j + int(o) for s, o in zip(scans, off, strict=False) for j in s[3]]
+    edges = np.stack([src, dst])
+    elem = np.array(
+        [PRECISION_BYTES.get(precision or str(g.meta.get("precision", "fp32")), 4) for g in graphs],
+        dtype=np.float64,
+    )
+    gid = np.repeat(np.arange(len(graphs)), sizes)
+    e = elem[gid]
+    costs = np.column_stack([raw[:, 7], raw[:, 9] * e, raw[:, 10] * e, raw[:, 8] * e])
+    op = raw[:, 0].astype(np.int64)
+    live = _live(raw.shape[0], edges, outs)
+    grp = fuse_groups(op, edges)
+    x, gedges = _node_rows(raw, costs, live, op, grp, edges)
+    g = _graph_rows(graphs, raw, costs, op, live, edges, gid, [s[4] for s in scans], elem)
+    g_off = np.r_[grp[off[:-1]], x.shape[0]]  # groups of a graph are contiguous
+    e_off = np.asarray(np.searchsorted(gedges[0], g_off))
+    out = []
+    for i, graph in enumerate(graphs):
+        a, b, ga, gb = int(off[i]), int(off[i + 1]), int(g_off[i]), int(g_off[i + 1])
+        out.append(
+            GraphFeatures(
+                x=x[ga:gb],
+                edges=gedges[:, int(e_off[i]) : int(e_off[i + 1])] - ga,
+                g=g[i],
+                group=grp[a:b] - ga,
+                costs=costs[a:b],
+                op=op[a:b],
+                node_ids=[nd.id for nd in graph.nodes],
+                raw=raw[a:b] if keep_raw else None,
+            )
+        )
+    return out
+
+
+def _live(n: int, edges: np.ndarray, outs: list[int]) -> np.ndarray:
+    """Nodes with a path to a graph output."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import breadth_first_order
+
+    live = np.zeros(n, dtype=bool)
+    if not outs or n == 0:
+        return live
+    # Reverse adjacency plus a virtual root (index n) linked to every output node.
+    rows = np.r_[edges[1], np.full(len(outs), n)]
+    cols = np.r_[edges[0], np.asarray(outs)]
+    adj = csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n + 1, n + 1))
+    order = breadth_first_order(adj, n, directed=True, return_predecessors=False)
+    live[order[order < n]] = True
+    return live
+
+
+def fuse_groups(op: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Group index per node, as engines fuse kernels: a normalisation/activation/identity node
+    joins its producer when it is that producer's only consumer, else its consumer when that
+    consumer has no other input (ReLU-Conv-BN becomes one group). Groups are numbered by first
+    member."""
+    n = op.size
+    if n == 0 or edges.shape[1] == 0:
+        return np.arange(n)
+    src, dst = edges
+    fan_out = np.bincount(src, minlength=n)
+    fan_in = np.bincount(dst, minlength=n)
+    unary = np.isin(op, _UNARY)
+    one = (fan_out[src] == 1) & (fan_in[dst] == 1)
+    fwd = unary[dst] & one  # dst joins src
+    bwd = unary[src] & one & ~unary[dst]  # src joins dst
+    link = np.arange(n)
+    link[dst[fwd]] = src[fwd]
+    link[src[bwd]] = dst[bwd]
+    for _ in range(64):  # pointer jumping; links follow edges of a DAG, so no cycles
+        nxt = link[link]
+        if np.array_equal(nxt, link):
+            break
+        link = nxt
+    first = np.full(n, n)
+    np.minimum.at(first, link, np.arange(n))
+    _, grp = np.unique(first[link], return_inverse=True)
+    return grp.reshape(-1)
+
+
+def group_rows(
+    raw: np.ndarray, costs: np.ndarray, op: np.ndarray, grp: np.ndarray, k: int
+) -> np.ndarray:
+    """Rows of NODE_FEATURES for groups of nodes (``grp``: group per node, -1 = none): op
+    counts, shape of the heaviest member, log1p summed costs. Live and fan columns are 0."""
+    m = grp >= 0
+    raw, costs, op, grp = raw[m], costs[m], op[m], grp[m]
+    n = raw.shape[0]
+    x = np.zeros((k, len(NODE_FEATURES)), dtype=np.float64)
+    np.add.at(x, (grp, op), 1.0)
+    order = np.lexsort((np.arange(n), -raw[:, 7], grp))  # heaviest member first per group
+    lead = order[np.r_[True, grp[order][1:] != grp[order][:-1]]] if n else order
+    x[grp[lead], N_OPS : N_OPS + 6] = raw[lead, 1:7]
+    for j in range(4):
+        x[:, N_OPS + 6 + j] = np.bincount(grp, weights=costs[:, j], minlength=k)
+    x[:, N_OPS : N_OPS + 10] = np.log1p(x[:, N_OPS : N_OPS + 10])
+    return x
+
+
+def _node_rows(
+    raw: np.ndarray,
+    costs: np.ndarray,
+    live: np.ndarray,
+    op: np.ndarray,
+    grp: np.ndarray,
+    edges: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group-level node feature rows and group edges."""
+    k = int(grp.max()) + 1 if grp.size else 0
+    x = group_rows(raw, costs, op, grp, k)
+    x[:, N_OPS + 10] = np.bincount(grp, weights=live, minlength=k) > 0
+    gs, gd = grp[edges[0]], grp[edges[1]]
+    keep = gs != gd
+    gedges = np.zeros((2, 0), np.int64)
+    if keep.any():
+        gedges = np.unique(np.stack([gs[keep], gd[keep]]), axis=1)
+    x[:, N_OPS + 11] = np.log1p(np.bincount(gedges[1], minlength=k))
+    x[:, N_OPS + 12] = np.log1p(np.bincount(gedges[0], minlength=k))
+    return x.astype(np.float32), gedges.astype(np.int64)
+
+
+def _graph_rows(
+    graphs: list[Graph],
+    raw: np.ndarray,
+    costs: np.ndarray,
+    op: np.ndarray,
+    live: np.ndarray,
+    edges: np.ndarray,
+    gid: np.ndarray,
+    depth: list[int],
+    elem: np.ndarray,
+) -> np.ndarray:
+    """Graph-level rows (graphs, len(GRAPH_FEATURES)) float32 of a batch (``gid``: graph per
+    node)."""
+    b = len(graphs)
+
+    def per_graph(w: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(gid, weights=w, minlength=b).astype(np.float64)
+
+    def per_op(mask: np.ndarray | None = None, w: np.ndarray | None = None) -> np.ndarray:
+        key = gid * N_OPS + op
+        if mask is not None:
+            key, w = key[mask], (w[mask] if w is not None else None)
+        return np.bincount(key, weights=w, minlength=b * N_OPS).reshape(b, N_OPS)
+
+    macs = raw[:, 7]
+    egid = gid[edges[0]]
+    tot = np.column_stack(
+        [
+            per_graph(macs),
+            per_graph(raw[:, 8]),
+            per_graph(costs[:, 1]),
+            per_graph(costs[:, 2]),
+            per_graph(costs[:, 3]),
+            per_graph(),
+            np.bincount(egid, minlength=b),
+            np.asarray(depth),
+            per_graph(live.astype(np.float64)),
+            per_graph(macs * live),
+        ]
+    )
+    shapes = [g.input_shape if g.inputs else (1,) for g in graphs]
+    extra = np.array(
+        [
+            [float(s[-1]) if len(s) >= 3 else 0.0, float(s[0]), el]
+            for s, el in zip(shapes, elem, strict=True)
+        ]
+    )
+    og = _OP_GROUP[op]
+    pair = np.bincount(
+        egid * N_GROUPS * N_GROUPS + og[edges[0]] * N_GROUPS + og[edges[1]],
+        minlength=b * N_GROUPS * N_GROUPS,
+    ).reshape(b, -1)
+    g = np.hstack(
+        [
+            np.log1p(tot),
+            extra,
+            per_op(),
+            per_op(live),
+            np.log1p(per_op(None, macs)),
+            np.log1p(per_op(None, costs[:, 1:].sum(1))),
+            pair,
+        ]
+    )
+    return g.astype(np.float32)
+
+
+def graph_matrix(feats: list[GraphFeatures]) -> np.ndarray:
+    """Stack graph-level vectors: (graphs, len(GRAPH_FEATURES)) float32."""
+    if not feats:
+        return np.zeros((0, len(GRAPH_FEATURES)), dtype=np.float32)
+    return np.stack([f.g for f in feats])
+
+
+def log_safe(v: float) -> float:
+    """Natural log of a positive latency (ms), floored at 1e-6 ms."""
+    return math.log(max(float(v), 1e-6))

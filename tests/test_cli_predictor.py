@@ -1,0 +1,181 @@
+"""`nasctl train-predictor` / `nasctl predict` end to end on a small store, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nasctl.cli.main import app
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "latency_ms.csv"
+DEVICE = "replay-nb201-fpga"
+runner = CliRunner()
+
+
+def _store(path: Path, n: int) -> list[str]:
+    """A store with ``n`` NB201 cells measured on one (replayed) device; returns genotypes."""
+    from nasctl.datasets.store import Store
+    from nasctl.profiler.records import Measurement
+    from nasctl.search.spaces import get_space
+
+    with open(DATA, newline="") as f:
+        rows = list(csv.DictReader(f))[:n]
+    sp = get_space("nb201")
+    with Store(path) as st:
+        for r in rows:
+            h = st.add_architecture(sp.to_graph(r["arch"]))
+            st.add_measurement(
+                Measurement(
+                    arch_hash=h,
+                    device_id=DEVICE,
+                    precision="fp32",
+                    batch=1,
+                    status="ok",
+                    median_ms=float(r["fpga"]),
+                )
+            )
+    return [r["arch"] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    if not DATA.exists():
+        pytest.skip(f"{DATA} not present")
+    d = tmp_path_factory.mktemp("cli")
+    genos = _store(d / "m.db", 80)
+    out = d / "pred"
+    res = runner.invoke(
+        app,
+        [
+            "train-predictor",
+            "--db",
+            str(d / "m.db"),
+            "--device",
+            "replay:nb201/fpga",
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    return d, out, genos
+
+
+def test_train_writes_artifact_and_metrics(trained) -> None:
+    _, out, _ = trained
+    m = json.loads((out / "metrics.json").read_text())
+    for name in ("gnn", "gbdt", "ensemble"):
+        assert {"mape", "rmspe", "acc5", "acc10", "spearman", "kendall", "coverage", "n"} <= set(
+            m[name]
+        )
+        assert m[name]["n"] == m["split"]["test"] == 12
+    assert m["device_id"] == DEVICE and m["ensemble"]["mape"] < 10
+    assert {"meta.json", "manifest.json", "gbdt.txt", "gnn.pt"} <= {p.name for p in out.iterdir()}
+
+
+def test_predict_genotypes_json(trained, tmp_path: Path) -> None:
+    _, out, genos = trained
+    f = tmp_path / "g.txt"
+    f.write_text("\n".join(genos[:5]) + "\n")
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            "--predictor",
+            str(out),
+            "--space",
+            "nb201",
+            "--genotypes-file",
+            str(f),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["genotype"] for r in rows] == genos[:5]
+    assert all(0 < r["low_ms"] <= r["latency_ms"] <= r["high_ms"] for r in rows)
+
+
+def test_predict_onnx_and_bad_onnx(trained, tmp_path: Path) -> None:
+    from nasctl.arch.onnx_io import save_onnx
+    from nasctl.search.spaces import get_space
+
+    _, out, genos = trained
+    p = save_onnx(get_space("nb201").to_graph(genos[0]), tmp_path / "a.onnx")
+    res = runner.invoke(app, ["predict", "--predictor", str(out), str(p), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["model"] == "a.onnx"
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not onnx")
+    res = runner.invoke(app, ["predict", "--predictor", str(out), str(bad)])
+    assert res.exit_code == 1 and "error:" in res.output and "Traceback" not in res.output
+
+
+def test_predict_refuses_other_device_and_tampering(trained, tmp_path: Path) -> None:
+    import shutil
+
+    _, out, genos = trained
+    f = tmp_path / "g.txt"
+    f.write_text(genos[0] + "\n")
+    args = ["predict", "--predictor", str(out), "--space", "nb201", "--genotypes-file", str(f)]
+    res = runner.invoke(app, [*args, "--device", "cpu-ort-fp32-t1"])
+    assert res.exit_code == 1 and f"trained for device '{DEVICE}'" in res.output
+    bad = tmp_path / "p2"
+    shutil.copytree(out, bad)
+    (bad / "gbdt.txt").write_text((bad / "gbdt.txt").read_text() + "\n")
+    res = runner.invoke(app, ["predict", "--predictor", str(bad), *args[3:]])
+    assert res.exit_code == 1 and "SHA-256" in res.output
+
+
+def test_train_bad_input(trained, tmp_path: Path) -> None:
+    d, _, _ = trained
+    res = runner.invoke(
+        app,
+        [
+            "train-predictor",
+            "--db",
+            str(d / "m.db"),
+            "--device",
+            "t4",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert res.exit_code == 1 and DEVICE in res.output  # lists the stored ids
+    _store(tmp_path / "few.db", 12)
+    res = runner.invoke(
+        app,
+        [
+            "train-predictor",
+            "--db",
+            str(tmp_path / "few.db"),
+            "--device",
+            DEVICE,
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert res.exit_code == 1 and "at least 20" in res.output
+    from nasctl.datasets.store import Store
+
+    Store(tmp_path / "empty.db").close()
+    res = runner.invoke(
+        app,
+        [
+            "train-predictor",
+            "--db",
+            str(tmp_path / "empty.db"),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert res.exit_code == 1 and "no measurements" in res.output
+    assert "Traceback" not in res.output
