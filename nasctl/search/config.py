@@ -1,0 +1,67 @@
+"""Settings and result of one search (:class:`SearchConfig`, :class:`SearchResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasctl.search.objectives import Candidate, Constraints
+
+
+@dataclass
+class SearchConfig:
+    """Settings of one search (see the CLI help for each)."""
+
+    space: str
+    device: str
+    accuracy: str
+    out: Path
+    constraints: Constraints = field(default_factory=Constraints)
+    device_budget: int = 50
+    generations: int = 20
+    population: int = 50
+    seed: int = 0
+    strategy: str = "nsga2"
+    use_predictor: bool = True
+    predictor_dir: str | None = None
+    validate_every: int = 5
+    bootstrap: int | None = None
+    validation_share: float = 0.5
+    refine_top: int = 10
+    refine_cap: int = 300
+    reuse_stored: bool = True
+    score_all: bool = False
+    db: Path | None = None
+    device_opts: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> dict[str, Any]:
+        return {"space": self.space, "device": self.device, "accuracy": self.accuracy,
+                "seed": self.seed, "strategy": self.strategy, "population": self.population,
+                "use_predictor": self.use_predictor, "predictor_dir": self.predictor_dir,
+                "constraints": self.constraints.to_dict()}
+
+    def n_bootstrap(self) -> int:
+        if self.bootstrap is not None:
+            return max(0, min(self.bootstrap, self.device_budget))
+        return max(3, min(20, round(0.2 * self.device_budget)))
+
+
+@dataclass
+class SearchResult:
+    """What a search found. ``best`` rests on measured latency; ``stopped`` is set when the
+    device failed mid-search (everything measured is kept; run again to resume)."""
+
+    best: Candidate | None
+    fastest: Candidate | None
+    frontier: list[Candidate]
+    candidates: list[Candidate]
+    device_measurements: int
+    predictor_queries: int
+    candidates_scored: int
+    scoring_s: float
+    elapsed_s: float
+    message: str = ""
+    stopped: str | None = None
+    resumed: bool = False
+    measurements: list[dict[str, Any]] = field(default_factory=list)

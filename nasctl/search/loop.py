@@ -1,0 +1,467 @@
+"""The predictor-first search loop with periodic real-device validation.
+
+One run (:class:`SearchLoop`):
+
+1. **Bootstrap** (no ``predictor_dir``): measure a random sample (``bootstrap`` genotypes, by
+   default 20% of the device budget, 3 to 20) and fit the loop's latency model on it.
+2. **Generations**: the strategy proposes ``population`` genotypes; each new one gets its accuracy
+   from the estimator (an estimator that raises marks the candidate failed; the search goes on) and
+   its latency from the model (mean and interval), all in one batch; objectives go back to the
+   strategy with the constraint violation (latency counted by the interval's low end, so
+   "possibly feasible" candidates stay in the race).
+3. **Validation** every ``validate_every`` generations: measure on the device, one at a time, the
+   candidates with the largest expected improvement of the answer (those that would change the
+   front at the budget or whose interval straddles it, see :mod:`nasctl.search.selection`), refit
+   the model after each, log predicted vs measured. Rounds spend at most ``validation_share`` of
+   the budget left after the bootstrap.
+4. **Final**: the same selection with the whole remaining budget, then the unmeasured members of
+   the final front (most accurate first) while budget remains. With ``score_all`` (enumerable
+   spaces only: nb201) every genotype of the space is scored by the predictor first, so the
+   final choice does not depend on the evolution having proposed the exact cell.
+
+Without ``use_predictor`` every proposed candidate is measured (the baseline) until the budget is
+spent. Everything is recorded as it happens (``search.db``, the dataset store,
+``measurements.jsonl``); a device that fails mid-search stops the run cleanly
+(:attr:`SearchResult.stopped`) and running
+the same search again resumes it without measuring anything twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasctl.errors import DeviceError, NasctlError, SearchError
+from nasctl.search.config import SearchConfig, SearchResult
+from nasctl.search.estimators.base import AccuracyEstimator, get_estimator
+from nasctl.search.estimators.latency import (
+    LatencyModel,
+    PredictorPrior,
+    SurrogateLatencyModel,
+    z_of,
+)
+from nasctl.search.objectives import (
+    Candidate,
+    best_measured,
+    fastest_measured,
+    graph_cost_fields,
+    measured_feasible,
+)
+from nasctl.search.pareto import front_of
+from nasctl.search.selection import acquisition, candidate_pool, neighbours, prefilter
+from nasctl.search.spaces.base import SearchSpace, get_space
+from nasctl.search.state import SearchState
+from nasctl.search.strategies import Told, make_strategy
+
+Progress = Callable[..., None]
+
+
+class SearchLoop:
+    """Runs one search; collaborators can be injected (tests, benchmarks)."""
+
+    def __init__(self, config: SearchConfig, *, space: SearchSpace | None = None,
+                 device: Any = None, estimator: AccuracyEstimator | None = None,
+                 model: LatencyModel | None = None, progress: Progress | None = None) -> None:
+        cfg = self.cfg = config
+        if cfg.device_budget < 0:
+            raise SearchError(f"--device-budget must be >= 0; got {cfg.device_budget}")
+        if cfg.generations < 0 or cfg.validate_every < 1:
+            raise SearchError("--generations must be >= 0 and --validate-every >= 1")
+        self.space = space or get_space(cfg.space)
+        self.estimator = estimator or get_estimator(cfg.accuracy)
+        self.estimator.check_space(self.space)
+        if device is None:
+            from nasctl.profiler import get_device
+
+            device = get_device(cfg.device, **cfg.device_opts)
+        self.device = device
+        self.cons = cfg.constraints
+        self.z = z_of(self.cons.confidence)
+        self.progress = progress or (lambda *a, **k: None)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.state = SearchState(self.out / "search.db")
+        self.resumed = self.state.check_settings(cfg.settings())
+        from nasctl.datasets.store import Store
+
+        self.store = Store(cfg.db or (self.out / "measurements.db"))
+        self.device_id = self.device.device_id
+        self.model = model if model is not None else self._default_model()
+        self.stored = self._stored_latencies() if cfg.use_predictor and cfg.reuse_stored else {}
+        self.strategy = make_strategy(cfg.strategy, self.space, cfg.population, cfg.seed)
+        self.archive: dict[str, Candidate] = {}
+        self.attempted: set[str] = set()
+        self.used = 0
+        self.scored = 0
+        self.scoring_s = 0.0
+        self._log = (self.out / "measurements.jsonl").open("a")
+
+    def _stored_latencies(self) -> dict[str, float]:
+        """Latencies already in the store for this device and space (e.g. from `nasctl
+        profile`): the latency model learns from them too, at no device cost."""
+        from nasctl.errors import StoreError
+
+        if self.device_id not in self.store.device_ids():
+            return {}
+        try:
+            rows = self.store.training_rows(self.device_id, space=self.space.name)
+        except StoreError:
+            return {}
+        return {r.genotype: float(r.latency_ms) for r in rows
+                if r.genotype and r.latency_ms and r.latency_ms > 0}
+
+    def _default_model(self) -> LatencyModel:
+        prior = None
+        if self.cfg.predictor_dir:
+            prior = PredictorPrior(self.cfg.predictor_dir, self.space, self.device_id)
+        return SurrogateLatencyModel(self.space, self.cons.confidence, prior=prior,
+                                     seed=self.cfg.seed)
+
+    # -- public --------------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        t0 = time.perf_counter()
+        stopped = None
+        try:
+            self._restore()
+            self.progress("start", generations=self.cfg.generations,
+                          budget=self.cfg.device_budget, used=self.used, resumed=self.resumed)
+            if self.cfg.use_predictor:
+                self._run_predictor_first()
+            else:
+                self._run_measure_all()
+        except DeviceError as e:
+            stopped = (f"device {self.cfg.device!r} failed: {e}; everything measured is kept, "
+                       "run the same command again to resume")
+        finally:
+            self._log.close()
+        return self._result(time.perf_counter() - t0, stopped)
+
+    # -- resume --------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        for g, (acc, err, params, mem) in self.state.estimates().items():
+            self.archive[g] = Candidate(g, accuracy=acc, error=err, params=params, memory_mb=mem)
+        for r in self.state.measured():
+            c = self.archive.setdefault(r["genotype"], Candidate(r["genotype"]))
+            c.measured_ms = r["measured_ms"]
+            self.attempted.add(r["genotype"])
+        self.used = self.state.device_measurements()
+        history = self.state.history()
+        for gen, results in history:
+            for t in results:
+                if t.genotype in self.archive:
+                    self.archive[t.genotype].generation = min(
+                        self.archive[t.genotype].generation, gen)
+        self.strategy.restore(history)
+        self.next_gen = len(history)
+        self._refit()
+
+    # -- modes ---------------------------------------------------------------------------------
+    def _run_predictor_first(self) -> None:
+        cfg = self.cfg
+        if not cfg.predictor_dir:
+            self._bootstrap()
+        start_used = self.state.get_meta("start_used")
+        if start_used is None:
+            start_used = self.used
+            self.state.set_meta("start_used", start_used)
+        rounds = [g for g in range(cfg.generations)
+                  if (g + 1) % cfg.validate_every == 0 and g + 1 < cfg.generations]
+        share = int(cfg.validation_share * (cfg.device_budget - start_used))
+        last = self.next_gen - 1
+        if last in rounds and not self.state.get_meta(f"validated:{last}"):
+            self._round(last, rounds, share, start_used)  # interrupted round: finish it
+        for gen in range(self.next_gen, cfg.generations):
+            self._generation(gen)
+            if gen in rounds:
+                self._round(gen, rounds, share, start_used)
+        if cfg.score_all:
+            self._score_all()
+        self._validate(cfg.device_budget - self.used, "final", cfg.generations)
+        self._measure_front()
+
+    def _score_all(self) -> None:
+        """Score every genotype of an enumerable space (nb201: 15,625) before the final phase."""
+        every = self.space.enumerate()
+        if every is None:
+            raise SearchError(f"--score-all needs an enumerable space; {self.space.name!r} is not")
+        t = time.perf_counter()
+        fresh = [g for g in every if g not in self.archive]
+        self._ensure_estimated(fresh, generation=self.cfg.generations)
+        self.scored += len(fresh)
+        self.scoring_s += time.perf_counter() - t
+
+    def _round(self, gen: int, rounds: list[int], share: int, start_used: int) -> None:
+        """One validation round; its quota is fixed (and recorded) when it first starts."""
+        key = f"quota:{gen}"
+        quota = self.state.get_meta(key)
+        if quota is None:
+            left_rounds = len([r for r in rounds if r >= gen])
+            spent = self.used - start_used
+            quota = max(0, (share - spent) // max(left_rounds, 1))
+            self.state.set_meta(key, quota)
+        done = sum(1 for m in self.state.measured()
+                   if m["phase"] == "validate" and m["generation"] == gen)
+        self._validate(quota - done, "validate", gen)
+        self.state.set_meta(f"validated:{gen}", True)
+
+    def _run_measure_all(self) -> None:
+        for gen in range(self.next_gen, self.cfg.generations):
+            if self.used >= self.cfg.device_budget:
+                break
+            self._generation(gen)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _bootstrap(self) -> None:
+        n = self.cfg.n_bootstrap()
+        ok = [g for g in self.attempted if self.archive[g].measured_ms is not None]
+        ok += [g for g in self.stored if g not in self.attempted]  # stored: free training data
+        rng = self.strategy.rng(-1, "bootstrap")
+        tries = 0
+        self.progress("phase", name="bootstrap", total=n)
+        while len(ok) < n and self.used < self.cfg.device_budget and tries < 50 * n:
+            tries += 1
+            g = self.space.sample(rng)
+            if g in self.attempted:
+                continue
+            c = self._ensure_estimated([g], generation=-1)[0]
+            if self._measure(c.genotype, "bootstrap", -1).measured_ms is not None:
+                ok.append(g)
+        self._refit()
+
+    def _generation(self, gen: int) -> None:
+        t = time.perf_counter()
+        genotypes = self.strategy.ask(gen)
+        cands = self._ensure_estimated(genotypes, generation=gen)
+        unique = [self.archive[g] for g in dict.fromkeys(genotypes)]
+        if self.cfg.use_predictor:
+            self._predict([c for c in unique if not c.failed and c.measured_ms is None])
+        else:
+            for c in unique:
+                if c.genotype not in self.attempted and not c.failed:
+                    if self.used >= self.cfg.device_budget:
+                        break
+                    self._measure(c.genotype, "search", gen)
+        told = [self._told(c) for c in cands]
+        self.strategy.tell(gen, told)
+        self.state.add_generation(gen, told)
+        self.scored += len(cands)
+        self.scoring_s += time.perf_counter() - t
+        self.progress("generation", generation=gen, scored=self.scored, used=self.used,
+                      best=best_measured(list(self.archive.values()), self.cons))
+
+    def _told(self, c: Candidate) -> Told:
+        lat = c.measured_ms if c.measured_ms is not None else c.mean_ms
+        if c.failed or lat is None:
+            return Told(c.genotype, None, 0.0)
+        low = c.measured_ms if c.measured_ms is not None else (c.low_ms or lat)
+        return Told(c.genotype, (float(c.accuracy or 0.0), float(lat)), self._violation(c, low))
+
+    def _violation(self, c: Candidate, low_ms: float) -> float:
+        cons, v = self.cons, 0.0
+        if cons.latency_budget_ms is not None:
+            v += max(0.0, low_ms - cons.latency_budget_ms) / cons.latency_budget_ms
+        if cons.min_accuracy is not None:
+            v += max(0.0, cons.min_accuracy - float(c.accuracy or 0.0)) / max(
+                1.0, abs(cons.min_accuracy))
+        if cons.max_params is not None and c.params is not None:
+            v += max(0.0, c.params - cons.max_params) / cons.max_params
+        if cons.max_memory_mb is not None and c.memory_mb is not None:
+            v += max(0.0, c.memory_mb - cons.max_memory_mb) / cons.max_memory_mb
+        return v
+
+    def _ensure_estimated(self, genotypes: list[str], generation: int) -> list[Candidate]:
+        rows = []
+        for g in dict.fromkeys(genotypes):
+            if g in self.archive and (self.archive[g].accuracy is not None
+                                      or self.archive[g].error is not None):
+                continue
+            c = self.archive.setdefault(g, Candidate(g, generation=generation))
+            try:
+                graph = self.space.to_graph(g) if (
+                    self.estimator.needs_graph or self.cons.needs_costs) else None
+                if self.cons.needs_costs:
+                    c.params, c.memory_mb = graph_cost_fields(graph)
+                c.accuracy = float(self.estimator.estimate(g, graph, self.space))
+                if not math.isfinite(c.accuracy):
+                    raise SearchError(f"estimator returned {c.accuracy}")
+            except Exception as e:  # noqa: BLE001 - any estimator failure marks the candidate
+                c.accuracy, c.error = None, f"{type(e).__name__}: {e}".splitlines()[0][:300]
+            rows.append((g, c.accuracy, c.error, c.params, c.memory_mb))
+        if rows:
+            self.state.add_estimates(rows)
+        return [self.archive[g] for g in genotypes]
+
+    def _predict(self, cands: list[Candidate]) -> None:
+        if not cands:
+            return
+        mean, low, high = self.model.predict([c.genotype for c in cands])
+        for c, m, lo, hi in zip(cands, mean, low, high, strict=False):
+            c.mean_ms, c.low_ms, c.high_ms = float(m), float(lo), float(hi)
+
+    def _refit(self) -> None:
+        if not self.cfg.use_predictor:
+            return
+        data = dict(self.stored)
+        for g in self.attempted:
+            ms = self.archive[g].measured_ms
+            if ms is not None:
+                data[g] = ms
+        if data or self.cfg.predictor_dir:
+            self.model.update(data)  # type: ignore[arg-type]
+
+    def _measured(self) -> list[Candidate]:
+        return [self.archive[g] for g in self.attempted
+                if self.archive[g].measured_ms is not None]
+
+    def _validate(self, quota: int, phase: str, gen: int) -> None:
+        spread = [c.accuracy for c in self.archive.values() if c.accuracy is not None]
+        # below this the chance of an improvement is negligible (about 1e-6 of the accuracy range)
+        min_score = 1e-6 * (max(spread) - min(spread)) if len(spread) > 1 else 0.0
+        done = 0
+        self.progress("phase", name=phase, total=quota)
+        while done < quota and self.used < self.cfg.device_budget:
+            pool, score = self._ranked(gen)
+            if not pool:
+                break
+            i = int(np.argmax(score))
+            if not score[i] > min_score:
+                break
+            self._measure(pool[i].genotype, phase, gen)
+            done += 1
+            self._refit()
+
+    def _ranked(self, gen: int) -> tuple[list[Candidate], np.ndarray]:
+        """Pool and acquisition scores, after refining around the top candidates."""
+        seen_top: set[str] = set()
+        for it in range(6):
+            measured = self._measured()
+            pool = prefilter(candidate_pool(self.archive, self.attempted, self.cons),
+                             measured, self.cons)
+            if not pool:
+                return pool, np.zeros(0)
+            self._predict(pool)
+            score = acquisition(pool, measured, self.cons, self.z)
+            order = np.argsort(-score, kind="stable")[: self.cfg.refine_top]
+            top = [pool[i].genotype for i in order if score[i] > 0]
+            # and the best measured answers so far: their neighbours sit at the budget boundary
+            top += [c.genotype for c in self._best_measured(self.cfg.refine_top)]
+            new_top = [g for g in top if g not in seen_top]
+            if not new_top or it == 5 or self.cfg.refine_top <= 0 or self.cfg.refine_cap <= 0:
+                return pool, score
+            seen_top.update(new_top)
+            rng = self.strategy.rng(gen, f"refine{len(self.attempted)}-{it}")
+            fresh = list(dict.fromkeys(n for g in new_top for n in neighbours(self.space, g, rng)
+                                       if n not in self.archive))[: self.cfg.refine_cap]
+            if not fresh:
+                return pool, score
+            t = time.perf_counter()
+            self._ensure_estimated(fresh, generation=gen)
+            self.scored += len(fresh)
+            self.scoring_s += time.perf_counter() - t
+        return pool, score
+
+    def _best_measured(self, k: int) -> list[Candidate]:
+        """The ``k`` best measured candidates that meet every constraint."""
+        ok = [c for c in self._measured() if measured_feasible(c, self.cons)]
+        if self.cons.min_accuracy is not None:
+            return sorted(ok, key=lambda c: c.measured_ms or 0.0)[:k]
+        return sorted(ok, key=lambda c: -(c.accuracy or 0.0))[:k]
+
+    def _measure_front(self) -> None:
+        cands = [c for c in self.archive.values() if not c.failed and c.latency_ms is not None]
+        idx = front_of([c.accuracy or 0.0 for c in cands], [c.latency_ms or 0.0 for c in cands])
+        front = sorted((cands[i] for i in idx), key=lambda c: -(c.accuracy or 0.0))
+        budget = self.cons.latency_budget_ms
+        for c in front:
+            if self.used >= self.cfg.device_budget:
+                break
+            if c.genotype in self.attempted:
+                continue
+            if budget is not None and c.low_ms is not None and c.low_ms > budget:
+                continue
+            self._measure(c.genotype, "front", self.cfg.generations)
+        self._refit()
+
+    # -- the device ----------------------------------------------------------------------------
+    def _measure(self, genotype: str, phase: str, gen: int) -> Candidate:
+        """Measure one genotype (or reuse the dataset store's record); DeviceError propagates."""
+        from nasctl.profiler.records import MeasurementRequest
+
+        c = self.archive.setdefault(genotype, Candidate(genotype, generation=gen))
+        graph = self.space.to_graph(genotype)
+        h = self.store.add_architecture(graph)
+        m = self.store.get_measurement(h, self.device_id) if self.cfg.reuse_stored else None
+        from_store = m is not None and m.status in ("ok", "noisy")
+        if not from_store:
+            if self.used >= self.cfg.device_budget:
+                raise SearchError("device budget spent")  # callers check first; defensive
+            req = MeasurementRequest(arch_hash=h, device=self.cfg.device,
+                                     graph_json=graph.to_json(), space=self.space.name,
+                                     genotype=genotype, per_layer=False)
+            self.used += 1
+            try:
+                m = self.device.measure(req)
+            except NasctlError as e:
+                if isinstance(e, DeviceError):
+                    raise
+                raise DeviceError(str(e)) from e
+            self.store.add_measurement(m)  # ignored (kept once) if the same graph is stored
+        assert m is not None
+        pred = (c.mean_ms, c.low_ms, c.high_ms) if c.mean_ms is not None else None
+        ok = m.status in ("ok", "noisy") and m.median_ms is not None
+        c.measured_ms = float(m.median_ms) if ok and m.median_ms is not None else None
+        self.attempted.add(genotype)
+        self.state.add_measured(genotype, phase=phase, generation=gen, status=m.status,
+                                measured_ms=c.measured_ms, error=m.error, pred=pred,
+                                from_store=from_store)
+        rec = {"genotype": genotype, "phase": phase, "generation": gen, "accuracy": c.accuracy,
+               "predicted_ms": pred[0] if pred else None, "low_ms": pred[1] if pred else None,
+               "high_ms": pred[2] if pred else None, "from_store": from_store,
+               "measurement": m.to_dict()}
+        self._log.write(json.dumps(rec, default=str) + "\n")
+        self._log.flush()
+        self.progress("measure", genotype=genotype, measured_ms=c.measured_ms, predicted=pred,
+                      used=self.used, phase=phase)
+        return c
+
+    # -- result --------------------------------------------------------------------------------
+    def _result(self, elapsed: float, stopped: str | None) -> SearchResult:
+        cands = list(self.archive.values())
+        if self.cfg.use_predictor and self.model is not None:
+            try:
+                self._predict([c for c in cands if not c.failed])
+            except NasctlError:
+                pass  # no model yet (device lost during bootstrap): report measured only
+        best = best_measured(cands, self.cons)
+        fastest = fastest_measured(cands)
+        scored = [c for c in cands if not c.failed and c.latency_ms is not None]
+        idx = front_of([c.accuracy or 0.0 for c in scored], [c.latency_ms or 0.0 for c in scored])
+        frontier = [scored[i] for i in idx]
+        message = ""
+        b = self.cons.latency_budget_ms
+        if best is None and fastest is not None and b is not None:
+            message = (f"no measured architecture meets the latency budget of {b:g} ms; the "
+                       f"fastest found is {fastest.measured_ms:.4g} ms ({fastest.genotype})")
+        elif best is None:
+            message = "no architecture was measured successfully"
+        queries = int(getattr(self.model, "queries", 0)) if self.cfg.use_predictor else 0
+        measurements = self.state.measured()
+        self.state.close()
+        self.store.close()
+        return SearchResult(best=best, fastest=fastest, frontier=frontier, candidates=cands,
+                            device_measurements=self.used, predictor_queries=queries,
+                            candidates_scored=self.scored, scoring_s=self.scoring_s,
+                            elapsed_s=elapsed, message=message, stopped=stopped,
+                            resumed=self.resumed,
+                            measurements=measurements)
+
+
+def run_search(config: SearchConfig, **kwargs: Any) -> SearchResult:
+    """Run (or resume) a search; see :class:`SearchLoop`."""
+    return SearchLoop(config, **kwargs).run()

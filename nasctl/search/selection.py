@@ -1,0 +1,115 @@
+"""Which candidates are worth a device measurement.
+
+The loop measures one candidate at a time and refits the latency model after each, so the choice
+is greedy: the unmeasured candidate with the largest *expected improvement* of the search's answer,
+using the model's log-normal predictive distribution (mean and interval at the configured
+confidence give mu and sigma in log space):
+
+* latency budget: ``P(latency <= budget) * (accuracy - best measured feasible accuracy)``, over
+  candidates more accurate than the current best. Candidates whose interval straddles the budget
+  score between 0 and their gain; a candidate predicted infeasible at high confidence scores ~0.
+* ``min_accuracy`` (fastest net reaching it): ``E[max(best measured ms - latency, 0)]`` over
+  candidates that reach the accuracy.
+* no latency constraint: the predicted front (accuracy vs mean latency) not yet measured, most
+  accurate first, weighted by its relative interval width (where the model is least sure).
+
+Candidates with a score below ``min_score`` are not worth a measurement; the round then stops early.
+
+Before each choice the loop also *refines* (:func:`neighbours`): the single-change neighbours of
+the best-scoring candidates are estimated and predicted too (no device time), repeated until the
+top of the ranking stops changing, so the answer does not depend on the evolution having proposed
+the exact cell.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import numpy as np
+
+from nasctl.search.objectives import Candidate, Constraints, best_measured, meets_static
+from nasctl.search.pareto import front_of
+from nasctl.search.spaces.base import SearchSpace
+from nasctl.search.strategies.encoding import categorical_encoding
+
+
+def _norm_cdf(x: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+
+    return ndtr(x)
+
+
+def acquisition(
+    pool: Sequence[Candidate], measured: Sequence[Candidate], cons: Constraints, z: float
+) -> np.ndarray:
+    """Expected-improvement score of each pool candidate (see the module docstring)."""
+    n = len(pool)
+    if n == 0:
+        return np.zeros(0)
+    mean = np.array([c.mean_ms for c in pool], dtype=float)
+    low = np.array([c.low_ms for c in pool], dtype=float)
+    high = np.array([c.high_ms for c in pool], dtype=float)
+    acc = np.array([c.accuracy for c in pool], dtype=float)
+    mu = np.log(mean)
+    sigma = np.maximum((np.log(high) - np.log(low)) / (2 * z), 1e-6)
+    best = best_measured(list(measured), cons)
+    if cons.min_accuracy is not None:
+        ref = float(best.measured_ms or 0.0) if best is not None else float(np.max(high)) * 2
+        budget = cons.latency_budget_ms
+        if budget is not None:
+            ref = min(ref, budget) if best is None else ref
+        # E[max(ref - L, 0)] for log-normal L (Black-Scholes put formula)
+        d1 = (np.log(ref) - mu) / sigma
+        ev = ref * _norm_cdf(d1) - np.exp(mu + sigma**2 / 2) * _norm_cdf(d1 - sigma)
+        return np.maximum(ev, 0.0)
+    if cons.latency_budget_ms is not None:
+        floor = best.accuracy if best is not None else float(np.min(acc)) - 1.0
+        p = _norm_cdf((math.log(cons.latency_budget_ms) - mu) / sigma)
+        return p * np.maximum(acc - floor, 0.0)
+    front = set(front_of(acc, mean).tolist())
+    width = (high - low) / mean
+    score = np.zeros(n)
+    for i in front:
+        score[i] = 1.0 + width[i]
+    return score
+
+
+def candidate_pool(archive: dict[str, Candidate], attempted: set[str],
+                   cons: Constraints) -> list[Candidate]:
+    """Unmeasured, successfully estimated candidates that meet the static constraints."""
+    return [c for g, c in archive.items()
+            if g not in attempted and not c.failed and meets_static(c, cons)]
+
+
+def prefilter(pool: list[Candidate], measured: Sequence[Candidate],
+              cons: Constraints) -> list[Candidate]:
+    """Drop candidates that cannot improve the answer before predicting them (cheap)."""
+    best = best_measured(list(measured), cons)
+    if best is None or cons.min_accuracy is not None or cons.latency_budget_ms is None:
+        return pool
+    return [c for c in pool if (c.accuracy or -math.inf) > (best.accuracy or -math.inf)]
+
+
+def neighbours(space: SearchSpace, genotype: str, rng: random.Random,
+               n_random: int = 20) -> list[str]:
+    """Every single-position change of a categorical genotype (nb201: 24), else ``n_random``
+    distinct results of the space's ``mutate``."""
+    enc = categorical_encoding(space)
+    if enc is not None:
+        vals = list(enc.values(genotype))
+        out = []
+        for k, choices in enumerate(enc.choices):
+            for v in choices:
+                if v != vals[k]:
+                    out.append(enc.genotype([*vals[:k], v, *vals[k + 1:]]))
+        return out
+    seen: dict[str, None] = {}
+    for _ in range(3 * n_random):
+        g = space.mutate(genotype, rng)
+        if g != genotype:
+            seen.setdefault(g, None)
+        if len(seen) >= n_random:
+            break
+    return list(seen)
