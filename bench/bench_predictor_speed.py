@@ -3,10 +3,12 @@
     python bench/bench_predictor_speed.py                 # predict timings (trains a small one)
     python bench/bench_predictor_speed.py --train 10000   # also time training on 10,000 graphs
 
-Predict is timed end to end from genotype strings (NB201, the space's own ``to_graph``), with a
-breakdown: graph construction, features, GBDT, GNN (WL quotient + forward), and again warm (every
-genotype asked before: cached answers). Training is ``nasctl.predictor.api.train`` on NB201 cells
-with a public latency column (features included, as `nasctl train-predictor` runs it).
+Predict is timed end to end from distinct genotype strings of each space in ``--spaces`` (nb201 and
+mbconv; the space's own ``to_graph``; the predictor is trained on NB201 timings, which does not
+matter for speed), with a breakdown: graph construction, features, GBDT, GNN (WL quotient +
+forward), and again warm (every genotype asked before: cached answers). Training is
+``nasctl.predictor.api.train`` on NB201 cells with a public latency column (features included,
+as `nasctl train-predictor` runs it).
 Prints markdown rows.
 """
 
@@ -51,33 +53,54 @@ def timed(fn, *a, **k):  # noqa: ANN001, ANN202
     return out, time.perf_counter() - t
 
 
-def bench_predict(n: int, column: str, train_n: int) -> list[str]:
-    from nasctl.predictor import api
-    from nasctl.predictor.features import featurize
+def genotypes(space: str, n: int, seed: int = 1) -> list[str]:
+    """``n`` distinct genotypes of a space (nb201: sampled from all 15,625 when n allows)."""
     from nasctl.search.spaces import get_space
 
-    pred, _ = api.train(rows(column, train_n, 0), "replay-nb201-" + column, gnn_steps=100)
-    sp = get_space("nb201")
-    rng = random.Random(1)
+    sp, rng = get_space(space), random.Random(seed)
     every = sp.enumerate()
-    genos = rng.sample(every, n) if n <= len(every) else [sp.sample(rng) for _ in range(n)]
-    graphs, t_graph = timed(lambda: [sp.to_graph(g) for g in genos])
-    feats, t_feat = timed(lambda: [featurize(g) for g in graphs])
-    ex = [api.Example(f, "nb201", g) for f, g in zip(feats, genos, strict=True)]
+    if every is not None and n <= len(every):
+        return rng.sample(every, n)
+    out: dict[str, None] = {}
+    while len(out) < n:
+        out[sp.sample(rng)] = None
+    return list(out)
+
+
+def bench_predict(pred, space: str, n: int) -> list[str]:  # noqa: ANN001
+    """Cold end-to-end ``predict_genotypes`` on ``n`` distinct genotypes, a breakdown measured
+    the way the predictor runs (graphs built and featurized a chunk at a time), and warm."""
+    from nasctl.predictor import api
+    from nasctl.predictor.features import featurize_many
+    from nasctl.search.spaces import get_space
+
+    sp = get_space(space)
+    genos = genotypes(space, n)
+    fresh = api.Predictor(pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder)
+    _, t_cold = timed(fresh.predict_genotypes, space, genos, sp.to_graph)
+    _, t_warm = timed(fresh.predict_genotypes, space, genos, sp.to_graph)
+    t_graph = t_feat = 0.0
+    feats = []
+    with api.gc_paused():
+        for a in range(0, n, api.FEATURE_CHUNK):
+            graphs, dt = timed(
+                lambda a=a: [sp.to_graph(g) for g in genos[a : a + api.FEATURE_CHUNK]]
+            )
+            t_graph += dt
+            f, dt = timed(featurize_many, graphs)
+            t_feat += dt
+            feats += f
+    ex = [api.Example(f, space, g) for f, g in zip(feats, genos, strict=True)]
     X, t_design = timed(pred.design, ex)
     _, t_gbdt = timed(pred.gbdt.predict_log, X)
     _, t_gnn = timed(pred.gnn.predict_log, feats, X)
-    fresh = api.Predictor(pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder)
-    _, t_cold = timed(fresh.predict_genotypes, "nb201", genos, sp.to_graph)
-    _, t_warm = timed(fresh.predict_genotypes, "nb201", genos, sp.to_graph)
-    uniq = len(set(genos))
     return [
-        f"| predict {n:,} nb201 genotypes ({uniq:,} distinct), cold, end to end | {t_cold:.2f} s |",
+        f"| predict {n:,} distinct {space} genotypes, cold, end to end | {t_cold:.2f} s |",
         f"|   of which: to_graph | {t_graph:.2f} s |",
         f"|   of which: features | {t_feat:.2f} s |",
         f"|   of which: design matrix + GBDT | {t_design + t_gbdt:.2f} s |",
         f"|   of which: GNN (WL quotient + forward) | {t_gnn:.2f} s |",
-        f"| predict the same {n:,} again (cached answers) | {t_warm:.3f} s |",
+        f"| predict the same {n:,} {space} genotypes again (cached answers) | {t_warm:.3f} s |",
     ]
 
 
@@ -96,14 +119,21 @@ def bench_train(n: int, column: str) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000, help="genotypes to predict")
+    ap.add_argument("--spaces", default="nb201,mbconv", help="spaces to predict, comma-separated")
     ap.add_argument("--column", default="fpga")
     ap.add_argument("--train-n", type=int, default=1000, help="graphs for the predict benchmark")
     ap.add_argument("--train", type=int, default=0, help="also time training on this many graphs")
     args = ap.parse_args()
+    from nasctl.predictor import api
+
     print(f"cpu cores visible: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
     print("| what | time |\n|---|---|")
-    for line in bench_predict(args.n, args.column, args.train_n):
-        print(line, flush=True)
+    pred, _ = api.train(
+        rows(args.column, args.train_n, 0), "replay-nb201-" + args.column, gnn_steps=100
+    )
+    for space in args.spaces.split(","):
+        for line in bench_predict(pred, space.strip(), args.n):
+            print(line, flush=True)
     if args.train:
         for line in bench_train(args.train, args.column):
             print(line, flush=True)

@@ -295,24 +295,21 @@ class GraphBuilder:
     def _add(
         self, id: str, op: str, inputs: list[str], attrs: dict[str, Any], out_shapes: list[Shape]
     ) -> str:
-        if id in self._shapes:
+        shapes = self._shapes
+        if id in shapes:
             raise GraphError(f"duplicate node id {id!r}")
-        for t in inputs:
-            if t not in self._shapes:
-                raise GraphError(f"node {id!r}: unknown input tensor {t!r}")
-        outputs = [id] + [f"{id}:{k}" for k in range(1, len(out_shapes))]
-        node = Node(
-            id=id,
-            op=op,
-            inputs=list(inputs),
-            outputs=outputs,
-            attrs=attrs,
-            in_shapes=[self._shapes[t] for t in inputs],
-            out_shapes=[tuple(int(d) for d in s) for s in out_shapes],
-        )
-        self._nodes.append(node)
-        for t, s in zip(outputs, node.out_shapes, strict=False):
-            self._shapes[t] = s
+        try:
+            in_shapes = [shapes[t] for t in inputs]
+        except KeyError as e:
+            raise GraphError(f"node {id!r}: unknown input tensor {e.args[0]!r}") from None
+        outs = [tuple(map(int, s)) for s in out_shapes]
+        if len(outs) == 1:
+            outputs = [id]
+            shapes[id] = outs[0]
+        else:
+            outputs = [id] + [f"{id}:{k}" for k in range(1, len(outs))]
+            shapes.update(zip(outputs, outs, strict=False))
+        self._nodes.append(Node(id, op, list(inputs), outputs, attrs, in_shapes, outs))
         return id
 
     # -- convolution / linear ----------------------------------------------------------------
@@ -496,5 +493,12 @@ class GraphBuilder:
             name=self.name,
             meta=dict(meta or {}),
         )
-        g.validate()
+        # What Graph.validate checks beyond _add (unique ids, inputs produced earlier, which hold
+        # by construction): ops in the vocabulary and outputs produced.
+        for n in g.nodes:
+            if n.op not in OP_INDEX:
+                raise GraphError(f"node {n.id!r}: op {n.op!r} is not in the vocabulary")
+        for t in g.outputs:
+            if t not in self._shapes:
+                raise GraphError(f"graph output {t!r} is not produced by any node")
         return g

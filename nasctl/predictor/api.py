@@ -12,18 +12,20 @@ input of both. The ensemble and the 90 % intervals are fit on validation rows (:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import PredictorError
-from nasctl.predictor import artifacts, ensemble
+from nasctl.predictor import artifacts, ensemble, ood
 from nasctl.predictor.features import SCHEMA_VERSION, GraphFeatures, featurize_many, schema_hash
 from nasctl.predictor.gbdt import GBDTModel
 from nasctl.predictor.gnn import GNNModel
@@ -37,6 +39,7 @@ MODELS = ("gnn", "gbdt")
 FEATURE_CHUNK = 512  # graphs featurized per batch
 CACHE_SIZE = 1_000_000  # cached answers per loaded predictor
 Progress = Callable[[str, int, int], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +69,39 @@ def examples_from_graphs(
         Example(f, g.meta.get("space"), g.meta.get("genotype"))
         for f, g in zip(feats, graphs, strict=True)
     ]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector. Building thousands of graphs allocates millions of
+    small containers; the collections they trigger (each traversing every live graph) cost more
+    than building them. Graphs and features hold no reference cycles; collection resumes after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _examples_of(
+    items: Sequence[T], make: Callable[[T], Graph], precision: str
+) -> tuple[list[Example], list[tuple[str, ...] | None]]:
+    """Examples (and graph cache keys) of ``make(item)`` for each item, built and featurized
+    ``FEATURE_CHUNK`` graphs at a time so that only one chunk of graphs is alive at once."""
+    ex: list[Example] = []
+    keys: list[tuple[str, ...] | None] = []
+    with gc_paused():
+        for start in range(0, len(items), FEATURE_CHUNK):
+            graphs = [make(it) for it in items[start : start + FEATURE_CHUNK]]
+            ex.extend(examples_from_graphs(graphs, precision))
+            keys.extend(_cache_key(g, precision) for g in graphs)
+    return ex, keys
+
+
+def _same(g: Graph) -> Graph:
+    return g
 
 
 def _cache_key(g: Graph, precision: str) -> tuple[str, ...] | None:
@@ -117,6 +153,7 @@ class Predictor:
             "gnn": self.gnn.predict_log([e.feats for e in ex], X, quotient),
         }
         out["ensemble"] = ensemble.combine(out, self.meta["weights"])
+        ood.toward_roofline(out, list(ex), self.meta.get("ood"), self.layerwise)
         return out
 
     def intervals(self, logs: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -126,6 +163,8 @@ class Predictor:
         out = {}
         for name in (*MODELS, "ensemble"):
             half = q[name]["q"] * (q[name]["sigma0"] + (spread if name == "ensemble" else 0.0))
+            if name == "ensemble":
+                half = ood.interval_half(half, logs, self.meta.get("ood"))
             out[name] = (np.exp(logs[name] - half), np.exp(logs[name] + half))
         return out
 
@@ -139,7 +178,7 @@ class Predictor:
         prec = precision or str(self.meta.get("precision", "fp32"))
         keys = [_cache_key(g, prec) for g in graphs]
         todo = [i for i, k in enumerate(keys) if k is None or k not in self._cache]
-        fresh = self.predict_examples(examples_from_graphs([graphs[i] for i in todo], prec))
+        fresh = self.predict_examples(_examples_of([graphs[i] for i in todo], _same, prec)[0])
         out: list[Prediction | None] = [None] * len(graphs)
         for i, p in zip(todo, fresh, strict=True):
             out[i] = p
@@ -163,7 +202,11 @@ class Predictor:
         prec = precision or str(self.meta.get("precision", "fp32"))
         todo = list(dict.fromkeys(g for g in genotypes if (space, g, prec) not in self._gcache))
         if todo:
-            preds = self.predict([to_graph(g) for g in todo], precision=prec)
+            ex, keys = _examples_of(todo, to_graph, prec)
+            preds = self.predict_examples(ex)
+            for k, p in zip(keys, preds, strict=True):
+                if k is not None and len(self._cache) < CACHE_SIZE:
+                    self._cache[k] = p
             if len(self._gcache) < CACHE_SIZE:
                 self._gcache.update({(space, g, prec): p for g, p in zip(todo, preds, strict=True)})
             else:
@@ -279,6 +322,7 @@ def fit(
     pred.gnn = GNNModel.fit([e.feats for e in train], X, y_tr, seed=seed, steps=gnn_steps)
     say("calibrate", 3, 4)
     calibrate(pred, val, y_va)
+    pred.meta["ood"] = ood.fit_check(list(train), list(val), y_va, lw, ALPHA)
     say("done", 4, 4)
     return pred
 
@@ -338,6 +382,11 @@ def split_indices(n: int, seed: int, train_size: int | None = None) -> tuple[lis
 def featurize_rows(rows: Sequence[Any], say: Progress) -> list[Example]:
     """Examples of TrainingRow-like rows, in order, featurized in chunks of one precision
     (per-node raw attributes kept where a row has per-layer times)."""
+    with gc_paused():
+        return _featurize_chunks(rows, say)
+
+
+def _featurize_chunks(rows: Sequence[Any], say: Progress) -> list[Example]:
     out: list[Example | None] = [None] * len(rows)
     for start in range(0, len(rows), FEATURE_CHUNK):
         idx = range(start, min(start + FEATURE_CHUNK, len(rows)))

@@ -215,8 +215,45 @@ def featurize(graph: Graph, precision: str | None = None, keep_raw: bool = False
     return featurize_many([graph], precision, keep_raw)[0]
 
 
-def _scan(graph: Graph) -> tuple[np.ndarray, list[int], list[int], list[int], int]:
-    """One pass over the nodes: raw rows (n, 11), edge lists, output nodes, depth."""
+_CONV_KEYS = ("kernel", "stride", "groups", "bias")
+_POOL_KEYS = ("kernel", "stride")
+_FC_KEYS = ("in_features", "bias")
+_KEYS_OF: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("conv", "dwconv", "gconv"), _CONV_KEYS),
+    **dict.fromkeys(("maxpool", "avgpool"), _POOL_KEYS),
+    **dict.fromkeys(("linear", "matmul"), _FC_KEYS),
+}
+_MISSING = object()
+
+
+def _row_key(node: Any) -> tuple[Any, ...]:
+    """What :func:`_row` of a node depends on: op, input count, shapes and the attributes that
+    :func:`_node_raw` reads (lists as tuples). May be unhashable (odd attribute values)."""
+    key = (node.op, len(node.inputs), tuple(node.in_shapes), tuple(node.out_shapes))
+    names = _KEYS_OF.get(node.op)
+    if names is None:
+        return key
+    a = node.attrs
+    vals = [a.get(k, _MISSING) for k in names]
+    return key + tuple(tuple(v) if type(v) is list else v for v in vals)
+
+
+def _row(node: Any) -> tuple[float, ...]:
+    """Raw row of a node: :func:`_node_raw` plus input and output element counts."""
+    read = 0
+    for s in node.in_shapes[: len(node.inputs)]:
+        read += prod(s)
+    outs = node.out_shapes
+    outs_el = prod(outs[0]) if len(outs) == 1 else sum(prod(s) for s in outs)
+    return (*_node_raw(node), read, outs_el)
+
+
+def _scan(
+    graph: Graph, memo: dict[Any, tuple[float, ...]] | None = None
+) -> tuple[np.ndarray, list[int], list[int], list[int], int]:
+    """One pass over the nodes: raw rows (n, 11), edge lists, output nodes, depth. ``memo``
+    caches rows of nodes with equal content (shared across the graphs of a batch)."""
+    memo = {} if memo is None else memo
     nodes = graph.nodes
     n = len(nodes)
     rows: list[tuple[float, ...]] = []
@@ -226,9 +263,7 @@ def _scan(graph: Graph) -> tuple[np.ndarray, list[int], list[int], list[int], in
     depth = [0] * n
     for i, node in enumerate(nodes):
         d = 0
-        read = 0
-        for t, s in zip(node.inputs, node.in_shapes, strict=False):
-            read += prod(s)
+        for t in node.inputs:
             j = producer.get(t)
             if j is not None:
                 src.append(j)
@@ -236,12 +271,16 @@ def _scan(graph: Graph) -> tuple[np.ndarray, list[int], list[int], list[int], in
                 if depth[j] > d:
                     d = depth[j]
         depth[i] = d + 1
-        outs_el = (
-            prod(node.out_shapes[0])
-            if len(node.out_shapes) == 1
-            else sum(prod(s) for s in node.out_shapes)
-        )
-        rows.append((*_node_raw(node), read, outs_el))
+        key: tuple[Any, ...] | None = _row_key(node)
+        try:
+            row = memo.get(key)
+        except TypeError:  # an unhashable attribute value: no caching
+            key, row = None, None
+        if row is None:
+            row = _row(node)
+            if key is not None:
+                memo[key] = row
+        rows.append(row)
         for t in node.outputs:
             producer[t] = i
     outs = [producer[t] for t in graph.outputs if t in producer]
@@ -255,7 +294,8 @@ def featurize_many(
     """Features of many graphs; the array work runs once over the whole batch."""
     if not graphs:
         return []
-    scans = [_scan(g) for g in graphs]
+    memo: dict[Any, tuple[float, ...]] = {}
+    scans = [_scan(g, memo) for g in graphs]
     sizes = np.array([s[0].shape[0] for s in scans], dtype=np.int64)
     off = np.r_[0, np.cumsum(sizes)]
     raw = np.vstack([s[0] for s in scans])

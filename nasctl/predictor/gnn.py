@@ -27,6 +27,7 @@ from nasctl.predictor.features import GraphFeatures
 GNN_DEFAULTS: dict[str, Any] = {"hidden": 32, "layers": 2, "steps": 200, "lr": 5e-3}
 BATCH_GRAPHS = 192
 CLIP = 8.0
+HASH_CHUNK = 8192  # rows hashed at a time
 TRAIN_THREADS = 1  # small batches: one thread is faster than two fighting
 
 _RNG = np.random.default_rng(20240601)
@@ -62,22 +63,24 @@ def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _hash_rows(x: np.ndarray) -> np.ndarray:
     """Two independent random linear hashes of the rows' bit patterns, combined (exact in
     practice: a collision needs both 64-bit hashes to agree)."""
-    words = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    n, d = bits.shape
+    w = np.stack([_W_X[:d], _W_X[2048 : 2048 + d]], axis=1)
+    h = np.empty((n, 2), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        h1 = words @ _W_X[: words.shape[1]]
-        h2 = words @ _W_X[2048 : 2048 + words.shape[1]]
+        for a in range(0, n, HASH_CHUNK):  # chunks: the uint64 copy stays in cache
+            h[a : a + HASH_CHUNK] = bits[a : a + HASH_CHUNK].astype(np.uint64) @ w
+    h1, h2 = h[:, 0], h[:, 1]
     _, c1 = np.unique(h1, return_inverse=True)
     return (c1.reshape(-1).astype(np.uint64) << np.uint64(32)) ^ (h2 >> np.uint64(32))
 
 
 def _seg_sum(values: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
-    """Sum of uint64 ``values`` per segment id ``seg`` (wrapping), length ``n``."""
+    """Sum of uint64 ``values`` per segment id ``seg`` (wrapping, so exact in any order),
+    length ``n``."""
     out = np.zeros(n, dtype=np.uint64)
-    if values.size:
-        order = np.argsort(seg, kind="stable")
-        s = seg[order]
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        out[s[starts]] = np.add.reduceat(values[order], starts)
+    with np.errstate(over="ignore"):
+        np.add.at(out, seg, values)
     return out
 
 

@@ -248,15 +248,22 @@ def _zeros_like(b: GraphBuilder, x: str, id: str) -> str:
     return b.pad(x, [-h, 0, h, 0], id=id)
 
 
-def _cell(b: GraphBuilder, x: str, ops: tuple[str, ...], prefix: str) -> str:
-    """One NB201 cell on input ``x``; returns the cell output tensor."""
-    c = b.shape(x)[1]
+@functools.lru_cache(maxsize=4096)
+def _cell_plan(ops: tuple[str, ...]) -> tuple[dict[int, list[tuple[int, str]]], frozenset[int]]:
+    """Incoming op edges (source, op) of nodes 1..3 and the nodes something consumes."""
     incoming: dict[int, list[tuple[int, str]]] = {1: [], 2: [], 3: []}
     for (src, dst), op in zip(EDGES, ops, strict=True):
         if op != "none":
             incoming[dst].append((src, op))
     # Which nodes are consumed: the output, and sources of op edges out of them.
-    consumed = {3} | {src for d in incoming.values() for src, _ in d}
+    consumed = frozenset({3} | {src for d in incoming.values() for src, _ in d})
+    return incoming, consumed
+
+
+def _cell(b: GraphBuilder, x: str, ops: tuple[str, ...], prefix: str) -> str:
+    """One NB201 cell on input ``x``; returns the cell output tensor."""
+    c = b.shape(x)[1]
+    incoming, consumed = _cell_plan(ops)
     nodes: dict[int, str | None] = {0: x}
     for i in (1, 2, 3):
         terms: list[str] = []
