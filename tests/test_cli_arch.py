@@ -168,3 +168,23 @@ def test_bad_input(bad_files: dict[str, str], args: list[str], words: str) -> No
     assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
     assert words.lower() in lines[0].lower()
     assert not (Path(bad_files["dir"]) / "x.onnx").exists()
+
+
+def test_exported_onnx_keeps_its_space_and_genotype(tmp_path):
+    """`arch export` then `arch show FILE` tells where the model came from."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from nasctl.cli.main import app
+
+    runner = CliRunner()
+    out = tmp_path / "m.onnx"
+    res = runner.invoke(
+        app, ["arch", "export", "--space", "nb201", "--seed", "2", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["arch", "show", str(out), "--json"])
+    info = json.loads(res.stdout)
+    assert info["space"] == "nb201"
+    assert info["genotype"].startswith("|") and info["genotype"].endswith("|")

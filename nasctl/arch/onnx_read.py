@@ -451,6 +451,10 @@ def from_onnx(path_or_model: str | os.PathLike[str] | onnx.ModelProto) -> Graph:
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0),
         "shape_inference": status,
     }
+    for prop in model.metadata_props:  # provenance written by to_onnx (space, genotype, ...)
+        if prop.key.startswith("nasctl_") and prop.key[7:] not in meta:
+            value: Any = prop.value
+            meta[prop.key[7:]] = int(value) if value.isdigit() else value
     if dynamic:
         meta["dynamic_batch"] = dynamic
     if folded:
