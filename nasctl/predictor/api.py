@@ -322,7 +322,7 @@ def fit(
     pred.gnn = GNNModel.fit([e.feats for e in train], X, y_tr, seed=seed, steps=gnn_steps)
     say("calibrate", 3, 4)
     calibrate(pred, val, y_va)
-    pred.meta["ood"] = ood.fit_check(list(train), list(val), y_va, lw, ALPHA)
+    pred.meta["ood"] = ood.fit_check(list(train), y_tr, list(val), y_va, lw, ALPHA)
     say("done", 4, 4)
     return pred
 

@@ -125,6 +125,17 @@ class LayerwiseModel:
         seg = np.repeat(np.arange(len(feats)), [f.x.shape[0] for f in feats])
         return np.bincount(seg, weights=per, minlength=len(feats))
 
+    def roofline_ms(self, feats: list[GraphFeatures]) -> np.ndarray:
+        """Per graph, the sum over nodes of ``max(MACs / peak, bytes / bandwidth)`` (ms) with the
+        device's fitted peak and bandwidth: no learning, so it extrapolates to any family."""
+        peak, bw = self.meta["peak_macs_per_ms"], self.meta["bytes_per_ms"]
+        return np.array(
+            [
+                float(np.maximum(f.costs[:, 0] / peak, f.costs[:, 1:4].sum(1) / bw).sum())
+                for f in feats
+            ]
+        )
+
     def predict_ms(self, feats: list[GraphFeatures]) -> np.ndarray:
         """Whole-graph estimate (ms): layer sum plus the learned overhead."""
         groups = np.array([f.x.shape[0] for f in feats], dtype=np.float64)
