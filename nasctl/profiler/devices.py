@@ -270,21 +270,9 @@ class CpuDevice(Device):
             return self.failed(request, str(e), dev_id)
         except Exception as e:  # ORT runtime errors have their own classes
             return self.failed(request, f"ONNX Runtime failed: {_one_line(e)}", dev_id)
-        st = res.stats
-        m = Measurement(
-            arch_hash=request.arch_hash,
-            device_id=dev_id,
-            precision=request.precision,
-            batch=request.batch,
-            status=res.status,
-            median_ms=st.median_ms,
-            mean_ms=st.mean_ms,
-            p90_ms=st.p90_ms,
-            std_ms=st.std_ms,
-            cv=st.cv,
-            runs=st.runs,
-            warmup=res.warmup_runs,
-            attempts=res.attempts,
+        m = res.to_measurement(
+            request,
+            dev_id,
             fingerprint=collect(threads=threads, libs=("onnxruntime",)),
             extra={
                 "clock": clock,

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from nasctl.errors import DeviceError
+from nasctl.profiler.records import LayerTiming, Measurement, MeasurementRequest
 
 
 @dataclass
@@ -140,6 +141,36 @@ class TimingResult:
     cvs: list[float]  # CV of every attempt, in order
     warmup_s: float  # wall time spent warming up
     timed_s: float  # wall time spent in timed runs, all attempts
+
+    def to_measurement(
+        self,
+        request: MeasurementRequest,
+        device_id: str,
+        *,
+        fingerprint: dict[str, Any],
+        layers: list[LayerTiming] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Measurement:
+        """The stored record of this result (every backend builds its record here)."""
+        st = self.stats
+        return Measurement(
+            arch_hash=request.arch_hash,
+            device_id=device_id,
+            precision=request.precision,
+            batch=request.batch,
+            status=self.status,
+            median_ms=st.median_ms,
+            mean_ms=st.mean_ms,
+            p90_ms=st.p90_ms,
+            std_ms=st.std_ms,
+            cv=st.cv,
+            runs=st.runs,
+            warmup=self.warmup_runs,
+            attempts=self.attempts,
+            layers=list(layers or []),
+            fingerprint=fingerprint,
+            extra=dict(extra or {}),
+        )
 
 
 class Runner(ABC):

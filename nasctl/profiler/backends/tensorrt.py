@@ -324,21 +324,9 @@ def measure_tensorrt(
     except Exception as e:  # TensorRT/CUDA binding errors: the model failed, the run goes on
         text = " ".join(str(e).split())[:300] or type(e).__name__
         return device.failed(request, f"TensorRT failed: {text}", dev_id)
-    st = res.stats
-    m = Measurement(
-        arch_hash=request.arch_hash,
-        device_id=dev_id,
-        precision=request.precision,
-        batch=request.batch,
-        status=res.status,
-        median_ms=st.median_ms,
-        mean_ms=st.mean_ms,
-        p90_ms=st.p90_ms,
-        std_ms=st.std_ms,
-        cv=st.cv,
-        runs=st.runs,
-        warmup=res.warmup_runs,
-        attempts=res.attempts,
+    m = res.to_measurement(
+        request,
+        dev_id,
         layers=layers,
         fingerprint=collect(libs=("tensorrt",), gpu=True),
         extra={
@@ -351,7 +339,7 @@ def measure_tensorrt(
             "wall_s": time.perf_counter() - t0,
         },
     )
-    if layers and st.median_ms:
-        r = reconcile(layers, st.median_ms)
+    if layers and m.median_ms:
+        r = reconcile(layers, m.median_ms)
         m.extra.update(layers_sum_ms=r["layers_sum_ms"], layers_sum_ratio=r["ratio"])
     return m

@@ -72,21 +72,9 @@ def measure_torch_cuda(
     except RuntimeError as e:  # CUDA OOM and friends
         text = " ".join(str(e).split())[:300]
         return device.failed(request, f"PyTorch failed: {text}", dev_id)
-    st = res.stats
-    return Measurement(
-        arch_hash=request.arch_hash,
-        device_id=dev_id,
-        precision=request.precision,
-        batch=request.batch,
-        status=res.status,
-        median_ms=st.median_ms,
-        mean_ms=st.mean_ms,
-        p90_ms=st.p90_ms,
-        std_ms=st.std_ms,
-        cv=st.cv,
-        runs=st.runs,
-        warmup=res.warmup_runs,
-        attempts=res.attempts,
+    return res.to_measurement(
+        request,
+        dev_id,
         fingerprint=collect(libs=("torch",), gpu=True),
         extra={"backend": "torch_cuda", "cvs": res.cvs, "wall_s": time.perf_counter() - t0},
     )
