@@ -15,8 +15,10 @@ from nasctl.search.loop import SearchConfig, run_search
 from nasctl.search.objectives import Constraints
 from nasctl.search.spaces import get_space
 
-CONVS = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
-         "nor_conv_3x3~2|")
+CONVS = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+    "nor_conv_3x3~2|"
+)
 SKIPS = "|skip_connect~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|"
 
 
@@ -28,8 +30,10 @@ def _data_dir(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_nb201_table_estimator_reads_the_real_table() -> None:
     space = get_space("nb201")
     est = get_estimator("nb201:cifar10")
-    first = ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|"
-             "skip_connect~2|")  # nb201_index 0
+    first = (
+        "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|"
+        "skip_connect~2|"
+    )  # nb201_index 0
     assert est.estimate(first, None, space) == pytest.approx(85.8633)
     with pytest.raises(SearchError, match="unknown nb201 dataset"):
         get_estimator("nb201:mnist")
@@ -80,23 +84,42 @@ def test_surrogate_beats_the_mean_on_real_latencies(shared_data: Path) -> None:
 
 
 def test_max_params_constraint_is_respected(tmp_path: Path) -> None:
-    cfg = SearchConfig(space="nb201", device="replay:nb201/fpga", accuracy="nb201:cifar10",
-                       out=tmp_path, constraints=Constraints(max_params=400_000),
-                       device_budget=10, generations=2, population=10, seed=0, bootstrap=5,
-                       validate_every=1)
+    cfg = SearchConfig(
+        space="nb201",
+        device="replay:nb201/fpga",
+        accuracy="nb201:cifar10",
+        out=tmp_path,
+        constraints=Constraints(max_params=400_000),
+        device_budget=10,
+        generations=2,
+        population=10,
+        seed=0,
+        bootstrap=5,
+        validate_every=1,
+    )
     res = run_search(cfg)
     assert res.best is not None and res.best.params is not None
     assert res.best.params <= 400_000
 
 
 def test_min_accuracy_finds_the_fastest_qualifying_net(tmp_path: Path) -> None:
-    cfg = SearchConfig(space="nb201", device="replay:nb201/fpga", accuracy="nb201:cifar10",
-                       out=tmp_path, constraints=Constraints(min_accuracy=93.0),
-                       device_budget=14, generations=3, population=12, seed=0, bootstrap=6,
-                       validate_every=1)
+    cfg = SearchConfig(
+        space="nb201",
+        device="replay:nb201/fpga",
+        accuracy="nb201:cifar10",
+        out=tmp_path,
+        constraints=Constraints(min_accuracy=93.0),
+        device_budget=14,
+        generations=3,
+        population=12,
+        seed=0,
+        bootstrap=6,
+        validate_every=1,
+    )
     res = run_search(cfg)
-    qualifying = [c for c in res.candidates
-                  if c.measured_ms is not None and (c.accuracy or 0) >= 93.0]
+    qualifying = [
+        c for c in res.candidates if c.measured_ms is not None and (c.accuracy or 0) >= 93.0
+    ]
     assert res.best is not None and res.best.accuracy >= 93.0
     assert res.best.measured_ms == min(c.measured_ms for c in qualifying)
 

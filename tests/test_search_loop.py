@@ -40,9 +40,19 @@ class CountingDevice:
 
 
 def _cfg(out: Path, **kw) -> SearchConfig:  # noqa: ANN003
-    base = dict(space="nb201", device=DEVICE, accuracy="nb201:cifar10", out=out,
-                constraints=Constraints(latency_budget_ms=3.5), device_budget=16, generations=6,
-                population=16, seed=1, validate_every=2, bootstrap=6)
+    base = dict(
+        space="nb201",
+        device=DEVICE,
+        accuracy="nb201:cifar10",
+        out=out,
+        constraints=Constraints(latency_budget_ms=3.5),
+        device_budget=16,
+        generations=6,
+        population=16,
+        seed=1,
+        validate_every=2,
+        bootstrap=6,
+    )
     base.update(kw)
     return SearchConfig(**base)
 
@@ -102,8 +112,10 @@ def test_device_disappears_stops_cleanly_and_keeps_measurements(tmp_path: Path) 
 
 
 def test_impossible_budget_reports_fastest(tmp_path: Path) -> None:
-    res = run_search(_cfg(tmp_path, constraints=Constraints(latency_budget_ms=0.01),
-                          generations=2), device=CountingDevice())
+    res = run_search(
+        _cfg(tmp_path, constraints=Constraints(latency_budget_ms=0.01), generations=2),
+        device=CountingDevice(),
+    )
     assert res.best is None
     assert res.fastest is not None and "fastest found" in res.message
 

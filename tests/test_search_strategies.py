@@ -17,7 +17,8 @@ def _objectives(g: str) -> tuple[float, float]:
     """A deterministic stand-in objective for strategy mechanics: accuracy grows with convs,
     latency with convs and pools (the shape of NB201's real trade-off)."""
     return float(g.count("conv_3x3") * 2 + g.count("conv_1x1")), float(
-        1 + g.count("conv_3x3") * 3 + g.count("conv_1x1") + g.count("pool") * 0.5)
+        1 + g.count("conv_3x3") * 3 + g.count("conv_1x1") + g.count("pool") * 0.5
+    )
 
 
 def _run(name: str, seed: int, gens: int = 4, start: int = 0, strategy=None):

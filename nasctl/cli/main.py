@@ -49,9 +49,7 @@ def _register() -> None:
     app.command("train-predictor", help="Fit a latency predictor for one device.")(
         predictor_cmd.train_predictor
     )
-    app.command("predict", help="Predict latency with a trained predictor.")(
-        predictor_cmd.predict
-    )
+    app.command("predict", help="Predict latency with a trained predictor.")(predictor_cmd.predict)
     app.command("search", help="Search a space for the accuracy-latency frontier.")(
         search_cmd.search
     )

@@ -12,86 +12,166 @@ from nasctl.cli.common import handle_errors, print_json
 
 @handle_errors
 def search(
-    device: Annotated[str, typer.Option("--device", help="cpu, t4, xavier, cuda or "
-                                                         "replay:<table>/<column>.")],
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, t4, xavier, cuda or replay:<table>/<column>.")
+    ],
     space: Annotated[str, typer.Option("--space", help="Search space (name or module:SPACE).")],
-    accuracy: Annotated[str, typer.Option(
-        "--accuracy", help="Accuracy estimator: nb201:cifar10|cifar100|imagenet16, "
-        "proxy:synflow|naswot, train:digits, python:module:function.")],
+    accuracy: Annotated[
+        str,
+        typer.Option(
+            "--accuracy",
+            help="Accuracy estimator: nb201:cifar10|cifar100|imagenet16, "
+            "proxy:synflow|naswot, train:digits, python:module:function.",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (re-run to resume).")],
-    use_predictor: Annotated[bool, typer.Option(
-        "--use-predictor/--no-predictor",
-        help="Score candidates with a latency predictor and validate on the device "
-        "(default: measure every candidate).")] = False,
-    predictor: Annotated[Path | None, typer.Option(
-        "--predictor", help="Trained predictor folder (nasctl train-predictor); without it the "
-        "loop bootstraps its own from device measurements.")] = None,
-    latency_budget: Annotated[float | None, typer.Option(
-        "--latency-budget", help="Latency budget (ms) on the device.")] = None,
-    confidence: Annotated[float, typer.Option(
-        "--confidence", help="Central coverage of the predicted latency interval; predicted "
-        "feasible means the interval's upper end is within the budget.")] = 0.9,
-    min_accuracy: Annotated[float | None, typer.Option(
-        "--min-accuracy", help="Find the fastest net reaching this accuracy.")] = None,
-    max_params: Annotated[int | None, typer.Option(
-        "--max-params", help="Maximum parameter count.")] = None,
-    max_memory_mb: Annotated[float | None, typer.Option(
-        "--max-memory-mb", help="Maximum weights + activations (MiB).")] = None,
-    device_budget: Annotated[int, typer.Option(
-        "--device-budget", help="Maximum number of device measurements.")] = 50,
+    use_predictor: Annotated[
+        bool,
+        typer.Option(
+            "--use-predictor/--no-predictor",
+            help="Score candidates with a latency predictor and validate on the device "
+            "(default: measure every candidate).",
+        ),
+    ] = False,
+    predictor: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictor",
+            help="Trained predictor folder (nasctl train-predictor); without it the "
+            "loop bootstraps its own from device measurements.",
+        ),
+    ] = None,
+    latency_budget: Annotated[
+        float | None, typer.Option("--latency-budget", help="Latency budget (ms) on the device.")
+    ] = None,
+    confidence: Annotated[
+        float,
+        typer.Option(
+            "--confidence",
+            help="Central coverage of the predicted latency interval; predicted "
+            "feasible means the interval's upper end is within the budget.",
+        ),
+    ] = 0.9,
+    min_accuracy: Annotated[
+        float | None,
+        typer.Option("--min-accuracy", help="Find the fastest net reaching this accuracy."),
+    ] = None,
+    max_params: Annotated[
+        int | None, typer.Option("--max-params", help="Maximum parameter count.")
+    ] = None,
+    max_memory_mb: Annotated[
+        float | None, typer.Option("--max-memory-mb", help="Maximum weights + activations (MiB).")
+    ] = None,
+    device_budget: Annotated[
+        int, typer.Option("--device-budget", help="Maximum number of device measurements.")
+    ] = 50,
     generations: Annotated[int, typer.Option("--generations", help="Generations.")] = 20,
     population: Annotated[int, typer.Option("--population", help="Population size.")] = 50,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    strategy: Annotated[str, typer.Option(
-        "--strategy", help="nsga2 (Optuna NSGA-II; plain NSGA-II for structured spaces), "
-        "nsga2-plain or random.")] = "nsga2",
-    validate_every: Annotated[int, typer.Option(
-        "--validate-every", help="Validate on the device every K generations.")] = 5,
-    bootstrap: Annotated[int | None, typer.Option(
-        "--bootstrap", help="Initial random measurements without --predictor "
-        "(default: 20% of the device budget, 3..20).")] = None,
-    refine_top: Annotated[int, typer.Option(
-        "--refine-top", help="Before each device measurement, also score the single-change "
-        "neighbours of this many top candidates (0: off).")] = 10,
-    refine_cap: Annotated[int, typer.Option(
-        "--refine-cap", help="At most this many new candidates estimated per refinement "
-        "(keep small with slow estimators such as train:digits).")] = 300,
-    db: Annotated[Path | None, typer.Option(
-        "--db", help="Measurement store (default OUT/measurements.db); stored measurements "
-        "of the same device are reused without a device run.")] = None,
-    reuse_stored: Annotated[bool, typer.Option(
-        "--reuse-stored/--no-reuse-stored",
-        help="Reuse a stored measurement of the same architecture (same graph hash, e.g. an "
-        "isomorphic NB201 cell) instead of running the device again.")] = True,
-    score_all: Annotated[bool, typer.Option(
-        "--score-all", help="Enumerable spaces (nb201): also score every genotype with the "
-        "predictor before the final device measurements.")] = False,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy",
+            help="nsga2 (Optuna NSGA-II; plain NSGA-II for structured spaces), "
+            "nsga2-plain or random.",
+        ),
+    ] = "nsga2",
+    validate_every: Annotated[
+        int, typer.Option("--validate-every", help="Validate on the device every K generations.")
+    ] = 5,
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(
+            "--bootstrap",
+            help="Initial random measurements without --predictor "
+            "(default: 20% of the device budget, 3..20).",
+        ),
+    ] = None,
+    refine_top: Annotated[
+        int,
+        typer.Option(
+            "--refine-top",
+            help="Before each device measurement, also score the single-change "
+            "neighbours of this many top candidates (0: off).",
+        ),
+    ] = 10,
+    refine_cap: Annotated[
+        int,
+        typer.Option(
+            "--refine-cap",
+            help="At most this many new candidates estimated per refinement "
+            "(keep small with slow estimators such as train:digits).",
+        ),
+    ] = 300,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            help="Measurement store (default OUT/measurements.db); stored measurements "
+            "of the same device are reused without a device run.",
+        ),
+    ] = None,
+    reuse_stored: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-stored/--no-reuse-stored",
+            help="Reuse a stored measurement of the same architecture (same graph hash, e.g. an "
+            "isomorphic NB201 cell) instead of running the device again.",
+        ),
+    ] = True,
+    score_all: Annotated[
+        bool,
+        typer.Option(
+            "--score-all",
+            help="Enumerable spaces (nb201): also score every genotype with the "
+            "predictor before the final device measurements.",
+        ),
+    ] = False,
     threads: Annotated[int | None, typer.Option("--threads", help="cpu: intra-op threads.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(
-        "--data-dir", help="Tables for replay devices.", envvar="NASCTL_DATA_DIR")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Tables for replay devices.", envvar="NASCTL_DATA_DIR"),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     from nasctl.search.loop import SearchConfig, SearchLoop
     from nasctl.search.objectives import Constraints
     from nasctl.search.report import write_outputs
 
-    cons = Constraints(latency_budget_ms=latency_budget, confidence=confidence,
-                       min_accuracy=min_accuracy, max_params=max_params,
-                       max_memory_mb=max_memory_mb)
+    cons = Constraints(
+        latency_budget_ms=latency_budget,
+        confidence=confidence,
+        min_accuracy=min_accuracy,
+        max_params=max_params,
+        max_memory_mb=max_memory_mb,
+    )
     opts: dict[str, Any] = {}
     if threads is not None:
         opts["threads"] = threads
     if data_dir is not None:
         opts["data_dir"] = str(data_dir)
-    cfg = SearchConfig(space=space, device=device, accuracy=accuracy, out=out, constraints=cons,
-                       device_budget=device_budget, generations=generations,
-                       population=population, seed=seed, strategy=strategy,
-                       use_predictor=use_predictor or predictor is not None,
-                       predictor_dir=str(predictor) if predictor else None,
-                       validate_every=validate_every, bootstrap=bootstrap, db=db,
-                       refine_top=refine_top, refine_cap=refine_cap, reuse_stored=reuse_stored,
-                       score_all=score_all,
-                       device_opts=opts)
+    cfg = SearchConfig(
+        space=space,
+        device=device,
+        accuracy=accuracy,
+        out=out,
+        constraints=cons,
+        device_budget=device_budget,
+        generations=generations,
+        population=population,
+        seed=seed,
+        strategy=strategy,
+        use_predictor=use_predictor or predictor is not None,
+        predictor_dir=str(predictor) if predictor else None,
+        validate_every=validate_every,
+        bootstrap=bootstrap,
+        db=db,
+        refine_top=refine_top,
+        refine_cap=refine_cap,
+        reuse_stored=reuse_stored,
+        score_all=score_all,
+        device_opts=opts,
+    )
     loop = SearchLoop(cfg)  # checks every setting before anything runs
     with _Progress(quiet=json_out) as prog:
         loop.progress = prog
@@ -128,10 +208,16 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                                TextColumn("{task.fields[info]}"),
-                                console=Console(stderr=True), transient=False)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=Console(stderr=True),
+                transient=False,
+            )
             self.bar.__enter__()
             self.task = self.bar.add_task("generations", total=1, info="")
         return self
@@ -171,13 +257,16 @@ def _render(doc: dict[str, Any], out: Path, label: str) -> None:
         t.add_row("best", "none meets the constraints (see note)")
     t.add_row("device measurements", str(doc["device_measurements"]))
     t.add_row("predictor queries", str(doc["predictor_queries"]))
-    t.add_row("candidates scored",
-              f"{doc['candidates_scored']} ({doc['unique_candidates']} unique)")
+    t.add_row(
+        "candidates scored", f"{doc['candidates_scored']} ({doc['unique_candidates']} unique)"
+    )
     log = doc["prediction_log"]
     if log.get("n"):
-        t.add_row("predicted vs measured",
-                  f"MAPE {log['mape_pct']:.1f}%, interval coverage "
-                  f"{log['interval_coverage']:.0%} (n={log['n']})")
+        t.add_row(
+            "predicted vs measured",
+            f"MAPE {log['mape_pct']:.1f}%, interval coverage "
+            f"{log['interval_coverage']:.0%} (n={log['n']})",
+        )
     t.add_row("frontier", f"{doc['frontier_size']} points, {doc['frontier_measured']} measured")
     t.add_row("outputs", f"{out}/frontier.csv, frontier.json, frontier.png, measurements.jsonl")
     con.print(t)

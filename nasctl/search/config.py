@@ -36,10 +36,17 @@ class SearchConfig:
     device_opts: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
-        return {"space": self.space, "device": self.device, "accuracy": self.accuracy,
-                "seed": self.seed, "strategy": self.strategy, "population": self.population,
-                "use_predictor": self.use_predictor, "predictor_dir": self.predictor_dir,
-                "constraints": self.constraints.to_dict()}
+        return {
+            "space": self.space,
+            "device": self.device,
+            "accuracy": self.accuracy,
+            "seed": self.seed,
+            "strategy": self.strategy,
+            "population": self.population,
+            "use_predictor": self.use_predictor,
+            "predictor_dir": self.predictor_dir,
+            "constraints": self.constraints.to_dict(),
+        }
 
     def n_bootstrap(self) -> int:
         if self.bootstrap is not None:

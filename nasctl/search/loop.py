@@ -65,9 +65,16 @@ Progress = Callable[..., None]
 class SearchLoop:
     """Runs one search; collaborators can be injected (tests, benchmarks)."""
 
-    def __init__(self, config: SearchConfig, *, space: SearchSpace | None = None,
-                 device: Any = None, estimator: AccuracyEstimator | None = None,
-                 model: LatencyModel | None = None, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        config: SearchConfig,
+        *,
+        space: SearchSpace | None = None,
+        device: Any = None,
+        estimator: AccuracyEstimator | None = None,
+        model: LatencyModel | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         cfg = self.cfg = config
         if cfg.device_budget < 0:
             raise SearchError(f"--device-budget must be >= 0; got {cfg.device_budget}")
@@ -113,15 +120,19 @@ class SearchLoop:
             rows = self.store.training_rows(self.device_id, space=self.space.name)
         except StoreError:
             return {}
-        return {r.genotype: float(r.latency_ms) for r in rows
-                if r.genotype and r.latency_ms and r.latency_ms > 0}
+        return {
+            r.genotype: float(r.latency_ms)
+            for r in rows
+            if r.genotype and r.latency_ms and r.latency_ms > 0
+        }
 
     def _default_model(self) -> LatencyModel:
         prior = None
         if self.cfg.predictor_dir:
             prior = PredictorPrior(self.cfg.predictor_dir, self.space, self.device_id)
-        return SurrogateLatencyModel(self.space, self.cons.confidence, prior=prior,
-                                     seed=self.cfg.seed)
+        return SurrogateLatencyModel(
+            self.space, self.cons.confidence, prior=prior, seed=self.cfg.seed
+        )
 
     # -- public --------------------------------------------------------------------------------
     def run(self) -> SearchResult:
@@ -129,15 +140,22 @@ class SearchLoop:
         stopped = None
         try:
             self._restore()
-            self.progress("start", generations=self.cfg.generations,
-                          budget=self.cfg.device_budget, used=self.used, resumed=self.resumed)
+            self.progress(
+                "start",
+                generations=self.cfg.generations,
+                budget=self.cfg.device_budget,
+                used=self.used,
+                resumed=self.resumed,
+            )
             if self.cfg.use_predictor:
                 self._run_predictor_first()
             else:
                 self._run_measure_all()
         except DeviceError as e:
-            stopped = (f"device {self.cfg.device!r} failed: {e}; everything measured is kept, "
-                       "run the same command again to resume")
+            stopped = (
+                f"device {self.cfg.device!r} failed: {e}; everything measured is kept, "
+                "run the same command again to resume"
+            )
         finally:
             self._log.close()
         return self._result(time.perf_counter() - t0, stopped)
@@ -156,7 +174,8 @@ class SearchLoop:
             for t in results:
                 if t.genotype in self.archive:
                     self.archive[t.genotype].generation = min(
-                        self.archive[t.genotype].generation, gen)
+                        self.archive[t.genotype].generation, gen
+                    )
         self.strategy.restore(history)
         self.next_gen = len(history)
         self._refit()
@@ -170,8 +189,11 @@ class SearchLoop:
         if start_used is None:
             start_used = self.used
             self.state.set_meta("start_used", start_used)
-        rounds = [g for g in range(cfg.generations)
-                  if (g + 1) % cfg.validate_every == 0 and g + 1 < cfg.generations]
+        rounds = [
+            g
+            for g in range(cfg.generations)
+            if (g + 1) % cfg.validate_every == 0 and g + 1 < cfg.generations
+        ]
         share = int(cfg.validation_share * (cfg.device_budget - start_used))
         last = self.next_gen - 1
         if last in rounds and not self.state.get_meta(f"validated:{last}"):
@@ -205,8 +227,9 @@ class SearchLoop:
             spent = self.used - start_used
             quota = max(0, (share - spent) // max(left_rounds, 1))
             self.state.set_meta(key, quota)
-        done = sum(1 for m in self.state.measured()
-                   if m["phase"] == "validate" and m["generation"] == gen)
+        done = sum(
+            1 for m in self.state.measured() if m["phase"] == "validate" and m["generation"] == gen
+        )
         self._validate(quota - done, "validate", gen)
         self.state.set_meta(f"validated:{gen}", True)
 
@@ -252,8 +275,13 @@ class SearchLoop:
         self.state.add_generation(gen, told)
         self.scored += len(cands)
         self.scoring_s += time.perf_counter() - t
-        self.progress("generation", generation=gen, scored=self.scored, used=self.used,
-                      best=best_measured(list(self.archive.values()), self.cons))
+        self.progress(
+            "generation",
+            generation=gen,
+            scored=self.scored,
+            used=self.used,
+            best=best_measured(list(self.archive.values()), self.cons),
+        )
 
     def _told(self, c: Candidate) -> Told:
         lat = c.measured_ms if c.measured_ms is not None else c.mean_ms
@@ -268,7 +296,8 @@ class SearchLoop:
             v += max(0.0, low_ms - cons.latency_budget_ms) / cons.latency_budget_ms
         if cons.min_accuracy is not None:
             v += max(0.0, cons.min_accuracy - float(c.accuracy or 0.0)) / max(
-                1.0, abs(cons.min_accuracy))
+                1.0, abs(cons.min_accuracy)
+            )
         if cons.max_params is not None and c.params is not None:
             v += max(0.0, c.params - cons.max_params) / cons.max_params
         if cons.max_memory_mb is not None and c.memory_mb is not None:
@@ -278,13 +307,17 @@ class SearchLoop:
     def _ensure_estimated(self, genotypes: list[str], generation: int) -> list[Candidate]:
         rows = []
         for g in dict.fromkeys(genotypes):
-            if g in self.archive and (self.archive[g].accuracy is not None
-                                      or self.archive[g].error is not None):
+            if g in self.archive and (
+                self.archive[g].accuracy is not None or self.archive[g].error is not None
+            ):
                 continue
             c = self.archive.setdefault(g, Candidate(g, generation=generation))
             try:
-                graph = self.space.to_graph(g) if (
-                    self.estimator.needs_graph or self.cons.needs_costs) else None
+                graph = (
+                    self.space.to_graph(g)
+                    if (self.estimator.needs_graph or self.cons.needs_costs)
+                    else None
+                )
                 if self.cons.needs_costs:
                     c.params, c.memory_mb = graph_cost_fields(graph)
                 c.accuracy = float(self.estimator.estimate(g, graph, self.space))
@@ -316,8 +349,7 @@ class SearchLoop:
             self.model.update(data)  # type: ignore[arg-type]
 
     def _measured(self) -> list[Candidate]:
-        return [self.archive[g] for g in self.attempted
-                if self.archive[g].measured_ms is not None]
+        return [self.archive[g] for g in self.attempted if self.archive[g].measured_ms is not None]
 
     def _validate(self, quota: int, phase: str, gen: int) -> None:
         spread = [c.accuracy for c in self.archive.values() if c.accuracy is not None]
@@ -341,8 +373,9 @@ class SearchLoop:
         seen_top: set[str] = set()
         for it in range(6):
             measured = self._measured()
-            pool = prefilter(candidate_pool(self.archive, self.attempted, self.cons),
-                             measured, self.cons)
+            pool = prefilter(
+                candidate_pool(self.archive, self.attempted, self.cons), measured, self.cons
+            )
             if not pool:
                 return pool, np.zeros(0)
             self._predict(pool)
@@ -356,8 +389,14 @@ class SearchLoop:
                 return pool, score
             seen_top.update(new_top)
             rng = self.strategy.rng(gen, f"refine{len(self.attempted)}-{it}")
-            fresh = list(dict.fromkeys(n for g in new_top for n in neighbours(self.space, g, rng)
-                                       if n not in self.archive))[: self.cfg.refine_cap]
+            fresh = list(
+                dict.fromkeys(
+                    n
+                    for g in new_top
+                    for n in neighbours(self.space, g, rng)
+                    if n not in self.archive
+                )
+            )[: self.cfg.refine_cap]
             if not fresh:
                 return pool, score
             t = time.perf_counter()
@@ -401,9 +440,14 @@ class SearchLoop:
         if not from_store:
             if self.used >= self.cfg.device_budget:
                 raise SearchError("device budget spent")  # callers check first; defensive
-            req = MeasurementRequest(arch_hash=h, device=self.cfg.device,
-                                     graph_json=graph.to_json(), space=self.space.name,
-                                     genotype=genotype, per_layer=False)
+            req = MeasurementRequest(
+                arch_hash=h,
+                device=self.cfg.device,
+                graph_json=graph.to_json(),
+                space=self.space.name,
+                genotype=genotype,
+                per_layer=False,
+            )
             self.used += 1
             try:
                 m = self.device.measure(req)
@@ -417,17 +461,37 @@ class SearchLoop:
         ok = m.status in ("ok", "noisy") and m.median_ms is not None
         c.measured_ms = float(m.median_ms) if ok and m.median_ms is not None else None
         self.attempted.add(genotype)
-        self.state.add_measured(genotype, phase=phase, generation=gen, status=m.status,
-                                measured_ms=c.measured_ms, error=m.error, pred=pred,
-                                from_store=from_store)
-        rec = {"genotype": genotype, "phase": phase, "generation": gen, "accuracy": c.accuracy,
-               "predicted_ms": pred[0] if pred else None, "low_ms": pred[1] if pred else None,
-               "high_ms": pred[2] if pred else None, "from_store": from_store,
-               "measurement": m.to_dict()}
+        self.state.add_measured(
+            genotype,
+            phase=phase,
+            generation=gen,
+            status=m.status,
+            measured_ms=c.measured_ms,
+            error=m.error,
+            pred=pred,
+            from_store=from_store,
+        )
+        rec = {
+            "genotype": genotype,
+            "phase": phase,
+            "generation": gen,
+            "accuracy": c.accuracy,
+            "predicted_ms": pred[0] if pred else None,
+            "low_ms": pred[1] if pred else None,
+            "high_ms": pred[2] if pred else None,
+            "from_store": from_store,
+            "measurement": m.to_dict(),
+        }
         self._log.write(json.dumps(rec, default=str) + "\n")
         self._log.flush()
-        self.progress("measure", genotype=genotype, measured_ms=c.measured_ms, predicted=pred,
-                      used=self.used, phase=phase)
+        self.progress(
+            "measure",
+            genotype=genotype,
+            measured_ms=c.measured_ms,
+            predicted=pred,
+            used=self.used,
+            phase=phase,
+        )
         return c
 
     # -- result --------------------------------------------------------------------------------
@@ -446,20 +510,31 @@ class SearchLoop:
         message = ""
         b = self.cons.latency_budget_ms
         if best is None and fastest is not None and b is not None:
-            message = (f"no measured architecture meets the latency budget of {b:g} ms; the "
-                       f"fastest found is {fastest.measured_ms:.4g} ms ({fastest.genotype})")
+            message = (
+                f"no measured architecture meets the latency budget of {b:g} ms; the "
+                f"fastest found is {fastest.measured_ms:.4g} ms ({fastest.genotype})"
+            )
         elif best is None:
             message = "no architecture was measured successfully"
         queries = int(getattr(self.model, "queries", 0)) if self.cfg.use_predictor else 0
         measurements = self.state.measured()
         self.state.close()
         self.store.close()
-        return SearchResult(best=best, fastest=fastest, frontier=frontier, candidates=cands,
-                            device_measurements=self.used, predictor_queries=queries,
-                            candidates_scored=self.scored, scoring_s=self.scoring_s,
-                            elapsed_s=elapsed, message=message, stopped=stopped,
-                            resumed=self.resumed,
-                            measurements=measurements)
+        return SearchResult(
+            best=best,
+            fastest=fastest,
+            frontier=frontier,
+            candidates=cands,
+            device_measurements=self.used,
+            predictor_queries=queries,
+            candidates_scored=self.scored,
+            scoring_s=self.scoring_s,
+            elapsed_s=elapsed,
+            message=message,
+            stopped=stopped,
+            resumed=self.resumed,
+            measurements=measurements,
+        )
 
 
 def run_search(config: SearchConfig, **kwargs: Any) -> SearchResult:

@@ -23,40 +23,74 @@ import numpy as np
 from nasctl.search.config import SearchResult
 from nasctl.search.objectives import Candidate, Constraints, latency_status, meets_static
 
-FIELDS = ("genotype", "accuracy", "predicted_ms", "low_ms", "high_ms", "measured_ms",
-          "latency_ms", "status", "params", "memory_mb", "generation")
+FIELDS = (
+    "genotype",
+    "accuracy",
+    "predicted_ms",
+    "low_ms",
+    "high_ms",
+    "measured_ms",
+    "latency_ms",
+    "status",
+    "params",
+    "memory_mb",
+    "generation",
+)
 
 
 def _xy(cands: list[Candidate], attr: str) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([getattr(c, attr) for c in cands], dtype=float),
-            np.array([c.accuracy for c in cands], dtype=float))
+    return (
+        np.array([getattr(c, attr) for c in cands], dtype=float),
+        np.array([c.accuracy for c in cands], dtype=float),
+    )
 
 
 def candidate_row(c: Candidate, cons: Constraints) -> dict[str, Any]:
     status = latency_status(c, cons) if meets_static(c, cons) else "infeasible"
-    return {"genotype": c.genotype, "accuracy": c.accuracy, "predicted_ms": c.mean_ms,
-            "low_ms": c.low_ms, "high_ms": c.high_ms, "measured_ms": c.measured_ms,
-            "latency_ms": c.latency_ms, "status": status, "params": c.params,
-            "memory_mb": c.memory_mb, "generation": c.generation}
+    return {
+        "genotype": c.genotype,
+        "accuracy": c.accuracy,
+        "predicted_ms": c.mean_ms,
+        "low_ms": c.low_ms,
+        "high_ms": c.high_ms,
+        "measured_ms": c.measured_ms,
+        "latency_ms": c.latency_ms,
+        "status": status,
+        "params": c.params,
+        "memory_mb": c.memory_mb,
+        "generation": c.generation,
+    }
 
 
 def _brief(c: Candidate | None) -> dict[str, Any] | None:
     if c is None:
         return None
-    return {"genotype": c.genotype, "accuracy": c.accuracy, "latency_ms": c.mean_ms,
-            "low_ms": c.low_ms, "high_ms": c.high_ms, "measured_latency_ms": c.measured_ms}
+    return {
+        "genotype": c.genotype,
+        "accuracy": c.accuracy,
+        "latency_ms": c.mean_ms,
+        "low_ms": c.low_ms,
+        "high_ms": c.high_ms,
+        "measured_latency_ms": c.measured_ms,
+    }
 
 
 def prediction_log_stats(measurements: list[dict[str, Any]], confidence: float) -> dict[str, Any]:
     """Predicted vs measured over the measurements that had a prediction when taken."""
-    pairs = [(m["pred_ms"], m["measured_ms"], m["low_ms"], m["high_ms"]) for m in measurements
-             if m.get("pred_ms") is not None and m.get("measured_ms") is not None]
+    pairs = [
+        (m["pred_ms"], m["measured_ms"], m["low_ms"], m["high_ms"])
+        for m in measurements
+        if m.get("pred_ms") is not None and m.get("measured_ms") is not None
+    ]
     if not pairs:
         return {"n": 0}
     p, y, lo, hi = (np.array(v, dtype=float) for v in zip(*pairs, strict=False))
-    return {"n": len(pairs), "mape_pct": float(np.mean(np.abs(p - y) / y) * 100),
-            "interval_coverage": float(np.mean((lo <= y) & (y <= hi))),
-            "confidence": confidence}
+    return {
+        "n": len(pairs),
+        "mape_pct": float(np.mean(np.abs(p - y) / y) * 100),
+        "interval_coverage": float(np.mean((lo <= y) & (y <= hi))),
+        "confidence": confidence,
+    }
 
 
 def summary(result: SearchResult, cons: Constraints, settings: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +106,8 @@ def summary(result: SearchResult, cons: Constraints, settings: dict[str, Any]) -
         "unique_candidates": len(result.candidates),
         "failed_candidates": sum(c.failed for c in result.candidates),
         "scored_per_min": (result.candidates_scored / result.scoring_s * 60)
-        if result.scoring_s > 0 else None,
+        if result.scoring_s > 0
+        else None,
         "frontier_size": len(front),
         "frontier_measured": measured_front,
         "prediction_log": prediction_log_stats(result.measurements, cons.confidence),
@@ -84,8 +119,14 @@ def summary(result: SearchResult, cons: Constraints, settings: dict[str, Any]) -
     }
 
 
-def write_outputs(result: SearchResult, out: Path, cons: Constraints, device: str,
-                  settings: dict[str, Any], accuracy_label: str = "accuracy") -> dict[str, Any]:
+def write_outputs(
+    result: SearchResult,
+    out: Path,
+    cons: Constraints,
+    device: str,
+    settings: dict[str, Any],
+    accuracy_label: str = "accuracy",
+) -> dict[str, Any]:
     """Write frontier.csv/json/png and summary.json into ``out``; returns the summary."""
     out.mkdir(parents=True, exist_ok=True)
     rows = [candidate_row(c, cons) for c in result.frontier]
@@ -94,8 +135,7 @@ def write_outputs(result: SearchResult, out: Path, cons: Constraints, device: st
         w.writeheader()
         w.writerows(rows)
     doc = summary(result, cons, settings)
-    (out / "frontier.json").write_text(json.dumps({"frontier": rows, **doc}, indent=2,
-                                                  default=str))
+    (out / "frontier.json").write_text(json.dumps({"frontier": rows, **doc}, indent=2, default=str))
     (out / "summary.json").write_text(json.dumps(doc, indent=2, default=str))
     plot_frontier(result, out / "frontier.png", cons, device, accuracy_label)
     return doc
@@ -104,7 +144,8 @@ def write_outputs(result: SearchResult, out: Path, cons: Constraints, device: st
 def _references(device: str) -> list[tuple[str, float, float]]:
     """(model, top1, latency ms) of the reference classifiers for t4/xavier, else []."""
     col = {"t4": "t4_trt_fp16_compute_ms", "xavier": "xaviernx_trt_fp16_compute_ms"}.get(
-        device.split(":")[0])
+        device.split(":")[0]
+    )
     if col is None:
         return []
     from nasctl.search.estimators.base import data_dir
@@ -120,8 +161,13 @@ def _references(device: str) -> list[tuple[str, float, float]]:
     return out
 
 
-def plot_frontier(result: SearchResult, path: Path, cons: Constraints, device: str,
-                  accuracy_label: str = "accuracy") -> None:
+def plot_frontier(
+    result: SearchResult,
+    path: Path,
+    cons: Constraints,
+    device: str,
+    accuracy_label: str = "accuracy",
+) -> None:
     """Accuracy vs latency: predicted (hollow) and measured (filled) points, front, budget."""
     import matplotlib
 
@@ -131,23 +177,35 @@ def plot_frontier(result: SearchResult, path: Path, cons: Constraints, device: s
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
     pred = [c for c in result.candidates if not c.failed and c.mean_ms is not None]
     if pred:
-        ax.scatter(*_xy(pred, "mean_ms"), s=6, c="#bbbbbb",
-                   label="scored (predicted latency)", zorder=1)
+        ax.scatter(
+            *_xy(pred, "mean_ms"), s=6, c="#bbbbbb", label="scored (predicted latency)", zorder=1
+        )
     meas = [c for c in result.candidates if not c.failed and c.measured_ms is not None]
     if meas:
-        ax.scatter(*_xy(meas, "measured_ms"), s=18,
-                   c="#1f77b4", label="measured on device", zorder=3)
+        ax.scatter(
+            *_xy(meas, "measured_ms"), s=18, c="#1f77b4", label="measured on device", zorder=3
+        )
     front = sorted(result.frontier, key=lambda c: c.latency_ms or 0.0)
     if front:
-        ax.plot(*_xy(front, "latency_ms"), "-", c="#ff7f0e",
-                lw=1.2, label="frontier", zorder=2)
+        ax.plot(*_xy(front, "latency_ms"), "-", c="#ff7f0e", lw=1.2, label="frontier", zorder=2)
         fp = [c for c in front if c.measured_ms is None]
-        ax.scatter(*_xy(fp, "latency_ms"), s=30,
-                   facecolors="none", edgecolors="#ff7f0e", label="frontier, predicted only",
-                   zorder=4)
+        ax.scatter(
+            *_xy(fp, "latency_ms"),
+            s=30,
+            facecolors="none",
+            edgecolors="#ff7f0e",
+            label="frontier, predicted only",
+            zorder=4,
+        )
     if result.best is not None:
-        ax.scatter(*_xy([result.best], "measured_ms"), marker="*", s=160,
-                   c="#d62728", label="best (measured)", zorder=5)
+        ax.scatter(
+            *_xy([result.best], "measured_ms"),
+            marker="*",
+            s=160,
+            c="#d62728",
+            label="best (measured)",
+            zorder=5,
+        )
     if cons.latency_budget_ms is not None:
         ax.axvline(cons.latency_budget_ms, ls="--", c="k", lw=0.8, label="latency budget")
     refs = _references(device)

@@ -76,15 +76,20 @@ def acquisition(
     return score
 
 
-def candidate_pool(archive: dict[str, Candidate], attempted: set[str],
-                   cons: Constraints) -> list[Candidate]:
+def candidate_pool(
+    archive: dict[str, Candidate], attempted: set[str], cons: Constraints
+) -> list[Candidate]:
     """Unmeasured, successfully estimated candidates that meet the static constraints."""
-    return [c for g, c in archive.items()
-            if g not in attempted and not c.failed and meets_static(c, cons)]
+    return [
+        c
+        for g, c in archive.items()
+        if g not in attempted and not c.failed and meets_static(c, cons)
+    ]
 
 
-def prefilter(pool: list[Candidate], measured: Sequence[Candidate],
-              cons: Constraints) -> list[Candidate]:
+def prefilter(
+    pool: list[Candidate], measured: Sequence[Candidate], cons: Constraints
+) -> list[Candidate]:
     """Drop candidates that cannot improve the answer before predicting them (cheap)."""
     best = best_measured(list(measured), cons)
     if best is None or cons.min_accuracy is not None or cons.latency_budget_ms is None:
@@ -92,8 +97,9 @@ def prefilter(pool: list[Candidate], measured: Sequence[Candidate],
     return [c for c in pool if (c.accuracy or -math.inf) > (best.accuracy or -math.inf)]
 
 
-def neighbours(space: SearchSpace, genotype: str, rng: random.Random,
-               n_random: int = 20) -> list[str]:
+def neighbours(
+    space: SearchSpace, genotype: str, rng: random.Random, n_random: int = 20
+) -> list[str]:
     """Every single-position change of a categorical genotype (nb201: 24), else ``n_random``
     distinct results of the space's ``mutate``."""
     enc = categorical_encoding(space)
@@ -103,7 +109,7 @@ def neighbours(space: SearchSpace, genotype: str, rng: random.Random,
         for k, choices in enumerate(enc.choices):
             for v in choices:
                 if v != vals[k]:
-                    out.append(enc.genotype([*vals[:k], v, *vals[k + 1:]]))
+                    out.append(enc.genotype([*vals[:k], v, *vals[k + 1 :]]))
         return out
     seen: dict[str, None] = {}
     for _ in range(3 * n_random):

@@ -31,8 +31,17 @@ CREATE TABLE IF NOT EXISTS measured (
 """
 
 #: settings that must match for a resume (others, e.g. --generations, may grow).
-KEY_SETTINGS = ("space", "device", "accuracy", "seed", "strategy", "population",
-                "use_predictor", "predictor_dir", "constraints")
+KEY_SETTINGS = (
+    "space",
+    "device",
+    "accuracy",
+    "seed",
+    "strategy",
+    "population",
+    "use_predictor",
+    "predictor_dir",
+    "constraints",
+)
 
 
 class SearchState:
@@ -46,8 +55,9 @@ class SearchState:
             self.con.execute("PRAGMA journal_mode=WAL")
             self.con.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise SearchError(f"search state {self.path} is unreadable ({e}); use another --out") \
-                from e
+            raise SearchError(
+                f"search state {self.path} is unreadable ({e}); use another --out"
+            ) from e
 
     def close(self) -> None:
         self.con.close()
@@ -58,8 +68,9 @@ class SearchState:
         Returns True when resuming."""
         row = self.con.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
         if row is None:
-            self.con.execute("INSERT INTO meta VALUES ('settings', ?)",
-                             (json.dumps(settings, sort_keys=True),))
+            self.con.execute(
+                "INSERT INTO meta VALUES ('settings', ?)", (json.dumps(settings, sort_keys=True),)
+            )
             return False
         old = json.loads(row[0])
         diff = [k for k in KEY_SETTINGS if old.get(k) != settings.get(k)]
@@ -79,8 +90,9 @@ class SearchState:
         return default if row is None else json.loads(row[0])
 
     # -- estimates -----------------------------------------------------------------------------
-    def add_estimates(self, rows: list[tuple[str, float | None, str | None, int | None,
-                                             float | None]]) -> None:
+    def add_estimates(
+        self, rows: list[tuple[str, float | None, str | None, int | None, float | None]]
+    ) -> None:
         """(genotype, accuracy, error, params, memory_mb) rows, in one transaction."""
         with self.con:
             self.con.execute("BEGIN")
@@ -88,13 +100,23 @@ class SearchState:
 
     def estimates(self) -> dict[str, tuple[float | None, str | None, int | None, float | None]]:
         rows = self.con.execute(
-            "SELECT genotype, accuracy, error, params, memory_mb FROM estimates")
+            "SELECT genotype, accuracy, error, params, memory_mb FROM estimates"
+        )
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
     # -- generations ---------------------------------------------------------------------------
     def add_generation(self, generation: int, results: list[Told]) -> None:
-        rows = [(generation, i, t.genotype, t.values[0] if t.values else None,
-                 t.values[1] if t.values else None, t.violation) for i, t in enumerate(results)]
+        rows = [
+            (
+                generation,
+                i,
+                t.genotype,
+                t.values[0] if t.values else None,
+                t.values[1] if t.values else None,
+                t.violation,
+            )
+            for i, t in enumerate(results)
+        ]
         with self.con:
             self.con.execute("BEGIN")
             self.con.executemany("INSERT OR REPLACE INTO proposals VALUES (?, ?, ?, ?, ?, ?)", rows)
@@ -110,9 +132,18 @@ class SearchState:
         return sorted(out.items())
 
     # -- measurements --------------------------------------------------------------------------
-    def add_measured(self, genotype: str, *, phase: str, generation: int, status: str,
-                     measured_ms: float | None, error: str | None, pred: tuple | None,
-                     from_store: bool = False) -> None:
+    def add_measured(
+        self,
+        genotype: str,
+        *,
+        phase: str,
+        generation: int,
+        status: str,
+        measured_ms: float | None,
+        error: str | None,
+        pred: tuple | None,
+        from_store: bool = False,
+    ) -> None:
         p = pred or (None, None, None)
         self.con.execute(
             "INSERT OR IGNORE INTO measured (genotype, phase, generation, status, measured_ms, "
@@ -128,5 +159,6 @@ class SearchState:
 
     def device_measurements(self) -> int:
         """Measurements that used the device (not those found in the dataset store)."""
-        return int(self.con.execute(
-            "SELECT COUNT(*) FROM measured WHERE from_store = 0").fetchone()[0])
+        return int(
+            self.con.execute("SELECT COUNT(*) FROM measured WHERE from_store = 0").fetchone()[0]
+        )

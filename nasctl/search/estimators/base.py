@@ -84,8 +84,11 @@ def data_dir() -> Path:
     if env:
         return Path(env)
     repo = Path(__file__).resolve().parents[3]
-    cands = [Path.cwd().parent / "shared" / "data", Path.cwd() / "shared" / "data",
-             repo.parent / "shared" / "data"]
+    cands = [
+        Path.cwd().parent / "shared" / "data",
+        Path.cwd() / "shared" / "data",
+        repo.parent / "shared" / "data",
+    ]
     return next((c for c in cands if c.is_dir()), cands[-1])
 
 

@@ -49,9 +49,18 @@ class DigitsEstimator(AccuracyEstimator):
     SMALL = {"channels": 8, "cells_per_stage": 1}
     needs_graph = False
 
-    def __init__(self, arg: str = "digits", *, resolution: int = 8, epochs: int = 3,
-                 train_size: int = 768, val_size: int = 384, batch: int = 64,
-                 max_seconds: float = 60.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        arg: str = "digits",
+        *,
+        resolution: int = 8,
+        epochs: int = 3,
+        train_size: int = 768,
+        val_size: int = 384,
+        batch: int = 64,
+        max_seconds: float = 60.0,
+        seed: int = 0,
+    ) -> None:
         if arg != "digits":
             raise SearchError(f"unknown training estimator train:{arg}; expected train:digits")
         self.name = "train:digits"
@@ -82,15 +91,19 @@ class DigitsEstimator(AccuracyEstimator):
         x, y = _digits(int(shape[2]), int(shape[1]))
         torch.manual_seed(self.seed)
         body = to_torch(g)
-        out_dim = int(g.node(g.outputs[0]).out_shape[-1]) if g.outputs[0] in {
-            n.id for n in g.nodes} else 0
-        net: nn.Module = body if ten_way else nn.Sequential(body, nn.Flatten(),
-                                                            nn.LazyLinear(10))
+        out_dim = (
+            int(g.node(g.outputs[0]).out_shape[-1])
+            if g.outputs[0] in {n.id for n in g.nodes}
+            else 0
+        )
+        net: nn.Module = body if ten_way else nn.Sequential(body, nn.Flatten(), nn.LazyLinear(10))
         if not ten_way and out_dim <= 0:
             raise SearchError(f"train:digits: cannot find the output width of {g.name}")
         xt, yt = x[: self.train_size], y[: self.train_size]
-        xv, yv = x[self.train_size: self.train_size + self.val_size], \
-            y[self.train_size: self.train_size + self.val_size]
+        xv, yv = (
+            x[self.train_size : self.train_size + self.val_size],
+            y[self.train_size : self.train_size + self.val_size],
+        )
         net(xt[:2])  # materialize lazy layers before the optimizer sees the parameters
         opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
         loss_fn = nn.CrossEntropyLoss()
@@ -101,7 +114,7 @@ class DigitsEstimator(AccuracyEstimator):
                 break
             perm = torch.randperm(len(yt))
             for i in range(0, len(yt), self.batch):
-                idx = perm[i: i + self.batch]
+                idx = perm[i : i + self.batch]
                 opt.zero_grad()
                 loss = loss_fn(net(xt[idx]), yt[idx])
                 loss.backward()

@@ -156,8 +156,9 @@ class PredictorPrior:
 
     PREDICTOR_CONFIDENCE = 0.9
 
-    def __init__(self, predictor_dir: str, space: SearchSpace,
-                 device_id: str | None = None) -> None:
+    def __init__(
+        self, predictor_dir: str, space: SearchSpace, device_id: str | None = None
+    ) -> None:
         try:
             from nasctl.predictor.api import Predictor
         except ImportError as e:
@@ -198,9 +199,16 @@ class SurrogateLatencyModel:
         min_sigma: floor of the log-space standard deviation (0.02 = about 2%: run-to-run noise).
     """
 
-    def __init__(self, space: SearchSpace, confidence: float = 0.9, *,
-                 prior: PriorFn | None = None, min_points: int = 3,
-                 min_sigma: float = 0.02, seed: int = 0) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        confidence: float = 0.9,
+        *,
+        prior: PriorFn | None = None,
+        min_points: int = 3,
+        min_sigma: float = 0.02,
+        seed: int = 0,
+    ) -> None:
         self.features = Featurizer(space)
         self.confidence = confidence
         self.z = z_of(confidence)

@@ -43,8 +43,9 @@ def synflow(graph: Graph, seed: int = 0) -> float:
     out = net(torch.ones(shape, dtype=torch.float64))
     out = out[0] if isinstance(out, tuple) else out
     torch.sum(out).backward()
-    total = sum(float((p.detach() * p.grad).abs().sum())
-                for p in net.parameters() if p.grad is not None)
+    total = sum(
+        float((p.detach() * p.grad).abs().sum()) for p in net.parameters() if p.grad is not None
+    )
     if not total > 0 or not math.isfinite(total):
         raise SearchError(f"synflow is {total} for {graph.name}: no signal reaches the output")
     return math.log10(total)
@@ -86,9 +87,7 @@ class ProxyEstimator(AccuracyEstimator):
 
     def __init__(self, proxy: str) -> None:
         if proxy not in self.PROXIES:
-            raise SearchError(
-                f"unknown proxy {proxy!r}; expected one of {', '.join(self.PROXIES)}"
-            )
+            raise SearchError(f"unknown proxy {proxy!r}; expected one of {', '.join(self.PROXIES)}")
         self.name = f"proxy:{proxy}"
         self.unit = f"{proxy} score"
         self.fn = self.PROXIES[proxy]

@@ -28,5 +28,11 @@ def make_strategy(name: str, space: SearchSpace, population: int, seed: int = 0)
     raise SearchError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
 
 
-__all__ = ["STRATEGIES", "CategoricalEncoding", "Strategy", "Told", "categorical_encoding",
-           "make_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "CategoricalEncoding",
+    "Strategy",
+    "Told",
+    "categorical_encoding",
+    "make_strategy",
+]

@@ -78,16 +78,22 @@ class OptunaNSGA2(Strategy):
 
     def _sampler(self, generation: int):  # -> NSGAIISampler
         seed = zlib.crc32(f"{self.seed}|{generation}".encode())
-        return _fast_sampler_class()(generation=generation, search_space=self.dists,
-                                     population_size=self.population, seed=seed)
+        return _fast_sampler_class()(
+            generation=generation,
+            search_space=self.dists,
+            population_size=self.population,
+            seed=seed,
+        )
 
     def ask(self, generation: int) -> list[str]:
         self.study.sampler = self._sampler(generation)
         trials, out = [], []
         for _ in range(self.population):
             t = self.study.ask()
-            values = [t.suggest_categorical(n, list(c))
-                      for n, c in zip(self.enc.names, self.enc.choices, strict=False)]
+            values = [
+                t.suggest_categorical(n, list(c))
+                for n, c in zip(self.enc.names, self.enc.choices, strict=False)
+            ]
             trials.append(t)
             out.append(self.enc.genotype(values))
         self._pending[generation] = trials
