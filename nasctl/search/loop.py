@@ -413,19 +413,34 @@ class SearchLoop:
         return sorted(ok, key=lambda c: -(c.accuracy or 0.0))[:k]
 
     def _measure_front(self) -> None:
-        cands = [c for c in self.archive.values() if not c.failed and c.latency_ms is not None]
-        idx = front_of([c.accuracy or 0.0 for c in cands], [c.latency_ms or 0.0 for c in cands])
-        front = sorted((cands[i] for i in idx), key=lambda c: -(c.accuracy or 0.0))
-        budget = self.cons.latency_budget_ms
-        for c in front:
-            if self.used >= self.cfg.device_budget:
-                break
-            if c.genotype in self.attempted:
-                continue
-            if budget is not None and c.low_ms is not None and c.low_ms > budget:
-                continue
-            self._measure(c.genotype, "front", self.cfg.generations)
-        self._refit()
+        """Measure the final front, most accurate first, until every member of the front (as
+        re-predicted after each refit) is measured or the device budget is spent."""
+        while True:
+            front = sorted(self._front(), key=lambda c: -(c.accuracy or 0.0))
+            budget = self.cons.latency_budget_ms
+            todo = [
+                c
+                for c in front
+                if c.genotype not in self.attempted
+                and not (budget is not None and c.low_ms is not None and c.low_ms > budget)
+            ]
+            if not todo or self.used >= self.cfg.device_budget:
+                return
+            for c in todo:
+                if self.used >= self.cfg.device_budget:
+                    break
+                self._measure(c.genotype, "front", self.cfg.generations)
+            self._refit()
+
+    def _front(self, cands: list[Candidate] | None = None) -> list[Candidate]:
+        """Non-dominated candidates by accuracy and latency: measured where measured, else
+        predicted."""
+        if cands is None:
+            cands = list(self.archive.values())
+        scored = [c for c in cands if not c.failed and c.latency_ms is not None]
+        lat = [c.measured_ms if c.measured_ms is not None else c.latency_ms for c in scored]
+        idx = front_of([c.accuracy or 0.0 for c in scored], lat)
+        return [scored[i] for i in idx]
 
     # -- the device ----------------------------------------------------------------------------
     def _measure(self, genotype: str, phase: str, gen: int) -> Candidate:
@@ -504,9 +519,7 @@ class SearchLoop:
                 pass  # no model yet (device lost during bootstrap): report measured only
         best = best_measured(cands, self.cons)
         fastest = fastest_measured(cands)
-        scored = [c for c in cands if not c.failed and c.latency_ms is not None]
-        idx = front_of([c.accuracy or 0.0 for c in scored], [c.latency_ms or 0.0 for c in scored])
-        frontier = [scored[i] for i in idx]
+        frontier = self._front(cands)
         message = ""
         b = self.cons.latency_budget_ms
         if best is None and fastest is not None and b is not None:
