@@ -10,13 +10,18 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 STATE: dict[str, bool] = {"debug": False}
+
+#: The ``--device`` option of commands that measure on a device.
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="cpu, t4, xavier, cuda or replay:<table>/<column>.")
+]
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -7,14 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from nasctl.cli.common import handle_errors, print_json
+from nasctl.cli.common import DeviceOpt, handle_errors, print_json
 
 
 @handle_errors
 def profile(
-    device: Annotated[
-        str, typer.Option("--device", help="cpu, t4, xavier, cuda or replay:<table>/<column>.")
-    ],
+    device: DeviceOpt,
     db: Annotated[Path, typer.Option("--db", help="SQLite measurement store (one file).")],
     space: Annotated[
         str | None,

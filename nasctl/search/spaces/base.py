@@ -82,6 +82,16 @@ def other_choice(rng: random.Random, choices: Sequence[T], current: T) -> T:
     return rng.choice(rest) if rest else current
 
 
+def check_resolutions(space: str, resolutions: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """Sorted input resolutions (px) of an image space; each a multiple of 16 and >= 32."""
+    out = tuple(sorted(int(r) for r in resolutions))
+    if not out or any(r < 32 or r % 16 for r in out):
+        raise SpaceError(
+            f"{space} resolutions {resolutions} invalid; expected multiples of 16, >= 32"
+        )
+    return out
+
+
 _REGISTRY: dict[str, type[SearchSpace]] = {}
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.errors import SpaceError
-from nasctl.search.spaces.base import SearchSpace, other_choice, register_space
+from nasctl.search.spaces.base import SearchSpace, check_resolutions, other_choice, register_space
 
 STAGE_CHANNELS: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320)
 STAGE_STRIDES: tuple[int, ...] = (1, 2, 2, 2, 1, 2, 1)
@@ -93,11 +93,7 @@ class MBConvSpace(SearchSpace):
         self, num_classes: int = 1000, resolutions: tuple[int, ...] | list[int] = RESOLUTIONS
     ) -> None:
         self.num_classes = num_classes
-        self.resolutions = tuple(sorted(int(r) for r in resolutions))
-        if not self.resolutions or any(r < 32 or r % 16 for r in self.resolutions):
-            raise SpaceError(
-                f"mbconv resolutions {resolutions} invalid; expected multiples of 16, >= 32"
-            )
+        self.resolutions = check_resolutions("mbconv", resolutions)
 
     # -- genotypes ---------------------------------------------------------------------------
     def parse(self, genotype: str) -> MBConvGenotype:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.errors import SpaceError
-from nasctl.search.spaces.base import SearchSpace, other_choice, register_space
+from nasctl.search.spaces.base import SearchSpace, check_resolutions, other_choice, register_space
 
 BLOCKS: tuple[str, ...] = ("basic", "bottleneck")
 BASE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
@@ -62,11 +62,7 @@ class ResNetSpace(SearchSpace):
         self, num_classes: int = 1000, resolutions: tuple[int, ...] | list[int] = RESOLUTIONS
     ) -> None:
         self.num_classes = num_classes
-        self.resolutions = tuple(sorted(int(r) for r in resolutions))
-        if not self.resolutions or any(r < 32 or r % 16 for r in self.resolutions):
-            raise SpaceError(
-                f"resnet resolutions {resolutions} invalid; expected multiples of 16, >= 32"
-            )
+        self.resolutions = check_resolutions("resnet", resolutions)
 
     # -- genotypes ---------------------------------------------------------------------------
     def parse(self, genotype: str) -> ResNetGenotype:
