@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nasctl.arch import arrays
 from nasctl.arch.hashing import graph_hash
 from nasctl.predictor import api, features
 from nasctl.search.spaces import get_space
@@ -95,7 +96,7 @@ def test_fast_path_predicts_as_plain_path(
     fast = fast_pred.predict_genotypes(name, genos, sp.to_graph)
     fast_feats = features.featurize_many([sp.to_graph(g) for g in genos[:100]])
 
-    monkeypatch.setattr(features, "_scan", _plain_scan)
+    monkeypatch.setattr(arrays, "_scan", _plain_scan)
     graphs = [sp.to_graph(g) for g in genos]
     plain_ex = [
         api.Example(f, name, g) for f, g in zip(features.featurize_many(graphs), genos, strict=True)

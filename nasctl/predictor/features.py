@@ -23,11 +23,11 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from math import prod
-from typing import Any
 
 import numpy as np
 
+from nasctl.arch.arrays import GraphArrays, graph_arrays
+from nasctl.arch.arrays import node_raw as _node_raw  # noqa: F401  (re-exported for tests)
 from nasctl.arch.graph import ACTIVATIONS, OP_INDEX, OPS, Graph
 
 SCHEMA_VERSION = "feat-v1"
@@ -157,55 +157,6 @@ class GraphFeatures:
 
 
 _UNARY = np.array([OP_INDEX[o] for o in ("batchnorm", "identity", *ACTIVATIONS)], dtype=np.int64)
-_OTHER = OP_INDEX["other"]
-
-
-def _kernel_area(k: Any) -> float:
-    if isinstance(k, int):
-        return float(k * k)
-    if isinstance(k, list | tuple) and len(k) >= 2:
-        return float(k[0] * k[1])
-    return 1.0
-
-
-def _first(v: Any) -> float:
-    if isinstance(v, list | tuple):
-        return float(v[0]) if v else 1.0
-    return float(v)
-
-
-def _node_raw(node: Any) -> tuple[int, float, float, float, float, float, float, float, float]:
-    """(op index, kernel area, stride, groups, c_in, c_out, output pixels, MACs, params)."""
-    op = node.op
-    a = node.attrs
-    out: tuple[int, ...] = node.out_shapes[0] if node.out_shapes else ()
-    out_el = float(prod(out)) if out else 0.0
-    spatial = float(prod(out[2:])) if len(out) > 2 else 1.0
-    ins = node.in_shapes
-    c_out = float(out[1]) if len(out) > 1 else 0.0
-    c_in = float(ins[0][1]) if ins and len(ins[0]) > 1 else 0.0
-    k_area, stride, groups, macs, params = 1.0, 1.0, 1.0, 0.0, 0.0
-    if op == "conv" or op == "dwconv" or op == "gconv":
-        k_area = _kernel_area(a.get("kernel", 1))
-        stride = _first(a.get("stride", 1))
-        groups = float(a.get("groups", 1)) or 1.0
-        macs = out_el * (c_in / groups) * k_area
-        params = c_out * (c_in / groups) * k_area + (c_out if a.get("bias") else 0.0)
-    elif op == "linear" or op == "matmul":
-        c_in = float(a.get("in_features", ins[0][-1] if ins and ins[0] else 0))
-        c_out = float(out[-1]) if out else 0.0
-        macs = out_el * c_in
-        if op == "linear":
-            params = c_in * c_out + (c_out if a.get("bias", True) else 0.0)
-    elif op == "maxpool" or op == "avgpool":
-        k_area = _kernel_area(a.get("kernel", 1))
-        stride = _first(a.get("stride", 1))
-        macs = out_el * k_area
-    elif op == "globalavgpool" or op == "globalmaxpool":
-        macs = float(prod(ins[0])) if ins else 0.0
-    elif op == "batchnorm" or op == "layernorm":
-        params = 2.0 * c_out
-    return OP_INDEX.get(op, _OTHER), k_area, stride, groups, c_in, c_out, spatial, macs, params
 
 
 def featurize(graph: Graph, precision: str | None = None, keep_raw: bool = False) -> GraphFeatures:
@@ -215,110 +166,42 @@ def featurize(graph: Graph, precision: str | None = None, keep_raw: bool = False
     return featurize_many([graph], precision, keep_raw)[0]
 
 
-_CONV_KEYS = ("kernel", "stride", "groups", "bias")
-_POOL_KEYS = ("kernel", "stride")
-_FC_KEYS = ("in_features", "bias")
-_KEYS_OF: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("conv", "dwconv", "gconv"), _CONV_KEYS),
-    **dict.fromkeys(("maxpool", "avgpool"), _POOL_KEYS),
-    **dict.fromkeys(("linear", "matmul"), _FC_KEYS),
-}
-_MISSING = object()
-
-
-def _row_key(node: Any) -> tuple[Any, ...]:
-    """What :func:`_row` of a node depends on: op, input count, shapes and the attributes that
-    :func:`_node_raw` reads (lists as tuples). May be unhashable (odd attribute values)."""
-    key = (node.op, len(node.inputs), tuple(node.in_shapes), tuple(node.out_shapes))
-    names = _KEYS_OF.get(node.op)
-    if names is None:
-        return key
-    a = node.attrs
-    vals = [a.get(k, _MISSING) for k in names]
-    return key + tuple(tuple(v) if type(v) is list else v for v in vals)
-
-
-def _row(node: Any) -> tuple[float, ...]:
-    """Raw row of a node: :func:`_node_raw` plus input and output element counts."""
-    read = 0
-    for s in node.in_shapes[: len(node.inputs)]:
-        read += prod(s)
-    outs = node.out_shapes
-    outs_el = prod(outs[0]) if len(outs) == 1 else sum(prod(s) for s in outs)
-    return (*_node_raw(node), read, outs_el)
-
-
-def _scan(
-    graph: Graph, memo: dict[Any, tuple[float, ...]] | None = None
-) -> tuple[np.ndarray, list[int], list[int], list[int], int]:
-    """One pass over the nodes: raw rows (n, 11), edge lists, output nodes, depth. ``memo``
-    caches rows of nodes with equal content (shared across the graphs of a batch)."""
-    memo = {} if memo is None else memo
-    nodes = graph.nodes
-    n = len(nodes)
-    rows: list[tuple[float, ...]] = []
-    producer: dict[str, int] = {}
-    src: list[int] = []
-    dst: list[int] = []
-    depth = [0] * n
-    for i, node in enumerate(nodes):
-        d = 0
-        for t in node.inputs:
-            j = producer.get(t)
-            if j is not None:
-                src.append(j)
-                dst.append(i)
-                if depth[j] > d:
-                    d = depth[j]
-        depth[i] = d + 1
-        key: tuple[Any, ...] | None = _row_key(node)
-        try:
-            row = memo.get(key)
-        except TypeError:  # an unhashable attribute value: no caching
-            key, row = None, None
-        if row is None:
-            row = _row(node)
-            if key is not None:
-                memo[key] = row
-        rows.append(row)
-        for t in node.outputs:
-            producer[t] = i
-    outs = [producer[t] for t in graph.outputs if t in producer]
-    raw = np.array(rows, dtype=np.float64).reshape(n, 11)
-    return raw, src, dst, outs, max(depth, default=0)
-
-
 def featurize_many(
     graphs: list[Graph], precision: str | None = None, keep_raw: bool = False
 ) -> list[GraphFeatures]:
     """Features of many graphs; the array work runs once over the whole batch."""
     if not graphs:
         return []
-    memo: dict[Any, tuple[float, ...]] = {}
-    scans = [_scan(g, memo) for g in graphs]
-    sizes = np.array([s[0].shape[0] for s in scans], dtype=np.int64)
-    off = np.r_[0, np.cumsum(sizes)]
-    raw = np.vstack([s[0] for s in scans])
-    src = np.concatenate([np.asarray(s[1], np.int64) + o for s, o in zip(scans, off, strict=False)])
-    dst = np.concatenate([np.asarray(s[2], np.int64) + o for s, o in zip(scans, off, strict=False)])
-    outs = [j + int(o) for s, o in zip(scans, off, strict=False) for j in s[3]]
-    edges = np.stack([src, dst])
+    return featurize_arrays(graph_arrays(graphs), precision, keep_raw)
+
+
+def featurize_arrays(
+    arr: GraphArrays, precision: str | None = None, keep_raw: bool = False
+) -> list[GraphFeatures]:
+    """Features of the graphs of a :class:`GraphArrays` batch (from :func:`graph_arrays` or a
+    space's own builder)."""
+    if len(arr) == 0:
+        return []
+    sizes = arr.sizes
+    off = arr.offsets
+    raw = arr.raw
+    edges = np.stack([arr.src, arr.dst])
+    outs = [int(j) for j in arr.outs]
     elem = np.array(
-        [PRECISION_BYTES.get(precision or str(g.meta.get("precision", "fp32")), 4) for g in graphs],
-        dtype=np.float64,
+        [PRECISION_BYTES.get(precision or p, 4) for p in arr.precisions], dtype=np.float64
     )
-    gid = np.repeat(np.arange(len(graphs)), sizes)
+    gid = np.repeat(np.arange(len(arr)), sizes)
     e = elem[gid]
     costs = np.column_stack([raw[:, 7], raw[:, 9] * e, raw[:, 10] * e, raw[:, 8] * e])
     op = raw[:, 0].astype(np.int64)
     live = _live(raw.shape[0], edges, outs)
     grp = fuse_groups(op, edges)
     x, gedges = _node_rows(raw, costs, live, op, grp, edges)
-    g = _graph_rows(graphs, raw, costs, op, live, edges, gid, [s[4] for s in scans], elem)
+    g = _graph_rows(arr.input_shapes, raw, costs, op, live, edges, gid, arr.depth, elem)
     g_off = np.r_[grp[off[:-1]], x.shape[0]]  # groups of a graph are contiguous
     e_off = np.asarray(np.searchsorted(gedges[0], g_off))
     out = []
-    for i, graph in enumerate(graphs):
+    for i in range(len(arr)):
         a, b, ga, gb = int(off[i]), int(off[i + 1]), int(g_off[i]), int(g_off[i + 1])
         out.append(
             GraphFeatures(
@@ -328,7 +211,7 @@ def featurize_many(
                 group=grp[a:b] - ga,
                 costs=costs[a:b],
                 op=op[a:b],
-                node_ids=[nd.id for nd in graph.nodes],
+                node_ids=arr.node_ids[i] if arr.node_ids is not None else [],
                 raw=raw[a:b] if keep_raw else None,
             )
         )
@@ -423,19 +306,19 @@ def _node_rows(
 
 
 def _graph_rows(
-    graphs: list[Graph],
+    shapes: list[tuple[int, ...]],
     raw: np.ndarray,
     costs: np.ndarray,
     op: np.ndarray,
     live: np.ndarray,
     edges: np.ndarray,
     gid: np.ndarray,
-    depth: list[int],
+    depth: np.ndarray,
     elem: np.ndarray,
 ) -> np.ndarray:
     """Graph-level rows (graphs, len(GRAPH_FEATURES)) float32 of a batch (``gid``: graph per
-    node)."""
-    b = len(graphs)
+    node; ``shapes``: first input shape per graph)."""
+    b = len(shapes)
 
     def per_graph(w: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(gid, weights=w, minlength=b).astype(np.float64)
@@ -462,7 +345,6 @@ def _graph_rows(
             per_graph(macs * live),
         ]
     )
-    shapes = [g.input_shape if g.inputs else (1,) for g in graphs]
     extra = np.array(
         [
             [float(s[-1]) if len(s) >= 3 else 0.0, float(s[0]), el]
