@@ -219,7 +219,7 @@ def graph_arrays(graphs: list[Graph], *, keep_ids: bool = True) -> GraphArrays:
     memo: dict[Any, tuple[float, ...]] = {}
     scans = [_scan(g, memo) for g in graphs]
     sizes = np.array([s[0].shape[0] for s in scans], dtype=np.int64)
-    off = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64)
+    off = (np.cumsum(sizes) - sizes).astype(np.int64)
     empty = np.zeros(0, np.int64)
 
     def cat(k: int) -> np.ndarray:

@@ -18,10 +18,13 @@ import importlib
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SpaceError
+
+if TYPE_CHECKING:
+    from nasctl.arch.arrays import GraphArrays
 
 
 class SearchSpace(ABC):
@@ -56,6 +59,18 @@ class SearchSpace(ABC):
 
     @abstractmethod
     def to_graph(self, genotype: str) -> Graph: ...
+
+    def graph_arrays(self, genotypes: Sequence[str]) -> GraphArrays:
+        """Node arrays of the genotypes' graphs, exactly ``arrays.graph_arrays([self.to_graph(g)
+        ...], keep_ids=False)``. Spaces override it to skip building graphs (built-in spaces
+        assemble cached pieces); invalid genotypes raise :class:`SpaceError` as ``to_graph`` does.
+        """
+        from nasctl.arch import arrays
+        from nasctl.search.spaces.templates import empty_arrays
+
+        if len(genotypes) == 0:
+            return empty_arrays()
+        return arrays.graph_arrays([self.to_graph(g) for g in genotypes], keep_ids=False)
 
     def size(self) -> int | None:
         """Number of distinct genotypes, when known and finite."""

@@ -26,11 +26,17 @@ Node ids: ``/stem/conv``, ``/s2/b1/pw``, ``/s2/b1/shuffle/transpose``, ``/s2/b1/
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from nasctl.arch.graph import Graph, GraphBuilder
+from nasctl.arch.graph import Graph, GraphBuilder, Shape
 from nasctl.errors import SpaceError
 from nasctl.search.spaces.base import SearchSpace, other_choice, register_space
+
+if TYPE_CHECKING:
+    from nasctl.arch.arrays import GraphArrays
+    from nasctl.search.spaces.templates import Segment
 
 OPS: tuple[str, ...] = (
     "k3_e1",
@@ -132,13 +138,37 @@ class FBNetSpace(SearchSpace):
         return len(OPS) ** NUM_LAYERS
 
     # -- graph -------------------------------------------------------------------------------
+    def graph_arrays(self, genotypes: Sequence[str]) -> GraphArrays:
+        """As :meth:`SearchSpace.graph_arrays`, from layers built once per (position, op)."""
+        if type(self).to_graph is not FBNetSpace.to_graph:  # a subclass builds other graphs
+            return super().graph_arrays(genotypes)
+        from nasctl.search.spaces.templates import built_graph_arrays, space_store
+
+        config = (self.dataset, self.resolution, self.num_classes, self.stem_stride,
+                  self.head_channels, self.strides)  # fmt: skip
+        store = space_store(self, config, max_structs=1_000, max_rows=20_000)
+        layers = [  # (channels, stride) per layer position
+            (c, s if j == 1 else 1)
+            for n, c, s in zip(LAYERS_PER_STAGE, STAGE_CHANNELS, self.strides, strict=True)
+            for j in range(1, n + 1)
+        ]
+        first: list[Segment] = [("stem", stem, (self.stem_stride,))]
+        last: list[Segment] = [("head", head, (self.head_channels, self.num_classes))]
+        shape = (1, 3, self.resolution, self.resolution)
+
+        def plan(genotype: str) -> tuple[Shape, list[Segment]]:
+            # segments: layer position and op as key
+            ops = _parse(genotype)
+            mid = [((k, op), _layer, (op, *layers[k])) for k, op in enumerate(ops)]
+            return shape, first + mid + last
+
+        return built_graph_arrays(store, genotypes, plan)
+
     def to_graph(self, genotype: str) -> Graph:
         ops = _parse(genotype)
         r = self.resolution
         b = GraphBuilder(f"fbnet-{self.dataset}", (1, 3, r, r))
-        x = b.conv(b.input, STEM_CHANNELS, 3, stride=self.stem_stride, id="/stem/conv")
-        x = b.batchnorm(x, id="/stem/bn")
-        x = b.act(x, "relu", id="/stem/act")
+        x = stem(b, b.input, self.stem_stride)
         k = 0
         for i, (n, c, s) in enumerate(
             zip(LAYERS_PER_STAGE, STAGE_CHANNELS, self.strides, strict=True), start=1
@@ -146,14 +176,30 @@ class FBNetSpace(SearchSpace):
             for j in range(1, n + 1):
                 x = fbnet_layer(b, x, ops[k], c, s if j == 1 else 1, prefix=f"/s{i}/b{j}")
                 k += 1
-        x = b.conv(x, self.head_channels, 1, id="/head/conv")
-        x = b.batchnorm(x, id="/head/bn")
-        x = b.act(x, "relu", id="/head/act")
-        x = b.global_pool(x, id="/head/pool")
-        x = b.flatten(x, id="/head/flatten")
-        x = b.linear(x, self.num_classes, id="/head/fc")
+        x = head(b, x, self.head_channels, self.num_classes)
         meta = {"space": self.name, "genotype": "-".join(ops), "resolution": r}
         return b.build([x], meta=meta)
+
+
+def stem(b: GraphBuilder, x: str, stride: int) -> str:
+    """conv3x3 (16 ch) -BN -ReLU."""
+    x = b.conv(x, STEM_CHANNELS, 3, stride=stride, id="/stem/conv")
+    x = b.batchnorm(x, id="/stem/bn")
+    return b.act(x, "relu", id="/stem/act")
+
+
+def head(b: GraphBuilder, x: str, channels: int, num_classes: int) -> str:
+    """conv1x1 -BN -ReLU -global avgpool -flatten -linear."""
+    x = b.conv(x, channels, 1, id="/head/conv")
+    x = b.batchnorm(x, id="/head/bn")
+    x = b.act(x, "relu", id="/head/act")
+    x = b.global_pool(x, id="/head/pool")
+    x = b.flatten(x, id="/head/flatten")
+    return b.linear(x, num_classes, id="/head/fc")
+
+
+def _layer(b: GraphBuilder, x: str, op: str, cout: int, stride: int) -> str:
+    return fbnet_layer(b, x, op, cout, stride, prefix="/b")
 
 
 def fbnet_layer(b: GraphBuilder, x: str, op: str, cout: int, stride: int, *, prefix: str) -> str:

@@ -28,11 +28,16 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.errors import SpaceError
 from nasctl.search.spaces.base import SearchSpace, check_resolutions, other_choice, register_space
+
+if TYPE_CHECKING:
+    from nasctl.arch.arrays import GraphArrays
 
 STAGE_CHANNELS: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320)
 STAGE_STRIDES: tuple[int, ...] = (1, 2, 2, 2, 1, 2, 1)
@@ -205,14 +210,20 @@ class MBConvSpace(SearchSpace):
         return len(self.resolutions) * len(WIDTHS) * per_stage ** len(STAGE_CHANNELS)
 
     # -- graph -------------------------------------------------------------------------------
+    def graph_arrays(self, genotypes: Sequence[str]) -> GraphArrays:
+        """As :meth:`SearchSpace.graph_arrays`, vectorized (see ``mbconv_arrays``)."""
+        if type(self).to_graph is not MBConvSpace.to_graph:  # a subclass builds other graphs
+            return super().graph_arrays(genotypes)
+        from nasctl.search.spaces.mbconv_arrays import mbconv_graph_arrays
+
+        return mbconv_graph_arrays(self, genotypes)
+
     def to_graph(self, genotype: str) -> Graph:
         g = self.parse(genotype)
         mult = float(g.width)
         r = g.resolution
         b = GraphBuilder(f"mbconv-r{r}-w{g.width}", (1, 3, r, r))
-        x = b.conv(b.input, make_divisible(STEM_CHANNELS * mult), 3, stride=2, id="/stem/conv")
-        x = b.batchnorm(x, id="/stem/bn")
-        x = b.act(x, g.stages[0].act, id="/stem/act")
+        x = stem(b, mult, g.stages[0].act)
         for i, (st, c, s) in enumerate(
             zip(g.stages, STAGE_CHANNELS, STAGE_STRIDES, strict=True), start=1
         ):
@@ -229,15 +240,26 @@ class MBConvSpace(SearchSpace):
                     st.act,
                     prefix=f"/s{i}/b{j}",
                 )
-        head_act = g.stages[-1].act
-        x = b.conv(x, make_divisible(HEAD_CHANNELS * max(1.0, mult)), 1, id="/head/conv")
-        x = b.batchnorm(x, id="/head/bn")
-        x = b.act(x, head_act, id="/head/act")
-        x = b.global_pool(x, id="/head/pool")
-        x = b.flatten(x, id="/head/flatten")
-        x = b.linear(x, self.num_classes, id="/head/fc")
+        x = head(b, x, mult, g.stages[-1].act, self.num_classes)
         meta = {"space": self.name, "genotype": self.format(g), "resolution": r}
         return b.build([x], meta=meta)
+
+
+def stem(b: GraphBuilder, mult: float, act: str) -> str:
+    """Stem on the graph input: conv3x3 s2 -BN -act; returns its output tensor."""
+    x = b.conv(b.input, make_divisible(STEM_CHANNELS * mult), 3, stride=2, id="/stem/conv")
+    x = b.batchnorm(x, id="/stem/bn")
+    return b.act(x, act, id="/stem/act")
+
+
+def head(b: GraphBuilder, x: str, mult: float, act: str, num_classes: int) -> str:
+    """Head: conv1x1 -BN -act -global avgpool -flatten -linear; returns the logits tensor."""
+    x = b.conv(x, make_divisible(HEAD_CHANNELS * max(1.0, mult)), 1, id="/head/conv")
+    x = b.batchnorm(x, id="/head/bn")
+    x = b.act(x, act, id="/head/act")
+    x = b.global_pool(x, id="/head/pool")
+    x = b.flatten(x, id="/head/flatten")
+    return b.linear(x, num_classes, id="/head/fc")
 
 
 def mbconv_block(

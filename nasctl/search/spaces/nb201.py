@@ -36,12 +36,17 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.errors import SpaceError
 from nasctl.search.spaces.base import SearchSpace, register_space
+
+if TYPE_CHECKING:
+    from nasctl.arch.arrays import GraphArrays
 
 #: Official op order (op code = index; used by ``data/nb201_order.txt``).
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -205,6 +210,14 @@ class NB201Space(SearchSpace):
         return 3 in reach
 
     # -- graph -------------------------------------------------------------------------------
+    def graph_arrays(self, genotypes: Sequence[str]) -> GraphArrays:
+        """As :meth:`SearchSpace.graph_arrays`, from cached cells (see ``nb201_arrays``)."""
+        if type(self).to_graph is not NB201Space.to_graph:  # a subclass builds other graphs
+            return super().graph_arrays(genotypes)
+        from nasctl.search.spaces.nb201_arrays import nb201_graph_arrays
+
+        return nb201_graph_arrays(self, genotypes)
+
     def to_graph(self, genotype: str) -> Graph:
         ops = _parse(genotype)
         r = self.resolution

@@ -23,11 +23,17 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from nasctl.arch.graph import Graph, GraphBuilder
+from nasctl.arch.graph import Graph, GraphBuilder, Shape
 from nasctl.errors import SpaceError
 from nasctl.search.spaces.base import SearchSpace, check_resolutions, other_choice, register_space
+
+if TYPE_CHECKING:
+    from nasctl.arch.arrays import GraphArrays
+    from nasctl.search.spaces.templates import Segment
 
 BLOCKS: tuple[str, ...] = ("basic", "bottleneck")
 BASE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
@@ -129,21 +135,62 @@ class ResNetSpace(SearchSpace):
         return len(self.resolutions) * len(BLOCKS) * per_stage ** len(BASE_WIDTHS)
 
     # -- graph -------------------------------------------------------------------------------
+    def graph_arrays(self, genotypes: Sequence[str]) -> GraphArrays:
+        """As :meth:`SearchSpace.graph_arrays`, from blocks built once per shape."""
+        if type(self).to_graph is not ResNetSpace.to_graph:  # a subclass builds other graphs
+            return super().graph_arrays(genotypes)
+        from nasctl.search.spaces.templates import built_graph_arrays, space_store
+
+        store = space_store(
+            self, (self.num_classes, self.resolutions), max_structs=20_000, max_rows=200_000
+        )
+        return built_graph_arrays(store, genotypes, self._planner())
+
+    def _planner(self) -> Callable[[str], tuple[Shape, list[Segment]]]:
+        """genotype -> (input shape, segments): a key per segment holds all its rows depend on
+        (resolution, block type, stage, widths). Canonical strings are looked up (any other is
+        parsed, which raises the parser's error)."""
+        heads = {f"r{r}-{blk}": (r, blk) for r in self.resolutions for blk in BLOCKS}
+        stage_tokens = [{f"{w}x{d}": (w, d) for w in ws for d in DEPTHS} for ws in STAGE_WIDTHS]
+        runs: dict[tuple[object, ...], list[Segment]] = {}
+
+        def stage(r: int, blk: str, i: int, width: int, depth: int, prev: int) -> list[Segment]:
+            key = (r, blk, i, width, depth, prev)
+            run = runs.get(key)
+            if run is None:
+                first = ((r, blk, i, width, prev), _block, (blk, width, STRIDES[i - 1]))
+                later = ((r, blk, i, width, -1), _block, (blk, width, 1))
+                run = runs[key] = [first] + [later] * (depth - 1)
+            return run
+
+        def plan(genotype: str) -> tuple[Shape, list[Segment]]:
+            try:
+                sec = genotype.split("|")
+                r, blk = heads[sec[0]]
+                stages = [tok[t] for tok, t in zip(stage_tokens, sec[1:], strict=True)]
+            except (KeyError, ValueError, AttributeError):
+                self.parse(genotype)  # raises the clear error
+                raise SpaceError(f"resnet genotype {genotype!r} is not canonical") from None
+            segs: list[Segment] = [(("stem", r), stem, ())]
+            prev = 0
+            for i, (width, depth) in enumerate(stages, start=1):
+                segs += stage(r, blk, i, width, depth, prev)
+                prev = width
+            segs.append((("head", r, blk, prev), head, (self.num_classes,)))
+            return (1, 3, r, r), segs
+
+        return plan
+
     def to_graph(self, genotype: str) -> Graph:
         g = self.parse(genotype)
         r = g.resolution
         b = GraphBuilder(f"resnet-r{r}-{g.block}", (1, 3, r, r))
-        x = b.conv(b.input, STEM_CHANNELS, 7, stride=2, id="/stem/conv")
-        x = b.batchnorm(x, id="/stem/bn")
-        x = b.act(x, "relu", id="/stem/act")
-        x = b.pool(x, "max", 3, stride=2, id="/stem/pool")
+        x = stem(b, b.input)
         block = basic_block if g.block == "basic" else bottleneck_block
         for i, ((width, depth), stride) in enumerate(zip(g.stages, STRIDES, strict=True), start=1):
             for j in range(1, depth + 1):
                 x = block(b, x, width, stride if j == 1 else 1, prefix=f"/s{i}/b{j}")
-        x = b.global_pool(x, id="/head/pool")
-        x = b.flatten(x, id="/head/flatten")
-        x = b.linear(x, self.num_classes, id="/head/fc")
+        x = head(b, x, self.num_classes)
         meta = {"space": self.name, "genotype": self.format(g), "resolution": r}
         return b.build([x], meta=meta)
 
@@ -163,6 +210,27 @@ def _parse_stage(i: int, text: str) -> tuple[int, int]:
             f"resnet stage {i + 1} depth {m.group(2)} invalid; expected {DEPTHS[0]}..{DEPTHS[-1]}"
         )
     return w, d
+
+
+def stem(b: GraphBuilder, x: str) -> str:
+    """conv7x7 s2 (64 ch) -BN -ReLU -maxpool 3x3 s2."""
+    x = b.conv(x, STEM_CHANNELS, 7, stride=2, id="/stem/conv")
+    x = b.batchnorm(x, id="/stem/bn")
+    x = b.act(x, "relu", id="/stem/act")
+    return b.pool(x, "max", 3, stride=2, id="/stem/pool")
+
+
+def head(b: GraphBuilder, x: str, num_classes: int) -> str:
+    """Global avgpool -flatten -linear."""
+    x = b.global_pool(x, id="/head/pool")
+    x = b.flatten(x, id="/head/flatten")
+    return b.linear(x, num_classes, id="/head/fc")
+
+
+def _block(b: GraphBuilder, x: str, kind: str, width: int, stride: int) -> str:
+    """A block of either type (for ``graph_arrays``; node ids do not matter there)."""
+    block = basic_block if kind == "basic" else bottleneck_block
+    return block(b, x, width, stride, prefix="/b")
 
 
 def _shortcut(b: GraphBuilder, x: str, cout: int, stride: int, prefix: str) -> str:
