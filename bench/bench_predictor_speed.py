@@ -4,9 +4,11 @@
     python bench/bench_predictor_speed.py --train 10000   # also time training on 10,000 graphs
 
 Predict is timed end to end from distinct genotype strings of each space in ``--spaces`` (nb201 and
-mbconv; the space's own ``to_graph``; the predictor is trained on NB201 timings, which does not
-matter for speed), with a breakdown: graph construction, features, GBDT, GNN (WL quotient +
-forward), and again warm (every genotype asked before: cached answers). Training is
+mbconv; the predictor is trained on NB201 timings, which does not matter for speed), once through
+the space's ``to_graph`` and once through its node arrays (``SearchSpace.graph_arrays``, or
+scanning graphs where a space has none), with a breakdown of the arrays path: arrays, features,
+design + GBDT, GNN (WL quotient + forward), and again warm (every genotype asked before: cached
+answers). Training is
 ``nasctl.predictor.api.train`` on NB201 cells with a public latency column (features included,
 as `nasctl train-predictor` runs it).
 Prints markdown rows.
@@ -67,39 +69,57 @@ def genotypes(space: str, n: int, seed: int = 1) -> list[str]:
     return list(out)
 
 
+def space_arrays(sp):  # noqa: ANN001, ANN201
+    """The space's genotypes -> GraphArrays (``SearchSpace.graph_arrays`` where the space has
+    one; else scanning ``to_graph`` graphs)."""
+    own = getattr(sp, "graph_arrays", None)
+    if own is not None:
+        return own
+    from nasctl.arch.arrays import graph_arrays
+
+    return lambda gs: graph_arrays([sp.to_graph(g) for g in gs], keep_ids=False)
+
+
 def bench_predict(pred, space: str, n: int) -> list[str]:  # noqa: ANN001
-    """Cold end-to-end ``predict_genotypes`` on ``n`` distinct genotypes, a breakdown measured
-    the way the predictor runs (graphs built and featurized a chunk at a time), and warm."""
+    """Cold end-to-end ``predict_genotypes`` on ``n`` distinct genotypes (graphs path, and
+    arrays path when the space builds arrays), a breakdown of the arrays path measured the way
+    the predictor runs it, and warm (cached answers)."""
     from nasctl.predictor import api
-    from nasctl.predictor.features import featurize_many
+    from nasctl.predictor.batch import featurize_batch
+    from nasctl.predictor.gnn import batch_quotient
+    from nasctl.predictor.heap import reused_heap
     from nasctl.search.spaces import get_space
 
     sp = get_space(space)
     genos = genotypes(space, n)
+    make = space_arrays(sp)
     fresh = api.Predictor(pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder)
     _, t_cold = timed(fresh.predict_genotypes, space, genos, sp.to_graph)
     _, t_warm = timed(fresh.predict_genotypes, space, genos, sp.to_graph)
-    t_graph = t_feat = 0.0
-    feats = []
-    with api.gc_paused():
-        for a in range(0, n, api.FEATURE_CHUNK):
-            graphs, dt = timed(
-                lambda a=a: [sp.to_graph(g) for g in genos[a : a + api.FEATURE_CHUNK]]
-            )
-            t_graph += dt
-            f, dt = timed(featurize_many, graphs)
-            t_feat += dt
-            feats += f
-    ex = [api.Example(f, space, g) for f, g in zip(feats, genos, strict=True)]
-    X, t_design = timed(pred.design, ex)
-    _, t_gbdt = timed(pred.gbdt.predict_log, X)
-    _, t_gnn = timed(pred.gnn.predict_log, feats, X)
+    fresh = api.Predictor(pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder)
+    _, t_cold_arr = timed(fresh.predict_genotypes, space, genos, sp.to_graph, arrays=make)
+    with api.gc_paused(), reused_heap():  # as predict_genotypes runs it
+        arr, t_arr = timed(make, genos)
+        fb, t_feat = timed(featurize_batch, arr)
+        feats, t_views = timed(fb.views)
+        ex = [api.Example(f, space, g) for f, g in zip(feats, genos, strict=True)]
+        X, t_design = timed(pred.design, ex)
+        _, t_gbdt = timed(pred.gbdt.predict_log, X)
+        q, t_q = timed(batch_quotient, fb, pred.gnn.config["layers"])
+        _, t_gnn = timed(pred.gnn.predict_log, feats, X, q)
+        _, t_logs = timed(pred.predict_examples, ex, batch=fb)
+    after = t_feat + t_views + t_logs
     return [
-        f"| predict {n:,} distinct {space} genotypes, cold, end to end | {t_cold:.2f} s |",
-        f"|   of which: to_graph | {t_graph:.2f} s |",
-        f"|   of which: features | {t_feat:.2f} s |",
-        f"|   of which: design matrix + GBDT | {t_design + t_gbdt:.2f} s |",
-        f"|   of which: GNN (WL quotient + forward) | {t_gnn:.2f} s |",
+        f"| predict {n:,} distinct {space} genotypes, cold, end to end (to_graph) | "
+        f"{t_cold:.2f} s |",
+        f"| predict {n:,} distinct {space} genotypes, cold, end to end (arrays) | "
+        f"{t_cold_arr:.2f} s |",
+        f"|   of which: genotypes -> node arrays | {t_arr:.2f} s |",
+        f"|   of which: features (batch) + per-graph views | {t_feat:.2f} + {t_views:.2f} s |",
+        f"|   of which: predict_examples (design, GBDT, GNN, ensemble) | {t_logs:.2f} s |",
+        f"|     in it: design matrix + GBDT | {t_design + t_gbdt:.2f} s |",
+        f"|     in it: GNN (WL quotient + forward) | {t_q:.2f} + {t_gnn:.2f} s |",
+        f"|   everything after the arrays | {after:.2f} s |",
         f"| predict the same {n:,} {space} genotypes again (cached answers) | {t_warm:.3f} s |",
     ]
 

@@ -175,7 +175,7 @@ def predict(
         for g in names:
             sp.validate(g)
         key = "genotype"
-        preds = pred.predict_genotypes(sp.name, names, sp.to_graph)
+        preds = pred.predict_genotypes(sp.name, names, sp.to_graph, arrays=sp.graph_arrays)
     if models:
         preds = pred.predict(graphs)
     rows = [

@@ -7,7 +7,8 @@
 Members: a GNN (:mod:`gnn`) and a gradient-boosted model (:mod:`gbdt`) on graph features
 (:mod:`features`) plus, for spaces with a fixed genotype layout, a genotype one-hot block
 (:mod:`tokens`); with per-layer rows, a per-layer model (:mod:`layerwise`) whose estimate is an
-input of both. The ensemble and the 90 % intervals are fit on validation rows (:mod:`ensemble`).
+input of both; both predict the log-ratio of latency to an additive cost model (:mod:`additive`).
+The ensemble and the 90 % intervals are fit on validation rows (:mod:`ensemble`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from nasctl.arch.arrays import GraphArrays, graph_arrays
 from nasctl.arch.graph import Graph
 from nasctl.errors import PredictorError
 from nasctl.predictor import artifacts, ensemble, ood
+from nasctl.predictor.additive import AdditiveModel
+from nasctl.predictor.batch import FeatureBatch, featurize_batch
 from nasctl.predictor.features import SCHEMA_VERSION, GraphFeatures, featurize_many, schema_hash
 from nasctl.predictor.gbdt import GBDTModel
-from nasctl.predictor.gnn import GNNModel
+from nasctl.predictor.gnn import GNNModel, batch_quotient
+from nasctl.predictor.heap import reused_heap
 from nasctl.predictor.layerwise import LayerwiseModel
 from nasctl.predictor.metrics import regression_metrics
 from nasctl.predictor.tokens import GenotypeEncoder
@@ -36,7 +41,11 @@ from nasctl.predictor.tokens import GenotypeEncoder
 MIN_ROWS = 20
 ALPHA = 0.1  # intervals target 90 % coverage
 MODELS = ("gnn", "gbdt")
-FEATURE_CHUNK = 512  # graphs featurized per batch
+CV_FOLDS = 4  # folds of the out-of-fold predictions that fit the ensemble weights
+CV_MIN_VAL = 150  # with fewer validation rows, out-of-fold predictions of the training rows
+CV_MAX_ROWS = 3000  # help fit the ensemble weights (unless there are more training rows)
+FEATURE_CHUNK = 512  # graphs built (and scanned into node arrays) at a time
+PREDICT_CHUNK = 16_384  # genotypes featurized and predicted per batch (bounds memory)
 CACHE_SIZE = 1_000_000  # cached answers per loaded predictor
 Progress = Callable[[str, int, int], None]
 T = TypeVar("T")
@@ -87,17 +96,25 @@ def gc_paused() -> Iterator[None]:
 
 def _examples_of(
     items: Sequence[T], make: Callable[[T], Graph], precision: str
-) -> tuple[list[Example], list[tuple[str, ...] | None]]:
-    """Examples (and graph cache keys) of ``make(item)`` for each item, built and featurized
-    ``FEATURE_CHUNK`` graphs at a time so that only one chunk of graphs is alive at once."""
-    ex: list[Example] = []
+) -> tuple[list[Example], list[tuple[str, ...] | None], FeatureBatch | None]:
+    """Examples (and graph cache keys) of ``make(item)`` for each item, featurized as one
+    :class:`~nasctl.predictor.batch.FeatureBatch` (also returned; None when ``items`` is
+    empty). Graphs are built and scanned into node arrays ``FEATURE_CHUNK`` at a time, so that
+    only one chunk of graphs is alive at once."""
+    parts: list[GraphArrays] = []
     keys: list[tuple[str, ...] | None] = []
+    meta: list[tuple[Any, Any]] = []
     with gc_paused():
         for start in range(0, len(items), FEATURE_CHUNK):
             graphs = [make(it) for it in items[start : start + FEATURE_CHUNK]]
-            ex.extend(examples_from_graphs(graphs, precision))
+            parts.append(graph_arrays(graphs, keep_ids=False))
             keys.extend(_cache_key(g, precision) for g in graphs)
-    return ex, keys
+            meta.extend((g.meta.get("space"), g.meta.get("genotype")) for g in graphs)
+        if not parts:
+            return [], [], None
+        batch = featurize_batch(GraphArrays.concat(parts), precision)
+        ex = [Example(f, sp, geno) for f, (sp, geno) in zip(batch.views(), meta, strict=True)]
+    return ex, keys, batch
 
 
 def _same(g: Graph) -> Graph:
@@ -147,11 +164,7 @@ class Predictor:
     def member_logs(self, ex: Sequence[Example], quotient: Any = None) -> dict[str, np.ndarray]:
         """Log-ms predictions of each member and of the ensemble (``quotient``: see
         :meth:`GNNModel.predict_log`)."""
-        X = self.design(ex)
-        out = {
-            "gbdt": self.gbdt.predict_log(X),
-            "gnn": self.gnn.predict_log([e.feats for e in ex], X, quotient),
-        }
+        out = members_log(self, ex, quotient)
         out["ensemble"] = ensemble.combine(out, self.meta["weights"])
         ood.toward_roofline(out, list(ex), self.meta.get("ood"), self.layerwise)
         return out
@@ -178,7 +191,8 @@ class Predictor:
         prec = precision or str(self.meta.get("precision", "fp32"))
         keys = [_cache_key(g, prec) for g in graphs]
         todo = [i for i, k in enumerate(keys) if k is None or k not in self._cache]
-        fresh = self.predict_examples(_examples_of([graphs[i] for i in todo], _same, prec)[0])
+        with reused_heap():
+            fresh = self._predict_part([graphs[i] for i in todo], _same, None, prec)[0]
         out: list[Prediction | None] = [None] * len(graphs)
         for i, p in zip(todo, fresh, strict=True):
             out[i] = p
@@ -194,30 +208,60 @@ class Predictor:
         to_graph: Callable[[str], Graph],
         *,
         precision: str | None = None,
+        arrays: Callable[[list[str]], GraphArrays] | None = None,
     ) -> list[Prediction]:
         """Like :meth:`predict` for genotypes of a search space (``to_graph``: the space's
-        genotype -> graph). Answers are cached per (``space``, genotype, precision), so a
-        genotype asked again skips building its graph; ``space`` must name the space *and* its
-        configuration (e.g. ``"nb201"`` vs ``"nb201@64px"``)."""
+        genotype -> graph; ``arrays``: optionally the space's genotypes -> node arrays, e.g.
+        ``SearchSpace.graph_arrays``, used instead of building graphs). Answers are cached per
+        (``space``, genotype, precision), so a genotype asked again costs a lookup; ``space``
+        must name the space *and* its configuration (e.g. ``"nb201"`` vs ``"nb201@64px"``)."""
         prec = precision or str(self.meta.get("precision", "fp32"))
         todo = list(dict.fromkeys(g for g in genotypes if (space, g, prec) not in self._gcache))
-        if todo:
-            ex, keys = _examples_of(todo, to_graph, prec)
-            preds = self.predict_examples(ex)
-            for k, p in zip(keys, preds, strict=True):
+        fresh: dict[str, Prediction] = {}
+        for start in range(0, len(todo), PREDICT_CHUNK):
+            part = todo[start : start + PREDICT_CHUNK]
+            with reused_heap():
+                preds, keys = self._predict_part(part, to_graph, arrays, prec)
+            for k, p in zip(keys, preds, strict=False):  # no graph keys on the arrays path
                 if k is not None and len(self._cache) < CACHE_SIZE:
                     self._cache[k] = p
-            if len(self._gcache) < CACHE_SIZE:
-                self._gcache.update({(space, g, prec): p for g, p in zip(todo, preds, strict=True)})
-            else:
-                fresh = dict(zip(todo, preds, strict=True))
-                return [self._gcache.get((space, g, prec)) or fresh[g] for g in genotypes]
-        return [self._gcache[(space, g, prec)] for g in genotypes]
+            fresh.update(zip(part, preds, strict=True))
+        if len(self._gcache) + len(fresh) <= CACHE_SIZE:
+            self._gcache.update({(space, g, prec): p for g, p in fresh.items()})
+        return [fresh.get(g) or self._gcache[(space, g, prec)] for g in genotypes]
 
-    def predict_examples(self, ex: Sequence[Example]) -> list[Prediction]:
+    def _predict_part(
+        self,
+        items: Sequence[Any],
+        make: Callable[[Any], Graph],
+        arrays: Callable[[list[str]], GraphArrays] | None,
+        prec: str,
+    ) -> tuple[list[Prediction], list[tuple[str, ...] | None]]:
+        """Predictions (and graph cache keys) of ``items``: genotypes through ``arrays`` when
+        given (no graph keys then), else graphs ``make(item)``; all featurized as one batch."""
+        if arrays is not None:
+            # the examples' space is what the graphs' meta says (as on the graph path), not
+            # the caller's cache key: one graph tells
+            space = make(items[0]).meta.get("space") if items else None
+            with gc_paused():
+                batch = featurize_batch(arrays(list(items)), prec)
+                ex = [Example(f, space, g) for f, g in zip(batch.views(), items, strict=True)]
+            return self.predict_examples(ex, batch=batch), []
+        ex, keys, fb = _examples_of(items, make, prec)
+        return self.predict_examples(ex, batch=fb), keys
+
+    def predict_examples(
+        self, ex: Sequence[Example], *, batch: FeatureBatch | None = None
+    ) -> list[Prediction]:
+        """Ensemble latency (ms) and interval of featurized examples; ``batch``: the
+        :class:`~nasctl.predictor.batch.FeatureBatch` whose views ``ex`` hold, in order (the GNN
+        then works on its arrays directly)."""
         if not ex:
             return []
-        logs = self.member_logs(ex)
+        quotient = None
+        if batch is not None:
+            quotient = batch_quotient(batch, int(self.gnn.config["layers"]))
+        logs = self.member_logs(ex, quotient)
         lo, hi = self.intervals(logs)["ensemble"]
         mid = np.exp(logs["ensemble"])
         return [
@@ -291,7 +335,12 @@ def fit(
     gnn_steps: int = 200,
     progress: Progress | None = None,
 ) -> Predictor:
-    """Fit members on ``train``, ensemble weights and interval quantiles on ``val``."""
+    """Fit members on ``train``, ensemble weights and interval quantiles on ``val``.
+
+    The GBDT and the GNN learn the log-ratio of latency to an additive cost model
+    (:mod:`additive`, fit on the whole-graph training rows). With fewer than ``CV_MIN_VAL``
+    validation rows, the ensemble weights are fit on those plus ``CV_FOLDS``-fold out-of-fold
+    predictions of the training rows (:func:`cross_fit`)."""
     say = progress or (lambda stage, i, n: None)
     y_tr, y_va = np.log(np.asarray(y_train_ms, float)), np.log(np.asarray(y_val_ms, float))
     enc = GenotypeEncoder.fit([e.space for e in train], [e.genotype for e in train])
@@ -315,26 +364,117 @@ def fit(
         "alpha": ALPHA,
     }
     pred = Predictor(meta, None, None, lw, enc)  # type: ignore[arg-type]
-    X = pred.design(train)
+    add = fit_additive(train, np.asarray(y_train_ms, float))
+    meta["additive"] = add.to_dict() if add is not None else None
+    wi = whole_graph_rows(train)  # single-layer rows train the per-layer model only
+    tw, y_w = [train[i] for i in wi], np.asarray(y_train_ms, float)[wi]
+    X = pred.design(tw)
+    r_tr = y_tr[wi] - base_log(pred, tw)  # the learners predict the log-ratio to the base
     say("gbdt", 1, 4)
-    pred.gbdt = GBDTModel.fit(X, y_tr, seed=seed)
+    pred.gbdt = GBDTModel.fit(X, r_tr, seed=seed)
     say("gnn", 2, 4)
-    pred.gnn = GNNModel.fit([e.feats for e in train], X, y_tr, seed=seed, steps=gnn_steps)
+    pred.gnn = GNNModel.fit([e.feats for e in tw], X, r_tr, seed=seed, steps=gnn_steps)
     say("calibrate", 3, 4)
-    calibrate(pred, val, y_va)
+    oof = None
+    if len(val) < CV_MIN_VAL and len(tw) <= CV_MAX_ROWS:
+        oof = cross_fit(tw, y_w, X, seed=seed, gnn_steps=gnn_steps)
+    calibrate(pred, val, y_va, oof=oof)
     pred.meta["ood"] = ood.fit_check(list(train), y_tr, list(val), y_va, lw, ALPHA)
     say("done", 4, 4)
     return pred
 
 
-def calibrate(pred: Predictor, val: Sequence[Example], y_val_log: np.ndarray) -> None:
-    """Ensemble weights and conformal quantiles from validation rows."""
-    Xv = pred.design(val)
-    logs = {
-        "gbdt": pred.gbdt.predict_log(Xv),
-        "gnn": pred.gnn.predict_log([e.feats for e in val], Xv),
+def whole_graph_rows(train: Sequence[Example]) -> list[int]:
+    """Indices of the whole-graph rows of ``train`` (not single-layer ``kernels`` rows), or of
+    all rows when fewer than ``MIN_ROWS`` are whole graphs."""
+    idx = [i for i, e in enumerate(train) if e.space != ood.SINGLE_LAYER_SPACE]
+    return idx if len(idx) >= MIN_ROWS else list(range(len(train)))
+
+
+def fit_additive(train: Sequence[Example], y_ms: np.ndarray) -> AdditiveModel | None:
+    """The additive cost model (:mod:`additive`) on the whole-graph rows of ``train``
+    (single-layer ``kernels`` rows excluded); None with fewer than ``MIN_ROWS`` of them."""
+    idx = [i for i, e in enumerate(train) if e.space != ood.SINGLE_LAYER_SPACE]
+    if len(idx) < MIN_ROWS:
+        return None
+    return AdditiveModel.fit([train[i].feats for i in idx], np.asarray(y_ms, float)[idx])
+
+
+def base_log(pred: Predictor, ex: Sequence[Example]) -> np.ndarray:
+    """Log ms of the additive base of ``ex`` (zeros for a predictor without one): the GBDT and
+    the GNN predict the log-ratio of latency to it."""
+    d = pred.meta.get("additive")
+    if not d:
+        return np.zeros(len(ex))
+    model = pred.__dict__.get("_additive")
+    if model is None:
+        try:
+            model = pred.__dict__["_additive"] = AdditiveModel.from_dict(d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise PredictorError(
+                f"predictor's additive model is inconsistent: {e}; retrain it"
+            ) from None
+    return model.predict_log([e.feats for e in ex])
+
+
+def members_log(
+    pred: Predictor, ex: Sequence[Example], quotient: Any = None
+) -> dict[str, np.ndarray]:
+    """Log-ms predictions of the members (gbdt, gnn) of ``ex``, base included."""
+    X = pred.design(ex)
+    base = base_log(pred, ex)
+    return {
+        "gbdt": pred.gbdt.predict_log(X) + base,
+        "gnn": pred.gnn.predict_log([e.feats for e in ex], X, quotient) + base,
     }
-    pred.meta["weights"] = ensemble.fit_weights(logs, y_val_log)
+
+
+def cross_fit(
+    train: Sequence[Example],
+    y_ms: np.ndarray,
+    X: np.ndarray,
+    *,
+    seed: int = 0,
+    gnn_steps: int = 200,
+    folds: int = CV_FOLDS,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Out-of-fold log-ms predictions of gbdt and gnn on the whole-graph rows of ``train`` (base,
+    GBDT and GNN refit without each fold; ``X`` the design of ``train``), and those rows' log
+    latencies: more rows than the validation split to fit the ensemble weights on."""
+    idx = np.array([i for i, e in enumerate(train) if e.space != ood.SINGLE_LAYER_SPACE])
+    perm = np.random.default_rng(seed + 1).permutation(len(train))
+    fold_of = np.empty(len(train), dtype=np.int64)
+    fold_of[perm] = np.arange(len(train)) % folds
+    y_log = np.log(y_ms)
+    out = {m: np.zeros(len(train)) for m in MODELS}
+    feats = [e.feats for e in train]
+    for k in range(folds):
+        tr, te = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
+        add = fit_additive([train[i] for i in tr], y_ms[tr])
+        base = add.predict_log(feats) if add is not None else np.zeros(len(train))
+        r = y_log[tr] - base[tr]
+        gb = GBDTModel.fit(X[tr], r, seed=seed)
+        gn = GNNModel.fit([feats[i] for i in tr], X[tr], r, seed=seed, steps=gnn_steps)
+        out["gbdt"][te] = gb.predict_log(X[te]) + base[te]
+        out["gnn"][te] = gn.predict_log([feats[i] for i in te], X[te]) + base[te]
+    return {m: v[idx] for m, v in out.items()}, y_log[idx]
+
+
+def calibrate(
+    pred: Predictor,
+    val: Sequence[Example],
+    y_val_log: np.ndarray,
+    *,
+    oof: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
+) -> None:
+    """Ensemble weights (from validation rows plus, when given, out-of-fold predictions
+    ``oof`` of :func:`cross_fit`) and conformal quantiles (from validation rows)."""
+    logs = members_log(pred, val)
+    if oof is None:
+        pred.meta["weights"] = ensemble.fit_weights(logs, y_val_log)
+    else:
+        both = {m: np.concatenate([logs[m], oof[0][m]]) for m in MODELS}
+        pred.meta["weights"] = ensemble.fit_weights(both, np.concatenate([y_val_log, oof[1]]))
     logs["ensemble"] = ensemble.combine(logs, pred.meta["weights"])
     spread = ensemble.disagreement({m: logs[m] for m in MODELS})
     conf = {}

@@ -179,60 +179,12 @@ def featurize_arrays(
     arr: GraphArrays, precision: str | None = None, keep_raw: bool = False
 ) -> list[GraphFeatures]:
     """Features of the graphs of a :class:`GraphArrays` batch (from :func:`graph_arrays` or a
-    space's own builder)."""
+    space's own builder); views into one :class:`~nasctl.predictor.batch.FeatureBatch`."""
+    from nasctl.predictor.batch import featurize_batch
+
     if len(arr) == 0:
         return []
-    sizes = arr.sizes
-    off = arr.offsets
-    raw = arr.raw
-    edges = np.stack([arr.src, arr.dst])
-    outs = [int(j) for j in arr.outs]
-    elem = np.array(
-        [PRECISION_BYTES.get(precision or p, 4) for p in arr.precisions], dtype=np.float64
-    )
-    gid = np.repeat(np.arange(len(arr)), sizes)
-    e = elem[gid]
-    costs = np.column_stack([raw[:, 7], raw[:, 9] * e, raw[:, 10] * e, raw[:, 8] * e])
-    op = raw[:, 0].astype(np.int64)
-    live = _live(raw.shape[0], edges, outs)
-    grp = fuse_groups(op, edges)
-    x, gedges = _node_rows(raw, costs, live, op, grp, edges)
-    g = _graph_rows(arr.input_shapes, raw, costs, op, live, edges, gid, arr.depth, elem)
-    g_off = np.r_[grp[off[:-1]], x.shape[0]]  # groups of a graph are contiguous
-    e_off = np.asarray(np.searchsorted(gedges[0], g_off))
-    out = []
-    for i in range(len(arr)):
-        a, b, ga, gb = int(off[i]), int(off[i + 1]), int(g_off[i]), int(g_off[i + 1])
-        out.append(
-            GraphFeatures(
-                x=x[ga:gb],
-                edges=gedges[:, int(e_off[i]) : int(e_off[i + 1])] - ga,
-                g=g[i],
-                group=grp[a:b] - ga,
-                costs=costs[a:b],
-                op=op[a:b],
-                node_ids=arr.node_ids[i] if arr.node_ids is not None else [],
-                raw=raw[a:b] if keep_raw else None,
-            )
-        )
-    return out
-
-
-def _live(n: int, edges: np.ndarray, outs: list[int]) -> np.ndarray:
-    """Nodes with a path to a graph output."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import breadth_first_order
-
-    live = np.zeros(n, dtype=bool)
-    if not outs or n == 0:
-        return live
-    # Reverse adjacency plus a virtual root (index n) linked to every output node.
-    rows = np.r_[edges[1], np.full(len(outs), n)]
-    cols = np.r_[edges[0], np.asarray(outs)]
-    adj = csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n + 1, n + 1))
-    order = breadth_first_order(adj, n, directed=True, return_predecessors=False)
-    live[order[order < n]] = True
-    return live
+    return featurize_batch(arr, precision, keep_raw).views()
 
 
 def fuse_groups(op: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -281,93 +233,6 @@ def group_rows(
         x[:, N_OPS + 6 + j] = np.bincount(grp, weights=costs[:, j], minlength=k)
     x[:, N_OPS : N_OPS + 10] = np.log1p(x[:, N_OPS : N_OPS + 10])
     return x
-
-
-def _node_rows(
-    raw: np.ndarray,
-    costs: np.ndarray,
-    live: np.ndarray,
-    op: np.ndarray,
-    grp: np.ndarray,
-    edges: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Group-level node feature rows and group edges."""
-    k = int(grp.max()) + 1 if grp.size else 0
-    x = group_rows(raw, costs, op, grp, k)
-    x[:, N_OPS + 10] = np.bincount(grp, weights=live, minlength=k) > 0
-    gs, gd = grp[edges[0]], grp[edges[1]]
-    keep = gs != gd
-    gedges = np.zeros((2, 0), np.int64)
-    if keep.any():
-        gedges = np.unique(np.stack([gs[keep], gd[keep]]), axis=1)
-    x[:, N_OPS + 11] = np.log1p(np.bincount(gedges[1], minlength=k))
-    x[:, N_OPS + 12] = np.log1p(np.bincount(gedges[0], minlength=k))
-    return x.astype(np.float32), gedges.astype(np.int64)
-
-
-def _graph_rows(
-    shapes: list[tuple[int, ...]],
-    raw: np.ndarray,
-    costs: np.ndarray,
-    op: np.ndarray,
-    live: np.ndarray,
-    edges: np.ndarray,
-    gid: np.ndarray,
-    depth: np.ndarray,
-    elem: np.ndarray,
-) -> np.ndarray:
-    """Graph-level rows (graphs, len(GRAPH_FEATURES)) float32 of a batch (``gid``: graph per
-    node; ``shapes``: first input shape per graph)."""
-    b = len(shapes)
-
-    def per_graph(w: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(gid, weights=w, minlength=b).astype(np.float64)
-
-    def per_op(mask: np.ndarray | None = None, w: np.ndarray | None = None) -> np.ndarray:
-        key = gid * N_OPS + op
-        if mask is not None:
-            key, w = key[mask], (w[mask] if w is not None else None)
-        return np.bincount(key, weights=w, minlength=b * N_OPS).reshape(b, N_OPS)
-
-    macs = raw[:, 7]
-    egid = gid[edges[0]]
-    tot = np.column_stack(
-        [
-            per_graph(macs),
-            per_graph(raw[:, 8]),
-            per_graph(costs[:, 1]),
-            per_graph(costs[:, 2]),
-            per_graph(costs[:, 3]),
-            per_graph(),
-            np.bincount(egid, minlength=b),
-            np.asarray(depth),
-            per_graph(live.astype(np.float64)),
-            per_graph(macs * live),
-        ]
-    )
-    extra = np.array(
-        [
-            [float(s[-1]) if len(s) >= 3 else 0.0, float(s[0]), el]
-            for s, el in zip(shapes, elem, strict=True)
-        ]
-    )
-    og = _OP_GROUP[op]
-    pair = np.bincount(
-        egid * N_GROUPS * N_GROUPS + og[edges[0]] * N_GROUPS + og[edges[1]],
-        minlength=b * N_GROUPS * N_GROUPS,
-    ).reshape(b, -1)
-    g = np.hstack(
-        [
-            np.log1p(tot),
-            extra,
-            per_op(),
-            per_op(live),
-            np.log1p(per_op(None, macs)),
-            np.log1p(per_op(None, costs[:, 1:].sum(1))),
-            pair,
-        ]
-    )
-    return g.astype(np.float32)
 
 
 def graph_matrix(feats: list[GraphFeatures]) -> np.ndarray:

@@ -27,6 +27,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "num_threads": 1,  # a few thousand rows: threads cost more than they give
 }
 PREDICT_THREADS = 2
+MAX_ROUNDS = 500
+CV_FOLDS = 4  # folds that choose the number of boosting rounds
+CV_MAX_ROWS = 3000  # above this many rows, MAX_ROUNDS without cross-validation
+PATIENCE = 50
 CLIP = 8.0  # standardized inputs are clipped to +-CLIP (graphs unlike the training set)
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
 
@@ -67,6 +71,24 @@ class LinearBase:
         )
 
 
+def cv_rounds(params: dict[str, Any], ds: Any, seed: int) -> int:
+    """Boosting rounds by ``CV_FOLDS``-fold cross-validation of the residual over the ridge base
+    (early stopping after ``PATIENCE`` rounds without gain). On a few hundred noisy rows this
+    is often a handful: trees on top of the base would fit the timing noise."""
+    import lightgbm as lgb
+
+    res = lgb.cv(
+        {**params, "metric": "l2"},
+        ds,
+        num_boost_round=MAX_ROUNDS,
+        nfold=CV_FOLDS,
+        stratified=False,
+        seed=seed,
+        callbacks=[lgb.early_stopping(PATIENCE, verbose=False)],
+    )
+    return len(next(iter(res.values())))
+
+
 class GBDTModel:
     """Ridge base + LightGBM residual, on a feature matrix (rows = graphs)."""
 
@@ -81,10 +103,12 @@ class GBDTModel:
         y_log: np.ndarray,
         *,
         seed: int = 0,
-        rounds: int = 500,
+        rounds: int | None = None,
         params: dict[str, Any] | None = None,
     ) -> GBDTModel:
-        """Fit on ``X`` (n, f) and targets ``y_log`` (natural log of ms)."""
+        """Fit on ``X`` (n, f) and targets ``y_log`` (natural log of ms, or a log-ratio).
+        ``rounds`` None: up to ``MAX_ROUNDS``, chosen by :func:`cv_rounds` when there are at
+        most ``CV_MAX_ROWS`` rows."""
         import lightgbm as lgb
 
         base = LinearBase.fit(X, y_log)
@@ -96,7 +120,9 @@ class GBDTModel:
             init_score=base.predict(X),
             params={"max_bin": p["max_bin"], "verbose": -1},
         )
-        return cls(lgb.train(p, ds, num_boost_round=rounds), base)
+        if rounds is None:
+            rounds = cv_rounds(p, ds, seed) if len(y_log) <= CV_MAX_ROWS else MAX_ROUNDS
+        return cls(lgb.train(p, ds, num_boost_round=max(1, rounds)), base)
 
     def predict_log(self, X: np.ndarray) -> np.ndarray:
         """Predicted log latency (log ms), shape (n,)."""

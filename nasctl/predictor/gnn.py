@@ -18,11 +18,15 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nasctl.predictor.dedupe import factorize as _factorize
 from nasctl.predictor.features import GraphFeatures
+
+if TYPE_CHECKING:
+    from nasctl.predictor.batch import FeatureBatch
 
 GNN_DEFAULTS: dict[str, Any] = {"hidden": 32, "layers": 2, "steps": 200, "lr": 5e-3}
 BATCH_GRAPHS = 192
@@ -54,10 +58,13 @@ class Quotient:
     n_graphs: int
 
 
-def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, index of the first occurrence of each code)."""
-    _, first, codes = np.unique(keys, return_index=True, return_inverse=True)
-    return codes.reshape(-1), first
+def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct keys, count of each) (as ``np.unique(..., return_counts=True)``)."""
+    ks = np.sort(keys)
+    if ks.size == 0:
+        return ks, np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    return ks[starts], np.diff(np.r_[starts, ks.size])
 
 
 def _hash_rows(x: np.ndarray) -> np.ndarray:
@@ -71,8 +78,8 @@ def _hash_rows(x: np.ndarray) -> np.ndarray:
         for a in range(0, n, HASH_CHUNK):  # chunks: the uint64 copy stays in cache
             h[a : a + HASH_CHUNK] = bits[a : a + HASH_CHUNK].astype(np.uint64) @ w
     h1, h2 = h[:, 0], h[:, 1]
-    _, c1 = np.unique(h1, return_inverse=True)
-    return (c1.reshape(-1).astype(np.uint64) << np.uint64(32)) ^ (h2 >> np.uint64(32))
+    c1, _ = _factorize(h1)
+    return (c1.astype(np.uint64) << np.uint64(32)) ^ (h2 >> np.uint64(32))
 
 
 def _seg_sum(values: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
@@ -92,11 +99,43 @@ def build_quotient(feats: list[GraphFeatures], layers: int) -> Quotient:
     empty = np.zeros(0, np.int64)
     src = np.concatenate([empty, *(f.edges[0] + o for f, o in zip(feats, offsets, strict=True))])
     dst = np.concatenate([empty, *(f.edges[1] + o for f, o in zip(feats, offsets, strict=True))])
-    src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
-    n = x.shape[0]
     codes, first = _factorize(_hash_rows(x))
+    return _colour(
+        x[first], codes, np.asarray(src, np.int64), np.asarray(dst, np.int64), sizes, layers
+    )
+
+
+def batch_quotient(batch: FeatureBatch, layers: int) -> Quotient:
+    """:func:`build_quotient` of the graphs of a :class:`~nasctl.predictor.batch.FeatureBatch`
+    (the same quotient, colours numbered alike), from its concatenated arrays; with the batch's
+    distinct-row ids only the distinct rows are hashed."""
+    sizes = np.diff(batch.group_off)
+    if batch.xcode is None or batch.xrep is None or batch.xtab.shape[0] == 0:
+        x = batch.xtab
+        codes, first = _factorize(_hash_rows(x))
+        return _colour(x[first], codes, batch.gedges[0], batch.gedges[1], sizes, layers)
+    # colours of the distinct rows; first group of each colour from the rows' first groups
+    x, n = batch.xtab, batch.xcode.size
+    tab_codes, _ = _factorize(_hash_rows(x))
+    codes = tab_codes[batch.xcode]
+    first = np.full(int(tab_codes.max()) + 1, n, dtype=np.int64)
+    np.minimum.at(first, tab_codes, batch.xrep)
+    x0 = x[batch.xcode[first]]
+    return _colour(x0, codes, batch.gedges[0], batch.gedges[1], sizes, layers)
+
+
+def _colour(
+    x0: np.ndarray,
+    codes: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    sizes: np.ndarray,
+    layers: int,
+) -> Quotient:
+    """WL refinement of the level-0 colours ``codes`` (rows ``x0``) along edges ``src -> dst``
+    for ``layers`` levels; ``sizes``: nodes per graph."""
+    n = codes.size
     rng = np.random.default_rng(12345)
-    x0 = x[first]
     levels: list[Level] = []
     for _ in range(layers):
         k = int(codes.max()) + 1 if n else 1
@@ -117,11 +156,11 @@ def build_quotient(feats: list[GraphFeatures], layers: int) -> Quotient:
             )
         )
         codes = new
-    graph_of = np.repeat(np.arange(len(feats), dtype=np.int64), sizes)
+    graph_of = np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)
     k = int(codes.max()) + 1 if n else 1
-    pair, counts = np.unique(graph_of * k + codes, return_counts=True)
+    pair, counts = _unique_counts(graph_of * k + codes)
     pool = np.stack([pair // k, pair % k, counts])
-    return Quotient(x0=x0, levels=levels, pool=pool, n_graphs=len(feats))
+    return Quotient(x0=x0, levels=levels, pool=pool, n_graphs=int(sizes.size))
 
 
 def _make_module(node_dim: int, graph_dim: int, hidden: int, layers: int) -> Any:
@@ -151,9 +190,12 @@ def _make_module(node_dim: int, graph_dim: int, hidden: int, layers: int) -> Any
             for lvl, f, b in zip(q["levels"], self.fwd, self.bwd, strict=False):
                 hd = h[lvl["self_idx"]]
                 h = hd + torch.relu(f((h, hd), lvl["adj_in"]) + b((h, hd), lvl["adj_out"]))
-            c = nn.functional.softplus(self.contrib(h)).squeeze(-1)
+            return self.head(nn.functional.softplus(self.contrib(h)).squeeze(-1), q, g)
+
+        def head(self, c: torch.Tensor, q: dict[str, Any], g: torch.Tensor) -> torch.Tensor:
+            """Log latency from the per-colour contributions ``c``."""
             gi, ci, cnt = q["pool"]
-            s = torch.zeros(q["n_graphs"], dtype=h.dtype).index_add_(0, gi, c[ci] * cnt.to(h.dtype))
+            s = torch.zeros(q["n_graphs"], dtype=c.dtype).index_add_(0, gi, c[ci] * cnt.to(c.dtype))
             z = self.graph(g)
             total = s + nn.functional.softplus(z[:, 0])
             return self.log_scale + torch.log(total + 1e-9) + 0.1 * z[:, 1]
@@ -185,23 +227,33 @@ def _standardize(v: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray
     return np.clip(np.nan_to_num((v - mean) / std), -CLIP, CLIP).astype(np.float32)
 
 
-def _adjacency(edges: np.ndarray, n_dst: int, n_src: int) -> Any:
-    """Sparse CSR (n_dst, n_src) of edge multiplicities: GINConv sums with it (spmm)."""
-    import torch
-
+def _csr(edges: np.ndarray, n_dst: int, n_src: int) -> tuple[np.ndarray, ...]:
+    """(row pointers, columns, values) of the (n_dst, n_src) matrix of edge multiplicities."""
     key = edges[1] * n_src + edges[0]
-    uniq, counts = np.unique(key, return_counts=True)
+    uniq, counts = _unique_counts(key)
     rows, cols = uniq // n_src, uniq % n_src
     crow = np.zeros(n_dst + 1, dtype=np.int64)
-    np.add.at(crow, rows + 1, 1)
+    np.cumsum(np.bincount(rows, minlength=n_dst), out=crow[1:])
+    return crow, cols, counts.astype(np.float32)
+
+
+def _sparse(crow: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_src: int) -> Any:
+    """Sparse CSR tensor (GINConv sums with it: spmm)."""
+    import torch
+
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter("ignore")
         return torch.sparse_csr_tensor(
-            torch.from_numpy(np.cumsum(crow)),
+            torch.from_numpy(crow),
             torch.from_numpy(cols),
-            torch.from_numpy(counts.astype(np.float32)),
-            size=(n_dst, n_src),
+            torch.from_numpy(vals),
+            size=(crow.size - 1, n_src),
         )
+
+
+def _adjacency(edges: np.ndarray, n_dst: int, n_src: int) -> Any:
+    """Sparse CSR (n_dst, n_src) of edge multiplicities: GINConv sums with it (spmm)."""
+    return _sparse(*_csr(edges, n_dst, n_src), n_src)
 
 
 def _to_torch(q: Quotient, mean: np.ndarray, std: np.ndarray) -> dict[str, Any]:

@@ -105,7 +105,13 @@ class LayerwiseModel:
             },
         )
         sums = model.layer_sum_ms(feats)
-        groups = np.array([f.x.shape[0] for f in feats], dtype=np.float64)
+        from nasctl.predictor.dedupe import batch_of
+
+        fb = batch_of(feats)
+        if fb is not None:  # count groups without gathering every row
+            groups = np.diff(fb.group_off).astype(np.float64)
+        else:
+            groups = np.array([f.x.shape[0] for f in feats], dtype=np.float64)
         a, b = np.linalg.lstsq(
             np.column_stack([np.ones_like(groups), groups]),
             np.asarray(totals_ms) - sums,
@@ -117,11 +123,16 @@ class LayerwiseModel:
 
     def layer_sum_ms(self, feats: list[GraphFeatures]) -> np.ndarray:
         """Sum of predicted group times per graph (ms), without overhead."""
+        from nasctl.predictor.dedupe import batch_of, layer_sum_ms, predict_distinct
+
         if not feats:
             return np.zeros(0)
+        fb = batch_of(feats)
+        if fb is not None:  # views of one FeatureBatch: once per distinct group row
+            return layer_sum_ms(self, fb)
         x = np.vstack([f.x for f in feats])
         xr, roof = _with_roof(x, self.meta["peak_macs_per_ms"], self.meta["bytes_per_ms"])
-        per = roof * np.exp(self.booster.predict(xr, num_threads=2))
+        per = roof * np.exp(predict_distinct(self.booster, xr, num_threads=2))
         seg = np.repeat(np.arange(len(feats)), [f.x.shape[0] for f in feats])
         return np.bincount(seg, weights=per, minlength=len(feats))
 
@@ -138,7 +149,13 @@ class LayerwiseModel:
 
     def predict_ms(self, feats: list[GraphFeatures]) -> np.ndarray:
         """Whole-graph estimate (ms): layer sum plus the learned overhead."""
-        groups = np.array([f.x.shape[0] for f in feats], dtype=np.float64)
+        from nasctl.predictor.dedupe import batch_of
+
+        fb = batch_of(feats)
+        if fb is not None:  # count groups without gathering every row
+            groups = np.diff(fb.group_off).astype(np.float64)
+        else:
+            groups = np.array([f.x.shape[0] for f in feats], dtype=np.float64)
         return (
             self.layer_sum_ms(feats)
             + self.meta["overhead_ms"]

@@ -4,10 +4,12 @@ The learned members (GBDT, GNN) extrapolate badly: trees answer a constant beyon
 range and the ridge base of the GBDT extrapolates linearly in log space (VGG-16: 46 s for 0.37 s).
 So the predictor records, per graph-level feature (:data:`features.GRAPH_FEATURES`: op counts,
 log MACs/params/bytes per op type, edge-pair counts, size), the range seen in training; a graph
-with any feature outside that range widened by ``MARGIN`` of its span is *outside*, and the
+with more features outside that range widened by ``MARGIN`` of its span than held-out graphs of
+the training distribution have (``start``: the most any validation graph has; a random graph of
+a search space can exceed a count or two seen in a few hundred samples) is *outside*, and the
 predictor answers it from the device's roofline (:meth:`layerwise.LayerwiseModel.roofline_ms`,
 plus a per-node overhead) with that estimate's calibrated interval instead of from the learned
-members; a graph just outside (fewer than ``FULL`` features) gets a log-space blend of both.
+members; a graph just outside (fewer than ``start + FULL`` features) gets a log-space blend.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def fit_check(
     }
     roof = roofline_log([val[i] for i in vi], check, layerwise)
     check["q"] = conformal_quantile(np.abs(roof - np.asarray(y_val_log)[vi]), alpha)
+    n_val = n_outside(np.stack([val[i].feats.g for i in vi]), check)
+    check["start"] = int(min(n_val.max(), FULL)) if n_val.size else 0
     return check
 
 
@@ -84,11 +88,12 @@ def toward_roofline(
     logs: dict[str, np.ndarray], ex: list[Any], check: dict[str, Any] | None, layerwise: Any
 ) -> None:
     """Move ``logs["ensemble"]`` of graphs outside the training ranges toward the log roofline,
-    in place: weight ``w = min(1, features outside / full)``; ``logs["ood_w"]`` keeps ``w``."""
+    in place: weight ``w = clip((features outside - start) / full, 0, 1)``; ``logs["ood_w"]``
+    keeps ``w``."""
     if check is None or layerwise is None:
         return
-    n = n_outside(np.stack([e.feats.g for e in ex]), check)
-    w = np.minimum(1.0, n / float(check.get("full", FULL)))
+    n = n_outside(np.stack([e.feats.g for e in ex]), check) - int(check.get("start", 0))
+    w = np.clip(n / float(check.get("full", FULL)), 0.0, 1.0)
     logs["ood_w"] = w
     if not w.any():
         return
