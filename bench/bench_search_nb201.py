@@ -6,10 +6,16 @@ For each column (a device in ``shared/data/nb201/latency_ms.csv``) and each budg
 ``--device-budget`` measurements:
 
 * ``predictor``: ``nasctl search --use-predictor`` (NSGA-II drives the proposals, the loop's own
-  latency model bootstraps from 20% of the budget, validation every K generations, final
-  expected-improvement measurements);
-* ``predictor-all``: the same plus ``--score-all``: before the final measurements the latency
-  model scores all 15,625 cells (legitimate for a predictor-scored search of a small space);
+  latency model, a Gaussian process on op counts fit near the budget, bootstraps from 20% of the
+  budget, validation every K generations, final expected-improvement measurements);
+  With a cheap estimator on a small enumerable space (here) ``--score-all`` is on by default:
+  before the final measurements the latency model scores all 15,625 cells;
+* ``predictor-evo``: the same with ``--no-score-all``: only cells the evolution (and the
+  loop's neighbourhood refinement) proposed are candidates;
+* ``predictor-all``: ``--score-all`` given explicitly (same as ``predictor`` here);
+* ``predictor-nasctl``: ``predictor`` with ``--bootstrap-model gp+nasctl``: once 20 cells are
+  measured the loop trains nasctl's own GNN + GBDT predictor on them (again every 10 more) and
+  the GP models its residual (:mod:`nasctl.search.estimators.selftrained`);
 * ``no-predictor``: NSGA-II where every proposed candidate is measured;
 * ``random``: random genotypes, every one measured.
 
@@ -63,7 +69,8 @@ def one_run(variant: str, column: str, budget_ms: float, seed: int, args, tmp: P
         validate_every=args.validate_every,
         strategy="random" if variant == "random" else "nsga2",
         use_predictor=variant.startswith("predictor"),
-        score_all=variant == "predictor-all",
+        score_all={"predictor-all": True, "predictor-evo": False}.get(variant),
+        bootstrap_model="gp+nasctl" if variant == "predictor-nasctl" else "gp",
         generations=args.generations if variant.startswith("predictor") else 10_000,
         population=args.population if variant.startswith("predictor") else args.population_measured,
         reuse_stored=False,  # the table answers per genotype; isomorphic cells differ in it

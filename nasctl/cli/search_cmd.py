@@ -118,13 +118,23 @@ def search(
         ),
     ] = True,
     score_all: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--score-all",
+            "--score-all/--no-score-all",
             help="Enumerable spaces (nb201): also score every genotype with the "
-            "predictor before the final device measurements.",
+            "predictor before the final device measurements (default: on when the "
+            "estimator is a table lookup and the space has <= 100,000 genotypes).",
         ),
-    ] = False,
+    ] = None,
+    bootstrap_model: Annotated[
+        str,
+        typer.Option(
+            "--bootstrap-model",
+            help="Without --predictor: the loop's latency model. gp (a Gaussian process on op "
+            "counts, fit near the budget) or gp+nasctl (also trains nasctl's GNN+GBDT predictor "
+            "on the measurements once 20 exist, the GP modelling its residual; slower).",
+        ),
+    ] = "gp",
     threads: Annotated[int | None, typer.Option("--threads", help="cpu: intra-op threads.")] = None,
     data_dir: Annotated[
         Path | None,
@@ -168,6 +178,7 @@ def search(
         refine_cap=refine_cap,
         reuse_stored=reuse_stored,
         score_all=score_all,
+        bootstrap_model=bootstrap_model,
         device_opts=opts,
     )
     loop = SearchLoop(cfg)  # checks every setting before anything runs

@@ -31,7 +31,10 @@ class SearchConfig:
     refine_top: int = 10
     refine_cap: int = 300
     reuse_stored: bool = True
-    score_all: bool = False
+    score_all: bool | None = None  # None: auto (see SearchLoop.score_all)
+    secure: int = 5  # last device measurements for safe improvements (see SearchLoop._secure)
+    focus: bool = True  # latency model fit focused on measurements near the latency budget
+    bootstrap_model: str = "gp"  # without predictor_dir: "gp" or "gp+nasctl" (see selftrained)
     db: Path | None = None
     device_opts: dict[str, Any] = field(default_factory=dict)
 
@@ -45,6 +48,7 @@ class SearchConfig:
             "population": self.population,
             "use_predictor": self.use_predictor,
             "predictor_dir": self.predictor_dir,
+            "bootstrap_model": self.bootstrap_model,
             "constraints": self.constraints.to_dict(),
         }
 

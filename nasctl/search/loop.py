@@ -14,8 +14,10 @@ One run (:class:`SearchLoop`):
    front at the budget or whose interval straddles it, see :mod:`nasctl.search.selection`), refit
    the model after each, log predicted vs measured. Rounds spend at most ``validation_share`` of
    the budget left after the bootstrap.
-4. **Final**: the same selection with the whole remaining budget, then the unmeasured members of
-   the final front (most accurate first) while budget remains. With ``score_all`` (enumerable
+4. **Final**: the same selection with the remaining budget but the last ``secure`` (5)
+   measurements, which go to the most accurate candidates predicted feasible at the configured
+   confidence (:meth:`SearchLoop._secure`), then the unmeasured members of the final front (most
+   accurate first) while budget remains. With ``score_all`` (enumerable
    spaces only: nb201) every genotype of the space is scored by the predictor first, so the
    final choice does not depend on the evolution having proposed the exact cell.
 
@@ -60,10 +62,15 @@ from nasctl.search.state import SearchState
 from nasctl.search.strategies import Told, make_strategy
 
 Progress = Callable[..., None]
+BOOTSTRAP_MODELS = ("gp", "gp+nasctl")
 
 
 class SearchLoop:
     """Runs one search; collaborators can be injected (tests, benchmarks)."""
+
+    RESIDUALS = 20  # recent out-of-sample errors that set the interval widening
+    SCORE_ALL_MAX = 100_000  # auto score_all up to this many genotypes
+    TEMPER_MAX = 8.0  # widest doubt (interval factor) before a validation round gives up
 
     def __init__(
         self,
@@ -80,6 +87,11 @@ class SearchLoop:
             raise SearchError(f"--device-budget must be >= 0; got {cfg.device_budget}")
         if cfg.generations < 0 or cfg.validate_every < 1:
             raise SearchError("--generations must be >= 0 and --validate-every >= 1")
+        if cfg.bootstrap_model not in BOOTSTRAP_MODELS:
+            raise SearchError(
+                f"--bootstrap-model must be one of {', '.join(BOOTSTRAP_MODELS)}; "
+                f"got {cfg.bootstrap_model!r}"
+            )
         self.space = space or get_space(cfg.space)
         self.estimator = estimator or get_estimator(cfg.accuracy)
         self.estimator.check_space(self.space)
@@ -100,13 +112,22 @@ class SearchLoop:
         self.store = Store(cfg.db or (self.out / "measurements.db"))
         self.device_id = self.device.device_id
         self.model = model if model is not None else self._default_model()
+        self.selftrain = None
+        if cfg.use_predictor and not cfg.predictor_dir and cfg.bootstrap_model == "gp+nasctl":
+            from nasctl.search.estimators.selftrained import SelfTrainedPrior
+
+            self.selftrain = SelfTrainedPrior(self.space, self.device_id, seed=cfg.seed)
         self.stored = self._stored_latencies() if cfg.use_predictor and cfg.reuse_stored else {}
         self.strategy = make_strategy(cfg.strategy, self.space, cfg.population, cfg.seed)
+        self.score_all = self._auto_score_all()
         self.archive: dict[str, Candidate] = {}
         self.attempted: set[str] = set()
         self.used = 0
         self.scored = 0
         self.scoring_s = 0.0
+        self._raw: dict[str, tuple[float, float, float]] = {}  # model's own interval
+        self._residuals: list[float] = []  # standardized: (log measured - log mean) / sigma
+        self._temper = 1.0  # extra interval factor while a round finds nothing worth measuring
         self._log = (self.out / "measurements.jsonl").open("a")
 
     def _stored_latencies(self) -> dict[str, float]:
@@ -131,7 +152,11 @@ class SearchLoop:
         if self.cfg.predictor_dir:
             prior = PredictorPrior(self.cfg.predictor_dir, self.space, self.device_id)
         return SurrogateLatencyModel(
-            self.space, self.cons.confidence, prior=prior, seed=self.cfg.seed
+            self.space,
+            self.cons.confidence,
+            prior=prior,
+            seed=self.cfg.seed,
+            focus_ms=self.cons.latency_budget_ms if self.cfg.focus else None,
         )
 
     # -- public --------------------------------------------------------------------------------
@@ -168,6 +193,8 @@ class SearchLoop:
             c = self.archive.setdefault(r["genotype"], Candidate(r["genotype"]))
             c.measured_ms = r["measured_ms"]
             self.attempted.add(r["genotype"])
+            if r.get("pred_ms") is not None:
+                self._add_residual((r["pred_ms"], r["low_ms"], r["high_ms"]), c.measured_ms)
         self.used = self.state.device_measurements()
         history = self.state.history()
         for gen, results in history:
@@ -202,10 +229,50 @@ class SearchLoop:
             self._generation(gen)
             if gen in rounds:
                 self._round(gen, rounds, share, start_used)
-        if cfg.score_all:
+        if self.score_all:
             self._score_all()
-        self._validate(cfg.device_budget - self.used, "final", cfg.generations)
+        budgeted = self.cons.latency_budget_ms is not None and self.cons.min_accuracy is None
+        secure = min(cfg.secure, cfg.device_budget - self.used) if budgeted else 0
+        self._validate(cfg.device_budget - self.used - secure, "final", cfg.generations)
+        if secure:
+            self._secure(cfg.generations)
+            self._validate(cfg.device_budget - self.used, "final", cfg.generations)
         self._measure_front()
+
+    def _secure(self, gen: int) -> None:
+        """The last ``secure`` measurements: the most accurate candidate that beats the best
+        measured answer *and* is predicted feasible at the configured confidence (interval's
+        upper end within the budget), one at a time. Expected improvement keeps chasing
+        accurate candidates just over the budget (each a small chance, many of them); this
+        cashes in the safe improvement before the budget ends."""
+        budget = self.cons.latency_budget_ms
+        assert budget is not None
+        self.progress("phase", name="secure", total=self.cfg.device_budget - self.used)
+        while self.used < self.cfg.device_budget:
+            pool, _ = self._ranked(gen)
+            safe = [c for c in pool if c.high_ms is not None and c.high_ms <= budget]
+            if not safe:
+                return
+            best = max(safe, key=lambda c: (c.accuracy or 0.0, -(c.mean_ms or 0.0)))
+            self._measure(best.genotype, "secure", gen)
+            self._refit()
+
+    def _auto_score_all(self) -> bool:
+        """``score_all`` as configured; on auto (None), on when the estimator is cheap, no
+        constraint needs graph costs, and the space is enumerable with at most
+        ``SCORE_ALL_MAX`` genotypes (nb201: 15,625, scored in about a second). The evolution
+        alone leaves accurate cells far from its population unscored: on gold_6226 at p25 the
+        optimum (a sparse cell, 20% under the budget) was never proposed in 4 of 10 seeds."""
+        if self.cfg.score_all is not None:
+            return bool(self.cfg.score_all)
+        size = self.space.size()
+        return bool(
+            self.cfg.use_predictor
+            and getattr(self.estimator, "cheap", False)
+            and not self.cons.needs_costs  # params/memory need every graph built: slow
+            and size is not None
+            and size <= self.SCORE_ALL_MAX
+        )
 
     def _score_all(self) -> None:
         """Score every genotype of an enumerable space (nb201: 15,625) before the final phase."""
@@ -227,8 +294,10 @@ class SearchLoop:
             spent = self.used - start_used
             quota = max(0, (share - spent) // max(left_rounds, 1))
             self.state.set_meta(key, quota)
-        done = sum(
-            1 for m in self.state.measured() if m["phase"] == "validate" and m["generation"] == gen
+        done = sum(  # device runs: measurements found in the dataset store are free
+            1
+            for m in self.state.measured()
+            if m["phase"] == "validate" and m["generation"] == gen and not m["from_store"]
         )
         self._validate(quota - done, "validate", gen)
         self.state.set_meta(f"validated:{gen}", True)
@@ -331,11 +400,37 @@ class SearchLoop:
         return [self.archive[g] for g in genotypes]
 
     def _predict(self, cands: list[Candidate]) -> None:
+        """Predict latency and interval; the interval is widened by :meth:`_widen` (how wrong
+        the model was on the candidates measured so far)."""
         if not cands:
             return
         mean, low, high = self.model.predict([c.genotype for c in cands])
+        f = self._widen() * self._temper
         for c, m, lo, hi in zip(cands, mean, low, high, strict=False):
-            c.mean_ms, c.low_ms, c.high_ms = float(m), float(lo), float(hi)
+            self._raw[c.genotype] = (float(m), float(lo), float(hi))
+            c.mean_ms = float(m)
+            # log-space half-widths times f, capped at a factor of 20 either way
+            c.low_ms = float(m * math.exp(-min(3.0, f * math.log(m / max(lo, 1e-9 * m)))))
+            c.high_ms = float(m * math.exp(min(3.0, f * math.log(hi / m))))
+
+    def _widen(self) -> float:
+        """>= 1: the factor on the model's log-space interval half-width that makes the spread
+        of its recent out-of-sample errors (predicted before measuring vs measured, last
+        ``RESIDUALS`` device measurements) that of a calibrated model (median-based: one
+        early blunder must not widen every later interval)."""
+        r = self._residuals[-self.RESIDUALS :]
+        if len(r) < 3:
+            return 1.0
+        # robust scale: the median |standardized residual| of a calibrated model is 0.674
+        return max(1.0, float(np.median(np.abs(r))) / 0.6745)
+
+    def _add_residual(self, pred: tuple | None, measured_ms: float | None) -> None:
+        if pred is None or measured_ms is None or None in pred or measured_ms <= 0:
+            return
+        m, lo, hi = pred
+        sigma = (math.log(hi) - math.log(lo)) / (2 * self.z)
+        if m > 0 and sigma > 0:
+            self._residuals.append((math.log(measured_ms) - math.log(m)) / sigma)
 
     def _refit(self) -> None:
         if not self.cfg.use_predictor:
@@ -345,6 +440,8 @@ class SearchLoop:
             ms = self.archive[g].measured_ms
             if ms is not None:
                 data[g] = ms
+        if self.selftrain is not None and self.selftrain.maybe_train(data):
+            self.model.prior = self.selftrain  # type: ignore[attr-defined]
         if data or self.cfg.predictor_dir:
             self.model.update(data)  # type: ignore[arg-type]
 
@@ -355,18 +452,25 @@ class SearchLoop:
         spread = [c.accuracy for c in self.archive.values() if c.accuracy is not None]
         # below this the chance of an improvement is negligible (about 1e-6 of the accuracy range)
         min_score = 1e-6 * (max(spread) - min(spread)) if len(spread) > 1 else 0.0
-        done = 0
+        start = self.used  # the quota counts device runs (stored measurements are free)
         self.progress("phase", name=phase, total=quota)
-        while done < quota and self.used < self.cfg.device_budget:
-            pool, score = self._ranked(gen)
-            if not pool:
-                break
-            i = int(np.argmax(score))
-            if not score[i] > min_score:
-                break
-            self._measure(pool[i].genotype, phase, gen)
-            done += 1
-            self._refit()
+        try:
+            while self.used - start < quota and self.used < self.cfg.device_budget:
+                pool, score = self._ranked(gen)
+                if not pool:
+                    break
+                i = int(np.argmax(score))
+                if not score[i] > min_score:
+                    # nothing can improve the answer *if the model is right*; while budget is
+                    # left, doubt it: wider intervals (up to TEMPER_MAX times) before giving up
+                    if self._temper >= self.TEMPER_MAX:
+                        break
+                    self._temper *= 2.0
+                    continue
+                self._measure(pool[i].genotype, phase, gen)
+                self._refit()
+        finally:
+            self._temper = 1.0
 
     def _ranked(self, gen: int) -> tuple[list[Candidate], np.ndarray]:
         """Pool and acquisition scores, after refining around the top candidates."""
@@ -472,9 +576,10 @@ class SearchLoop:
                 raise DeviceError(str(e)) from e
             self.store.add_measurement(m)  # ignored (kept once) if the same graph is stored
         assert m is not None
-        pred = (c.mean_ms, c.low_ms, c.high_ms) if c.mean_ms is not None else None
+        pred = self._raw.get(genotype) if c.mean_ms is not None else None
         ok = m.status in ("ok", "noisy") and m.median_ms is not None
         c.measured_ms = float(m.median_ms) if ok and m.median_ms is not None else None
+        self._add_residual(pred, c.measured_ms)
         self.attempted.add(genotype)
         self.state.add_measured(
             genotype,

@@ -41,6 +41,9 @@ class AccuracyEstimator(ABC):
 
     #: whether :meth:`estimate` needs the graph (built by the caller, once per genotype).
     needs_graph: bool = True
+    #: whether an estimate costs microseconds (a table lookup): the loop may then score every
+    #: genotype of a small enumerable space (``score_all`` left on auto).
+    cheap: bool = False
 
 
 def register_estimator(prefix: str) -> Callable[[Callable[[str], AccuracyEstimator]], object]:

@@ -41,6 +41,7 @@ class NB201TableEstimator(AccuracyEstimator):
 
     unit = "test accuracy (%)"
     needs_graph = False
+    cheap = True
 
     def __init__(self, dataset: str) -> None:
         if dataset not in NB201_COLUMNS:
