@@ -24,14 +24,18 @@ echo "== 1/3 profile $NUM NB201 cells on the cpu device -> $OUT/cpu.db"
 echo "== 2/3 train a latency predictor -> $OUT/predictor"
 "$NASCTL" train-predictor --db "$OUT/cpu.db" --device cpu --out "$OUT/predictor"
 
-BUDGET=$("$PY" - "$OUT/cpu.db" <<'EOF'
+# The budget is fixed on the first run (the search adds its measurements to the same store, which
+# would move the median), so that a re-run resumes the same search.
+if [ ! -s "$OUT/budget_ms.txt" ]; then
+  "$PY" - "$OUT/cpu.db" > "$OUT/budget_ms.txt" <<'EOF'
 import statistics, sys
 from nasctl.datasets.store import Store
 with Store(sys.argv[1], readonly=True) as s:
     rows = s.training_rows(s.resolve_device_id("cpu"))
 print(f"{statistics.median(r.latency_ms for r in rows):.3f}")
 EOF
-)
+fi
+BUDGET=$(cat "$OUT/budget_ms.txt")
 
 echo "== 3/3 search NB201 (proxy:synflow) under a ${BUDGET} ms budget on the cpu, <= 12 device runs"
 "$NASCTL" search --use-predictor --predictor "$OUT/predictor" --device cpu --space nb201 \
