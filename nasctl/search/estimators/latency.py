@@ -162,7 +162,13 @@ class PredictorPrior:
     def __call__(self, genotypes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         missing = [g for g in dict.fromkeys(genotypes) if g not in self._cache]
         if missing:
-            preds = self.predictor.predict([self.space.to_graph(g) for g in missing])
+            # The space builds node arrays for many genotypes at once (no graphs); the key
+            # names this space instance, whose configuration fixes the graphs.
+            key = f"{self.space.name}@{id(self.space)}"
+            sp = self.space
+            preds = self.predictor.predict_genotypes(
+                key, missing, sp.to_graph, arrays=sp.graph_arrays
+            )
             self.queries += len(missing)
             for g, p in zip(missing, preds, strict=False):
                 lo, hi = max(p.low_ms, 1e-6), max(p.high_ms, 1e-6)
