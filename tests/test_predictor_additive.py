@@ -115,3 +115,23 @@ def test_ood_blend_starts_after_validation_graphs() -> None:
     ood.toward_roofline(logs, ex, check, lw)
     assert logs["ood_w"].tolist() == pytest.approx([0, 0, 1 / 3, 1, 1])
     assert logs["ensemble"].tolist() == pytest.approx([0, 0, 1 / 3, 1, 1])
+
+
+def test_base_is_kept_only_where_it_helps(mbconv_feats) -> None:
+    """base_helps compares the GBDT on the log-ratio to the base with a plain GBDT on the
+    validation rows: the better one wins (the base is kept within BASE_MARGIN)."""
+    from nasctl.predictor.gbdt import GBDTModel
+
+    probe = AdditiveModel.fit(mbconv_feats, np.ones(len(mbconv_feats)))
+    y = _truth(probe, mbconv_feats, seed=1)
+    ex = [api.Example(f, "other", None) for f in mbconv_feats]
+    pred = api.fit(ex[:30], y[:30], ex[30:], y[30:], device_id="synth", gnn_steps=10)
+    assert pred.meta["additive"] is not None  # additive device: the base is kept
+    val, y_log = ex[30:], np.log(y[30:])
+    X = pred.design(val)
+    exact = GBDTModel.fit(X, y_log, rounds=200)  # plain model fit on the validation rows
+    noise = np.random.default_rng(0).normal(0.0, 1.0, len(val))
+    pred.gbdt = GBDTModel.fit(X, noise, rounds=200)  # a ratio model that is far off
+    assert not api.base_helps(pred, exact, val, y_log)
+    pred.gbdt = GBDTModel.fit(X, y_log - api.base_log(pred, val), rounds=200)
+    assert api.base_helps(pred, GBDTModel.fit(X, noise, rounds=200), val, y_log)

@@ -39,6 +39,7 @@ from nasctl.predictor.metrics import regression_metrics
 from nasctl.predictor.tokens import GenotypeEncoder
 
 MIN_ROWS = 20
+BASE_MARGIN = 0.05  # the additive base is dropped when the plain GBDT is this much better
 ALPHA = 0.1  # intervals target 90 % coverage
 MODELS = ("gnn", "gbdt")
 CV_FOLDS = 4  # folds of the out-of-fold predictions that fit the ensemble weights
@@ -372,12 +373,18 @@ def fit(
     r_tr = y_tr[wi] - base_log(pred, tw)  # the learners predict the log-ratio to the base
     say("gbdt", 1, 4)
     pred.gbdt = GBDTModel.fit(X, r_tr, seed=seed)
+    if add is not None:  # keep the base only where it helps on validation data
+        plain = GBDTModel.fit(X, y_tr[wi], seed=seed)
+        if not base_helps(pred, plain, val, y_va):
+            meta["additive"] = None
+            pred.__dict__.pop("_additive", None)
+            pred.gbdt, r_tr = plain, y_tr[wi]
     say("gnn", 2, 4)
     pred.gnn = GNNModel.fit([e.feats for e in tw], X, r_tr, seed=seed, steps=gnn_steps)
     say("calibrate", 3, 4)
     oof = None
     if len(val) < CV_MIN_VAL and len(tw) <= CV_MAX_ROWS:
-        oof = cross_fit(tw, y_w, X, seed=seed, gnn_steps=gnn_steps)
+        oof = cross_fit(tw, y_w, X, seed=seed, gnn_steps=gnn_steps, use_base=bool(meta["additive"]))
     calibrate(pred, val, y_va, oof=oof)
     pred.meta["ood"] = ood.fit_check(list(train), y_tr, list(val), y_va, lw, ALPHA)
     say("done", 4, 4)
@@ -389,6 +396,23 @@ def whole_graph_rows(train: Sequence[Example]) -> list[int]:
     all rows when fewer than ``MIN_ROWS`` are whole graphs."""
     idx = [i for i, e in enumerate(train) if e.space != ood.SINGLE_LAYER_SPACE]
     return idx if len(idx) >= MIN_ROWS else list(range(len(train)))
+
+
+def base_helps(
+    pred: Predictor, plain: GBDTModel, val: Sequence[Example], y_val_log: np.ndarray
+) -> bool:
+    """Whether the GBDT on the log-ratio to the additive base (``pred.gbdt``) beats ``plain``
+    (the same on log latency) on the whole-graph validation rows: mean absolute log error lower,
+    or within ``BASE_MARGIN`` of it. Some devices are far from additive (phones whose cells with a
+    cut-off output take 0.01 ms): there the base hurts the ranking and is dropped."""
+    vi = [i for i, e in enumerate(val) if e.space != ood.SINGLE_LAYER_SPACE]
+    if len(vi) < MIN_ROWS:
+        return True
+    vw, y = [val[i] for i in vi], np.asarray(y_val_log, float)[vi]
+    Xv = pred.design(vw)
+    with_base = np.abs(pred.gbdt.predict_log(Xv) + base_log(pred, vw) - y).mean()
+    without = np.abs(plain.predict_log(Xv) - y).mean()
+    return bool(without >= (1.0 - BASE_MARGIN) * with_base)
 
 
 def fit_additive(train: Sequence[Example], y_ms: np.ndarray) -> AdditiveModel | None:
@@ -437,6 +461,7 @@ def cross_fit(
     seed: int = 0,
     gnn_steps: int = 200,
     folds: int = CV_FOLDS,
+    use_base: bool = True,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Out-of-fold log-ms predictions of gbdt and gnn on the whole-graph rows of ``train`` (base,
     GBDT and GNN refit without each fold; ``X`` the design of ``train``), and those rows' log
@@ -450,7 +475,7 @@ def cross_fit(
     feats = [e.feats for e in train]
     for k in range(folds):
         tr, te = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
-        add = fit_additive([train[i] for i in tr], y_ms[tr])
+        add = fit_additive([train[i] for i in tr], y_ms[tr]) if use_base else None
         base = add.predict_log(feats) if add is not None else np.zeros(len(train))
         r = y_log[tr] - base[tr]
         gb = GBDTModel.fit(X[tr], r, seed=seed)
