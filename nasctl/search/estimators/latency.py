@@ -60,9 +60,9 @@ class Featurizer:
     """Genotype -> (linear block, RBF block) feature rows, cached (see :mod:`.gp`).
 
     Categorical spaces: the RBF block is the one-hot genotype; the linear block counts how many
-    positions hold each value (positions sharing a choice list pooled), plus, for NB201, the
-    same counts over *live* edges (on a path from the cell input to its output), the number of
-    additions and of zero nodes per cell, and whether the output is cut off. Other spaces: the
+    positions hold each value (positions sharing a choice list pooled), plus the space's own
+    structure counts (``SearchSpace.structure_counts``; NB201: the same counts over *live* edges,
+    additions and zero nodes per cell, whether the output is cut off). Other spaces: the
     predictor's graph-level feature vector for both blocks. Blocks are standardized by the
     model (:meth:`SurrogateLatencyModel.update`)."""
 
@@ -89,47 +89,22 @@ class Featurizer:
         enc = self.encoding
         if enc is not None:
             onehot = enc.one_hot(genotypes).astype(float)
-            return np.stack([self._counts(enc.values(g)) for g in genotypes]), onehot
+            return np.stack([self._counts(g, enc.values(g)) for g in genotypes]), onehot
         from nasctl.predictor.features import featurize
 
         x = np.stack([featurize(self.space.to_graph(g)).g for g in genotypes]).astype(float)
         return x, x
 
-    def _counts(self, values: tuple[str, ...]) -> np.ndarray:
+    def _counts(self, genotype: str, values: tuple[str, ...]) -> np.ndarray:
         assert self.encoding is not None
         vocab = sorted({v for c in self.encoding.choices for v in c})
         counts = np.zeros(len(vocab))
         for v in values:
             counts[vocab.index(v)] += 1
-        if self.space.name != "nb201":
+        extra = self.space.structure_counts(genotype)
+        if extra is None:
             return counts
-        return np.concatenate([counts, nb201_structure(values)])
-
-
-def nb201_structure(ops: Sequence[str]) -> np.ndarray:
-    """Structure counts of an NB201 cell (ops in edge order): live edges per op, additions per
-    node, zero nodes, output cut off (1.0/0.0)."""
-    from nasctl.search.spaces.nb201 import EDGES, OPS
-
-    fwd = {0}
-    for (s, t), o in zip(EDGES, ops, strict=True):
-        if o != "none" and s in fwd:
-            fwd.add(t)
-    bwd = {3}
-    for (s, t), o in reversed(list(zip(EDGES, ops, strict=True))):
-        if o != "none" and t in bwd:
-            bwd.add(s)
-    live = np.zeros(len(OPS))
-    for (s, t), o in zip(EDGES, ops, strict=True):
-        if o != "none" and s in fwd and t in bwd:
-            live[OPS.index(o)] += 1
-    fan_in = [
-        sum(1 for (_, t), o in zip(EDGES, ops, strict=True) if t == j and o != "none")
-        for j in (1, 2, 3)
-    ]
-    adds = sum(max(0, n - 1) for n in fan_in)
-    zeros = sum(1 for n in fan_in if n == 0)
-    return np.concatenate([live, [adds, zeros, 0.0 if 3 in fwd else 1.0]])
+        return np.concatenate([counts, np.asarray(extra, dtype=float)])
 
 
 class PredictorPrior:

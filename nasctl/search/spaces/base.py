@@ -80,6 +80,11 @@ class SearchSpace(ABC):
         """All genotypes in canonical order, for small spaces (e.g. nb201); else None."""
         return None
 
+    def structure_counts(self, genotype: str) -> Sequence[float] | None:
+        """Extra per-genotype counts a latency surrogate may use beside the choice counts (e.g.
+        NB201: live edges per op, additions, zero maps); None when the space has none."""
+        return None
+
     def validate(self, genotype: str) -> str:
         """Parse and re-format; raise :class:`SpaceError` if invalid."""
         return self.format(self.parse(genotype))

@@ -200,6 +200,12 @@ class NB201Space(SearchSpace):
             raise SpaceError(f"nb201 index {index} out of range; expected 0..{NUM_ARCHS - 1}")
         return _format([OPS[int(c)] for c in _order()[index]])
 
+    def structure_counts(self, genotype: str) -> tuple[float, ...]:
+        """Live edges per op (on a path from the cell input to its output), additions and zero
+        maps per cell, and 1.0 when the output is cut off from the input: what a cell's cost
+        depends on beyond its op counts."""
+        return _structure(_parse(genotype))
+
     def connected(self, genotype: str) -> bool:
         """Whether the cell output is reachable from its input (341 cells are not: their
         networks' logits do not depend on the image; report them separately)."""
@@ -305,3 +311,27 @@ def _edge(b: GraphBuilder, x: str, c: int, op: str, prefix: str) -> str:
     if op == "avg_pool_3x3":
         return b.pool(x, "avg", 3, stride=1, id=f"{prefix}/pool", count_include_pad=False)
     raise SpaceError(f"nb201: op {op!r} has no graph")  # pragma: no cover - parse checks ops
+
+
+@functools.lru_cache(maxsize=16384)
+def _structure(ops: tuple[str, ...]) -> tuple[float, ...]:
+    """See :meth:`NB201Space.structure_counts` (ops in edge order)."""
+    fwd = {0}
+    for (s, t), o in zip(EDGES, ops, strict=True):
+        if o != "none" and s in fwd:
+            fwd.add(t)
+    bwd = {3}
+    for (s, t), o in reversed(list(zip(EDGES, ops, strict=True))):
+        if o != "none" and t in bwd:
+            bwd.add(s)
+    live = [0.0] * len(OPS)
+    for (s, t), o in zip(EDGES, ops, strict=True):
+        if o != "none" and s in fwd and t in bwd:
+            live[OPS.index(o)] += 1
+    fan_in = [
+        sum(1 for (_, t), o in zip(EDGES, ops, strict=True) if t == j and o != "none")
+        for j in (1, 2, 3)
+    ]
+    adds = sum(max(0, n - 1) for n in fan_in)
+    zeros = sum(1 for n in fan_in if n == 0)
+    return (*live, float(adds), float(zeros), 0.0 if 3 in fwd else 1.0)
