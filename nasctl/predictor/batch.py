@@ -277,9 +277,11 @@ def _live(
 def _fuse(
     op: np.ndarray, src: np.ndarray, dst: np.ndarray, fan_out: np.ndarray, fan_in: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`features.fuse_groups` on the batch: (group per node, first node of each group in
-    group order, root node of each group, the non-root nodes). Non-root members are always
-    unary nodes."""
+    """Fused groups, as engines fuse kernels: a normalisation/activation/identity node joins its
+    producer when it is that producer's only consumer, else its consumer when that consumer has
+    no other input (ReLU-Conv-BN becomes one group); groups numbered by first member. Returns
+    (group per node, first node of each group in group order, root node of each group, the
+    non-root nodes). Non-root members are always unary nodes."""
     n = op.size
     ar = np.arange(n, dtype=np.int64)
     if n == 0 or src.size == 0:

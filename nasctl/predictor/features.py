@@ -3,7 +3,7 @@
 A :class:`~nasctl.arch.graph.Graph` becomes :class:`GraphFeatures`:
 
 * ``x``: one row per fused group of nodes (a compute node with the normalisation/activation
-  nodes an engine would fuse into it, :func:`fuse_groups`), ``NODE_FEATURES`` columns: op counts
+  nodes an engine would fuse into it, ``batch._fuse``), ``NODE_FEATURES`` columns: op counts
   over :data:`OPS` (a one-hot for a lone node), then ``log1p`` of kernel area, stride, groups,
   channels in/out, output spatial size (H*W) of the group's heaviest node, and of the group's
   MACs, activation bytes read/written and weight bytes, plus a "live" flag (the group reaches a
@@ -139,7 +139,7 @@ class GraphFeatures:
     """Features of one graph.
 
     ``x``: (groups, len(NODE_FEATURES)) float32, one row per fused group of nodes (a compute
-    node with the normalisation/activation nodes around it, see :func:`fuse_groups`); op columns
+    node with the normalisation/activation nodes around it, see ``batch._fuse``); op columns
     count the group's ops, shape columns come from its heaviest node, cost columns are sums.
     ``edges``: (2, E) int64 between groups. ``g``: (len(GRAPH_FEATURES),) float32. ``group``:
     group index per node. ``costs``: (nodes, 4): MACs, read bytes, write bytes, weight bytes.
@@ -185,35 +185,6 @@ def featurize_arrays(
     if len(arr) == 0:
         return []
     return featurize_batch(arr, precision, keep_raw).views()
-
-
-def fuse_groups(op: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Group index per node, as engines fuse kernels: a normalisation/activation/identity node
-    joins its producer when it is that producer's only consumer, else its consumer when that
-    consumer has no other input (ReLU-Conv-BN becomes one group). Groups are numbered by first
-    member."""
-    n = op.size
-    if n == 0 or edges.shape[1] == 0:
-        return np.arange(n)
-    src, dst = edges
-    fan_out = np.bincount(src, minlength=n)
-    fan_in = np.bincount(dst, minlength=n)
-    unary = np.isin(op, _UNARY)
-    one = (fan_out[src] == 1) & (fan_in[dst] == 1)
-    fwd = unary[dst] & one  # dst joins src
-    bwd = unary[src] & one & ~unary[dst]  # src joins dst
-    link = np.arange(n)
-    link[dst[fwd]] = src[fwd]
-    link[src[bwd]] = dst[bwd]
-    for _ in range(64):  # pointer jumping; links follow edges of a DAG, so no cycles
-        nxt = link[link]
-        if np.array_equal(nxt, link):
-            break
-        link = nxt
-    first = np.full(n, n)
-    np.minimum.at(first, link, np.arange(n))
-    _, grp = np.unique(first[link], return_inverse=True)
-    return grp.reshape(-1)
 
 
 def group_rows(
