@@ -66,10 +66,7 @@ class SearchSpace(ABC):
         assemble cached pieces); invalid genotypes raise :class:`SpaceError` as ``to_graph`` does.
         """
         from nasctl.arch import arrays
-        from nasctl.search.spaces.templates import empty_arrays
 
-        if len(genotypes) == 0:
-            return empty_arrays()
         return arrays.graph_arrays([self.to_graph(g) for g in genotypes], keep_ids=False)
 
     def size(self) -> int | None:

@@ -23,7 +23,7 @@ from nasctl.arch.graph import OP_INDEX, GraphBuilder, conv_out_hw, same_pads
 from nasctl.errors import SpaceError
 from nasctl.search.spaces import mbconv as mb
 from nasctl.search.spaces import rows as R
-from nasctl.search.spaces.templates import SETUP_KEY, ChainStore, empty_arrays, harvest, space_store
+from nasctl.search.spaces.templates import SETUP_KEY, ChainStore, harvest, space_store
 
 if TYPE_CHECKING:
     from nasctl.search.spaces.mbconv import MBConvSpace
@@ -282,7 +282,7 @@ def _parse_each(space: MBConvSpace, genotypes: Sequence[str], lut: dict[str, int
 def mbconv_graph_arrays(space: MBConvSpace, genotypes: Sequence[str]) -> arrays.GraphArrays:
     """Exactly ``arrays.graph_arrays([space.to_graph(g) for g in genotypes])`` (no node ids)."""
     if len(genotypes) == 0:
-        return empty_arrays()
+        return arrays.graph_arrays([], keep_ids=False)
     store = _store(space)
     pair_code, acts, counts, tok_ids = _parse_all(space, genotypes)
     n = pair_code.size

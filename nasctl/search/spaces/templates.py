@@ -32,15 +32,6 @@ _I64 = np.int64
 _I32 = np.int32
 
 
-def empty_arrays() -> arrays.GraphArrays:
-    """Arrays of no graphs (``arrays.graph_arrays([])`` fails on an empty list)."""
-    z = np.zeros(0, _I64)
-    return arrays.GraphArrays(
-        raw=np.zeros((0, arrays.N_RAW)), sizes=z, src=z.copy(), dst=z.copy(), outs=z.copy(),
-        depth=z.copy(), input_shapes=[], precisions=[], node_ids=None,
-    )  # fmt: skip
-
-
 class Piece:
     """A harvested segment: local structure (see module docstring) and its node rows."""
 
@@ -266,7 +257,7 @@ class ChainStore:
         counts = np.asarray(segs_per_graph, _I64)
         n_graphs, n_segs = counts.size, seg_struct.size
         if n_graphs == 0:
-            return empty_arrays()
+            return arrays.graph_arrays([], keep_ids=False)
         g0 = np.r_[0, np.cumsum(counts)[:-1]].astype(_I64)  # first segment of each graph
         seg_graph_first = np.repeat(g0, counts)  # first segment of my graph
         n_seg = m["n"][seg_struct]
