@@ -30,7 +30,6 @@ the same search again resumes it without measuring anything twice.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from nasctl.errors import DeviceError, NasctlError, SearchError
+from nasctl.errors import DeviceError, SearchError
 from nasctl.search.config import SearchConfig, SearchResult
 from nasctl.search.estimators.base import AccuracyEstimator, get_estimator
 from nasctl.search.estimators.latency import (
@@ -51,12 +50,9 @@ from nasctl.search.estimators.latency import (
 from nasctl.search.objectives import (
     Candidate,
     best_measured,
-    fastest_measured,
     graph_cost_fields,
-    measured_feasible,
 )
-from nasctl.search.pareto import front_of
-from nasctl.search.selection import acquisition, candidate_pool, neighbours, prefilter
+from nasctl.search.phases import DevicePhases
 from nasctl.search.spaces.base import SearchSpace, get_space
 from nasctl.search.state import SearchState
 from nasctl.search.strategies import Told, make_strategy
@@ -65,12 +61,14 @@ Progress = Callable[..., None]
 BOOTSTRAP_MODELS = ("gp", "gp+nasctl")
 
 
-class SearchLoop:
-    """Runs one search; collaborators can be injected (tests, benchmarks)."""
+class SearchLoop(DevicePhases):
+    """Runs one search; collaborators can be injected (tests, benchmarks).
+
+    The device measurement and validation phases, and the result, are in
+    :class:`~nasctl.search.phases.DevicePhases`."""
 
     RESIDUALS = 20  # recent out-of-sample errors that set the interval widening
     SCORE_ALL_MAX = 100_000  # auto score_all up to this many genotypes
-    TEMPER_MAX = 8.0  # widest doubt (interval factor) before a validation round gives up
 
     def __init__(
         self,
@@ -238,24 +236,6 @@ class SearchLoop:
             self._secure(cfg.generations)
             self._validate(cfg.device_budget - self.used, "final", cfg.generations)
         self._measure_front()
-
-    def _secure(self, gen: int) -> None:
-        """The last ``secure`` measurements: the most accurate candidate that beats the best
-        measured answer *and* is predicted feasible at the configured confidence (interval's
-        upper end within the budget), one at a time. Expected improvement keeps chasing
-        accurate candidates just over the budget (each a small chance, many of them); this
-        cashes in the safe improvement before the budget ends."""
-        budget = self.cons.latency_budget_ms
-        assert budget is not None
-        self.progress("phase", name="secure", total=self.cfg.device_budget - self.used)
-        while self.used < self.cfg.device_budget:
-            pool, _ = self._ranked(gen)
-            safe = [c for c in pool if c.high_ms is not None and c.high_ms <= budget]
-            if not safe:
-                return
-            best = max(safe, key=lambda c: (c.accuracy or 0.0, -(c.mean_ms or 0.0)))
-            self._measure(best.genotype, "secure", gen)
-            self._refit()
 
     def _auto_score_all(self) -> bool:
         """``score_all`` as configured; on auto (None), on when the estimator is cheap, no
@@ -444,215 +424,6 @@ class SearchLoop:
             self.model.prior = self.selftrain  # type: ignore[attr-defined]
         if data or self.cfg.predictor_dir:
             self.model.update(data)  # type: ignore[arg-type]
-
-    def _measured(self) -> list[Candidate]:
-        return [self.archive[g] for g in self.attempted if self.archive[g].measured_ms is not None]
-
-    def _validate(self, quota: int, phase: str, gen: int) -> None:
-        spread = [c.accuracy for c in self.archive.values() if c.accuracy is not None]
-        # below this the chance of an improvement is negligible (about 1e-6 of the accuracy range)
-        min_score = 1e-6 * (max(spread) - min(spread)) if len(spread) > 1 else 0.0
-        start = self.used  # the quota counts device runs (stored measurements are free)
-        self.progress("phase", name=phase, total=quota)
-        try:
-            while self.used - start < quota and self.used < self.cfg.device_budget:
-                pool, score = self._ranked(gen)
-                if not pool:
-                    break
-                i = int(np.argmax(score))
-                if not score[i] > min_score:
-                    # nothing can improve the answer *if the model is right*; while budget is
-                    # left, doubt it: wider intervals (up to TEMPER_MAX times) before giving up
-                    if self._temper >= self.TEMPER_MAX:
-                        break
-                    self._temper *= 2.0
-                    continue
-                self._measure(pool[i].genotype, phase, gen)
-                self._refit()
-        finally:
-            self._temper = 1.0
-
-    def _ranked(self, gen: int) -> tuple[list[Candidate], np.ndarray]:
-        """Pool and acquisition scores, after refining around the top candidates."""
-        seen_top: set[str] = set()
-        for it in range(6):
-            measured = self._measured()
-            pool = prefilter(
-                candidate_pool(self.archive, self.attempted, self.cons), measured, self.cons
-            )
-            if not pool:
-                return pool, np.zeros(0)
-            self._predict(pool)
-            score = acquisition(pool, measured, self.cons, self.z)
-            order = np.argsort(-score, kind="stable")[: self.cfg.refine_top]
-            top = [pool[i].genotype for i in order if score[i] > 0]
-            # and the best measured answers so far: their neighbours sit at the budget boundary
-            top += [c.genotype for c in self._best_measured(self.cfg.refine_top)]
-            new_top = [g for g in top if g not in seen_top]
-            if not new_top or it == 5 or self.cfg.refine_top <= 0 or self.cfg.refine_cap <= 0:
-                return pool, score
-            seen_top.update(new_top)
-            rng = self.strategy.rng(gen, f"refine{len(self.attempted)}-{it}")
-            fresh = list(
-                dict.fromkeys(
-                    n
-                    for g in new_top
-                    for n in neighbours(self.space, g, rng)
-                    if n not in self.archive
-                )
-            )[: self.cfg.refine_cap]
-            if not fresh:
-                return pool, score
-            t = time.perf_counter()
-            self._ensure_estimated(fresh, generation=gen)
-            self.scored += len(fresh)
-            self.scoring_s += time.perf_counter() - t
-        return pool, score
-
-    def _best_measured(self, k: int) -> list[Candidate]:
-        """The ``k`` best measured candidates that meet every constraint."""
-        ok = [c for c in self._measured() if measured_feasible(c, self.cons)]
-        if self.cons.min_accuracy is not None:
-            return sorted(ok, key=lambda c: c.measured_ms or 0.0)[:k]
-        return sorted(ok, key=lambda c: -(c.accuracy or 0.0))[:k]
-
-    def _measure_front(self) -> None:
-        """Measure the final front, most accurate first, until every member of the front (as
-        re-predicted after each refit) is measured or the device budget is spent."""
-        while True:
-            front = sorted(self._front(), key=lambda c: -(c.accuracy or 0.0))
-            budget = self.cons.latency_budget_ms
-            todo = [
-                c
-                for c in front
-                if c.genotype not in self.attempted
-                and not (budget is not None and c.low_ms is not None and c.low_ms > budget)
-            ]
-            if not todo or self.used >= self.cfg.device_budget:
-                return
-            for c in todo:
-                if self.used >= self.cfg.device_budget:
-                    break
-                self._measure(c.genotype, "front", self.cfg.generations)
-            self._refit()
-
-    def _front(self, cands: list[Candidate] | None = None) -> list[Candidate]:
-        """Non-dominated candidates by accuracy and latency: measured where measured, else
-        predicted."""
-        if cands is None:
-            cands = list(self.archive.values())
-        scored = [c for c in cands if not c.failed and c.latency_ms is not None]
-        lat = [c.measured_ms if c.measured_ms is not None else c.latency_ms for c in scored]
-        idx = front_of([c.accuracy or 0.0 for c in scored], lat)
-        return [scored[i] for i in idx]
-
-    # -- the device ----------------------------------------------------------------------------
-    def _measure(self, genotype: str, phase: str, gen: int) -> Candidate:
-        """Measure one genotype (or reuse the dataset store's record); DeviceError propagates."""
-        from nasctl.profiler.records import MeasurementRequest
-
-        c = self.archive.setdefault(genotype, Candidate(genotype, generation=gen))
-        graph = self.space.to_graph(genotype)
-        h = self.store.add_architecture(graph)
-        m = self.store.get_measurement(h, self.device_id) if self.cfg.reuse_stored else None
-        from_store = m is not None and m.status in ("ok", "noisy")
-        if not from_store:
-            if self.used >= self.cfg.device_budget:
-                raise SearchError("device budget spent")  # callers check first; defensive
-            req = MeasurementRequest(
-                arch_hash=h,
-                device=self.cfg.device,
-                graph_json=graph.to_json(),
-                space=self.space.name,
-                genotype=genotype,
-                per_layer=False,
-            )
-            self.used += 1
-            try:
-                m = self.device.measure(req)
-            except NasctlError as e:
-                if isinstance(e, DeviceError):
-                    raise
-                raise DeviceError(str(e)) from e
-            self.store.add_measurement(m)  # ignored (kept once) if the same graph is stored
-        assert m is not None
-        pred = self._raw.get(genotype) if c.mean_ms is not None else None
-        ok = m.status in ("ok", "noisy") and m.median_ms is not None
-        c.measured_ms = float(m.median_ms) if ok and m.median_ms is not None else None
-        self._add_residual(pred, c.measured_ms)
-        self.attempted.add(genotype)
-        self.state.add_measured(
-            genotype,
-            phase=phase,
-            generation=gen,
-            status=m.status,
-            measured_ms=c.measured_ms,
-            error=m.error,
-            pred=pred,
-            from_store=from_store,
-        )
-        rec = {
-            "genotype": genotype,
-            "phase": phase,
-            "generation": gen,
-            "accuracy": c.accuracy,
-            "predicted_ms": pred[0] if pred else None,
-            "low_ms": pred[1] if pred else None,
-            "high_ms": pred[2] if pred else None,
-            "from_store": from_store,
-            "measurement": m.to_dict(),
-        }
-        self._log.write(json.dumps(rec, default=str) + "\n")
-        self._log.flush()
-        self.progress(
-            "measure",
-            genotype=genotype,
-            measured_ms=c.measured_ms,
-            predicted=pred,
-            used=self.used,
-            phase=phase,
-        )
-        return c
-
-    # -- result --------------------------------------------------------------------------------
-    def _result(self, elapsed: float, stopped: str | None) -> SearchResult:
-        cands = list(self.archive.values())
-        if self.cfg.use_predictor and self.model is not None:
-            try:
-                self._predict([c for c in cands if not c.failed])
-            except NasctlError:
-                pass  # no model yet (device lost during bootstrap): report measured only
-        best = best_measured(cands, self.cons)
-        fastest = fastest_measured(cands)
-        frontier = self._front(cands)
-        message = ""
-        b = self.cons.latency_budget_ms
-        if best is None and fastest is not None and b is not None:
-            message = (
-                f"no measured architecture meets the latency budget of {b:g} ms; the "
-                f"fastest found is {fastest.measured_ms:.4g} ms ({fastest.genotype})"
-            )
-        elif best is None:
-            message = "no architecture was measured successfully"
-        queries = int(getattr(self.model, "queries", 0)) if self.cfg.use_predictor else 0
-        measurements = self.state.measured()
-        self.state.close()
-        self.store.close()
-        return SearchResult(
-            best=best,
-            fastest=fastest,
-            frontier=frontier,
-            candidates=cands,
-            device_measurements=self.used,
-            predictor_queries=queries,
-            candidates_scored=self.scored,
-            scoring_s=self.scoring_s,
-            elapsed_s=elapsed,
-            message=message,
-            stopped=stopped,
-            resumed=self.resumed,
-            measurements=measurements,
-        )
 
 
 def run_search(config: SearchConfig, **kwargs: Any) -> SearchResult:
