@@ -15,7 +15,7 @@ import pytest
 from nasctl.arch import arrays
 from nasctl.arch.graph import GraphBuilder
 from nasctl.arch.hashing import graph_hash
-from nasctl.predictor import api, batch, dedupe, features, gnn, layerwise
+from nasctl.predictor import api, batch, dedupe, features, gnn, layerwise, parallel
 from nasctl.predictor.features import N_OPS, NODE_FEATURES
 from nasctl.search.spaces import get_space
 
@@ -400,3 +400,76 @@ def test_layerwise_on_distinct_rows(monkeypatch: pytest.MonkeyPatch) -> None:
         )
     ]
     _close(fast, pred.predict_examples(plain_ex))
+
+
+@pytest.mark.parametrize(("name", "n"), [("nb201", 500), ("mbconv", 150)])
+def test_split_over_threads_predicts_as_one_batch(
+    predictor: api.Predictor, name: str, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sp = get_space(name)
+    genos = _genotypes(name, n)
+    one = _fresh(predictor).predict_genotypes(name, genos, sp.to_graph, arrays=_space_arrays(sp))
+    calls: list[tuple[int, int]] = []
+    run = parallel.split_run
+
+    def spy(fn, n_items, workers):  # noqa: ANN001, ANN202
+        calls.append((n_items, workers))
+        return run(fn, n_items, workers)
+
+    monkeypatch.setattr(parallel, "MIN_PER_WORKER", 40)
+    monkeypatch.setattr(parallel, "SLICE_SIZE", 23)  # several slices per thread
+    monkeypatch.setattr(parallel, "cores", lambda: 3)
+    monkeypatch.setattr(parallel, "split_run", spy)
+    split = _fresh(predictor).predict_genotypes(name, genos, sp.to_graph, arrays=_space_arrays(sp))
+    assert calls == [(len(set(genos)), 3)]
+    assert parallel.lib_threads() == 2  # restored after the block
+    _close(split, one)
+
+
+def test_split_run_orders_results_and_raises() -> None:
+    assert parallel.slices(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert parallel.split_run(lambda lo, hi: lambda: list(range(lo, hi)), 10, 3) == [
+        [0, 1, 2],
+        [3, 4, 5],
+        [6, 7, 8, 9],
+    ]
+    # slices of about slice_size, as many as a multiple of the workers; one worker: in order
+    got = parallel.split_run(lambda lo, hi: lambda: (lo, hi), 100, 2, slice_size=24)
+    assert got == [(0, 25), (25, 50), (50, 75), (75, 100)]
+    got = parallel.split_run(lambda lo, hi: lambda: (lo, hi), 100, 1, slice_size=30)
+    assert got == [(0, 33), (33, 66), (66, 100)]
+
+    def bad(lo: int, hi: int):  # noqa: ANN202
+        def work() -> int:
+            if lo > 0:
+                raise ValueError("slice failed")
+            return hi
+
+        return work
+
+    with pytest.raises(ValueError, match="slice failed"):
+        parallel.split_run(bad, 10, 2)
+    assert parallel.lib_threads() == 2
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_chunked_gnn_forward_is_the_module_forward(
+    predictor: api.Predictor, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    sp = get_space("mbconv")
+    genos = _genotypes("mbconv", 40)
+    fb = batch.featurize_batch(sp.graph_arrays(genos))
+    ex = [api.Example(f, "mbconv", g) for f, g in zip(fb.views(), genos, strict=True)]
+    X = predictor.design(ex)
+    model = predictor.gnn
+    q = gnn.batch_quotient(fb, model.config["layers"])
+    xm, xsd, gm, gsd = model._norm()
+    with torch.no_grad():
+        ref = model.module(
+            gnn._to_torch(q, xm, xsd), torch.from_numpy(gnn._standardize(X, gm, gsd))
+        )
+    monkeypatch.setattr(gnn, "FORWARD_CHUNK", chunk)
+    got = model.predict_log(fb.views(), X, q)
+    np.testing.assert_allclose(got, ref.double().numpy(), rtol=0, atol=1e-6)

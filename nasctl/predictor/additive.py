@@ -87,13 +87,9 @@ class AdditiveModel:
         pos = np.clip(np.searchsorted(self.codes, code), 0, len(self.codes) - 1)
         out = np.where(self.codes[pos] == code, pos, -1)
         miss = np.flatnonzero(out < 0)
-        if miss.size:
-            cache: dict[int, int] = {}
-            for i in miss:
-                c = int(code[i])
-                if c not in cache:
-                    cache[c] = self._nearest(c)
-                out[i] = cache[c]
+        if miss.size:  # each distinct unseen code looked up once
+            unseen, inv = np.unique(code[miss], return_inverse=True)
+            out[miss] = np.array([self._nearest(int(c)) for c in unseen], dtype=out.dtype)[inv]
         return out
 
     def _nearest(self, code: int) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 from nasctl.arch.arrays import GraphArrays, graph_arrays
 from nasctl.arch.graph import Graph
 from nasctl.errors import PredictorError
-from nasctl.predictor import artifacts, ensemble, ood
+from nasctl.predictor import artifacts, ensemble, ood, parallel
 from nasctl.predictor.additive import AdditiveModel
 from nasctl.predictor.batch import FeatureBatch, featurize_batch
 from nasctl.predictor.features import SCHEMA_VERSION, GraphFeatures, featurize_many, schema_hash
@@ -244,10 +244,22 @@ class Predictor:
             # the examples' space is what the graphs' meta says (as on the graph path), not
             # the caller's cache key: one graph tells
             space = make(items[0]).meta.get("space") if items else None
+
+            def prepare(lo: int, hi: int) -> Callable[[], list[Prediction]]:
+                part = arrays(list(items[lo:hi]))  # in this thread: space caches are not shared
+
+                def run() -> list[Prediction]:
+                    batch = featurize_batch(part, prec)
+                    views = batch.views()
+                    ex = [Example(f, space, g) for f, g in zip(views, items[lo:hi], strict=True)]
+                    return self.predict_examples(ex, batch=batch)
+
+                return run
+
             with gc_paused():
-                batch = featurize_batch(arrays(list(items)), prec)
-                ex = [Example(f, space, g) for f, g in zip(batch.views(), items, strict=True)]
-            return self.predict_examples(ex, batch=batch), []
+                n = len(items)
+                parts = parallel.split_run(prepare, n, parallel.workers_for(n))
+            return [p for part in parts for p in part], []
         ex, keys, fb = _examples_of(items, make, prec)
         return self.predict_examples(ex, batch=fb), keys
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nasctl.predictor.parallel import lib_threads
+
 if TYPE_CHECKING:
     from nasctl.predictor.batch import FeatureBatch
     from nasctl.predictor.features import GraphFeatures
@@ -92,7 +94,7 @@ def layer_sum_ms(model: Any, batch: FeatureBatch) -> np.ndarray:
     else:
         tab, codes = batch.xtab, batch.xcode
     xr, roof = _with_roof(tab, model.meta["peak_macs_per_ms"], model.meta["bytes_per_ms"])
-    per = roof * np.exp(model.booster.predict(xr, num_threads=2))
+    per = roof * np.exp(model.booster.predict(xr, num_threads=lib_threads()))
     return np.bincount(batch.group_graph, weights=per[codes], minlength=len(batch))
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from nasctl.predictor.parallel import lib_threads
+
 DEFAULT_PARAMS: dict[str, Any] = {
     # Huber on log ms: squared below a 5 % error, linear above (robust to noisy timings).
     "objective": "huber",
@@ -26,7 +28,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "verbose": -1,
     "num_threads": 1,  # a few thousand rows: threads cost more than they give
 }
-PREDICT_THREADS = 2
 MAX_ROUNDS = 500
 CV_FOLDS = 4  # folds that choose the number of boosting rounds
 CV_MAX_ROWS = 3000  # above this many rows, MAX_ROUNDS without cross-validation
@@ -126,7 +127,7 @@ class GBDTModel:
 
     def predict_log(self, X: np.ndarray) -> np.ndarray:
         """Predicted log latency (log ms), shape (n,)."""
-        raw = self.booster.predict(X, num_threads=PREDICT_THREADS)
+        raw = self.booster.predict(X, num_threads=lib_threads())
         return np.asarray(raw, dtype=np.float64) + self.base.predict(X)
 
     def to_string(self) -> str:

@@ -32,6 +32,7 @@ GNN_DEFAULTS: dict[str, Any] = {"hidden": 32, "layers": 2, "steps": 200, "lr": 5
 BATCH_GRAPHS = 192
 CLIP = 8.0
 HASH_CHUNK = 8192  # rows hashed at a time
+FORWARD_CHUNK = 4096  # colours per step of the inference forward (activations stay in cache)
 TRAIN_THREADS = 1  # small batches: one thread is faster than two fighting
 
 _RNG = np.random.default_rng(20240601)
@@ -251,6 +252,13 @@ def _sparse(crow: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_src: int) ->
         )
 
 
+def _csr_rows(csr: tuple[np.ndarray, ...], a: int, z: int, n_src: int) -> Any:
+    """Rows ``a:z`` of a :func:`_csr` matrix as a sparse CSR tensor."""
+    crow, cols, vals = csr
+    s, e = int(crow[a]), int(crow[z])
+    return _sparse(crow[a : z + 1] - s, cols[s:e], vals[s:e], n_src)
+
+
 def _adjacency(edges: np.ndarray, n_dst: int, n_src: int) -> Any:
     """Sparse CSR (n_dst, n_src) of edge multiplicities: GINConv sums with it (spmm)."""
     return _sparse(*_csr(edges, n_dst, n_src), n_src)
@@ -370,10 +378,39 @@ class GNNModel:
         if not feats:
             return np.zeros(0)
         xm, xsd, gm, gsd = self._norm()
-        q = _to_torch(quotient or build_quotient(feats, self.config["layers"]), xm, xsd)
+        q = quotient or build_quotient(feats, self.config["layers"])
         gt = torch.from_numpy(_standardize(g, gm, gsd))
         with torch.no_grad():
-            return self.module(q, gt).double().numpy()
+            return self._forward_chunked(q, gt).double().numpy()
+
+    def _forward_chunked(self, q: Quotient, gt: Any) -> Any:
+        """The module's forward (the same function, same arithmetic) for inference, computed
+        ``FORWARD_CHUNK`` colours at a time, so the per-colour activations of a chunk stay in
+        cache instead of streaming tensors of all colours through memory; the last level's
+        embeddings are reduced to contributions chunk by chunk and never stored."""
+        import torch
+        from torch.nn.functional import softplus
+
+        m = self.module
+        xm, xsd, _, _ = self._norm()
+        h = torch.relu(m.inp(torch.from_numpy(_standardize(q.x0, xm, xsd))))
+        last = len(q.levels) - 1
+        for li, (lv, f, b) in enumerate(zip(q.levels, m.fwd, m.bwd, strict=False)):
+            k_prev = h.shape[0]
+            a_in, a_out = _csr(lv.in_edges, lv.n, k_prev), _csr(lv.out_edges, lv.n, k_prev)
+            out = torch.empty((lv.n,) if li == last else (lv.n, h.shape[1]), dtype=h.dtype)
+            sidx = torch.from_numpy(lv.self_idx)
+            for a in range(0, lv.n, FORWARD_CHUNK):
+                z = min(lv.n, a + FORWARD_CHUNK)
+                hd = h[sidx[a:z]]
+                u = f.nn(torch.sparse.mm(_csr_rows(a_in, a, z, k_prev), h) + (1 + f.eps) * hd)
+                u = u + b.nn(torch.sparse.mm(_csr_rows(a_out, a, z, k_prev), h) + (1 + b.eps) * hd)
+                hn = hd + torch.relu(u)
+                out[a:z] = softplus(m.contrib(hn)).squeeze(-1) if li == last else hn
+            h = out
+        if last < 0:  # no message passing
+            h = softplus(m.contrib(h)).squeeze(-1)
+        return m.head(h, {"pool": torch.from_numpy(q.pool), "n_graphs": q.n_graphs}, gt)
 
     def state_dict(self) -> dict[str, Any]:
         return self.module.state_dict()

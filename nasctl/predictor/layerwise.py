@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from nasctl.predictor.features import N_OPS, GraphFeatures, group_rows
+from nasctl.predictor.parallel import lib_threads
 
 LAYER_PARAMS: dict[str, Any] = {
     "objective": "regression",
@@ -132,7 +133,7 @@ class LayerwiseModel:
             return layer_sum_ms(self, fb)
         x = np.vstack([f.x for f in feats])
         xr, roof = _with_roof(x, self.meta["peak_macs_per_ms"], self.meta["bytes_per_ms"])
-        per = roof * np.exp(predict_distinct(self.booster, xr, num_threads=2))
+        per = roof * np.exp(predict_distinct(self.booster, xr, num_threads=lib_threads()))
         seg = np.repeat(np.arange(len(feats)), [f.x.shape[0] for f in feats])
         return np.bincount(seg, weights=per, minlength=len(feats))
 
