@@ -2,13 +2,16 @@
 
     python bench/bench_predictor_speed.py                 # predict timings (trains a small one)
     python bench/bench_predictor_speed.py --train 10000   # also time training on 10,000 graphs
+    python bench/bench_predictor_speed.py --repeat 5      # 4 more cold runs on other genotypes
 
 Predict is timed end to end from distinct genotype strings of each space in ``--spaces`` (nb201 and
 mbconv; the predictor is trained on NB201 timings, which does not matter for speed), once through
 the space's ``to_graph`` and once through its node arrays (``SearchSpace.graph_arrays``, or
 scanning graphs where a space has none), with a breakdown of the arrays path: arrays, features,
 design + GBDT, GNN (WL quotient + forward), and again warm (every genotype asked before: cached
-answers). Training is
+answers). ``--repeat R`` adds R-1 cold runs on other genotypes in the same process (a fresh
+predictor each; the space's cached pieces may be warm) and prints their median and range: on a
+shared 2-core machine one run varies by +-20 %. Training is
 ``nasctl.predictor.api.train`` on NB201 cells with a public latency column (features included,
 as `nasctl train-predictor` runs it).
 Prints markdown rows.
@@ -20,6 +23,7 @@ import argparse
 import csv
 import os
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -80,7 +84,7 @@ def space_arrays(sp):  # noqa: ANN001, ANN201
     return lambda gs: graph_arrays([sp.to_graph(g) for g in gs], keep_ids=False)
 
 
-def bench_predict(pred, space: str, n: int) -> list[str]:  # noqa: ANN001
+def bench_predict(pred, space: str, n: int, repeat: int = 1) -> list[str]:  # noqa: ANN001
     """Cold end-to-end ``predict_genotypes`` on ``n`` distinct genotypes (graphs path, and
     arrays path when the space builds arrays), a breakdown of the arrays path measured the way
     the predictor runs it, and warm (cached answers)."""
@@ -98,6 +102,11 @@ def bench_predict(pred, space: str, n: int) -> list[str]:  # noqa: ANN001
     _, t_warm = timed(fresh.predict_genotypes, space, genos, sp.to_graph)
     fresh = api.Predictor(pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder)
     _, t_cold_arr = timed(fresh.predict_genotypes, space, genos, sp.to_graph, arrays=make)
+    again = []  # more cold runs, each on genotypes never asked before (nb201: may overlap)
+    for r in range(1, repeat):
+        fresh = api.Predictor(pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder)
+        more = genotypes(space, n, seed=1 + r)
+        again.append(timed(fresh.predict_genotypes, space, more, sp.to_graph, arrays=make)[1])
     with api.gc_paused(), reused_heap():  # as predict_genotypes runs it
         arr, t_arr = timed(make, genos)
         fb, t_feat = timed(featurize_batch, arr)
@@ -114,6 +123,15 @@ def bench_predict(pred, space: str, n: int) -> list[str]:  # noqa: ANN001
         f"{t_cold:.2f} s |",
         f"| predict {n:,} distinct {space} genotypes, cold, end to end (arrays) | "
         f"{t_cold_arr:.2f} s |",
+        *(
+            [
+                f"|   the same, {repeat} cold runs on other genotypes: median, min-max | "
+                f"{statistics.median([t_cold_arr, *again]):.2f} s, "
+                f"{min(t_cold_arr, *again):.2f}-{max(t_cold_arr, *again):.2f} s |"
+            ]
+            if again
+            else []
+        ),
         f"|   of which: genotypes -> node arrays | {t_arr:.2f} s |",
         f"|   of which: features (batch) + per-graph views | {t_feat:.2f} + {t_views:.2f} s |",
         f"|   of which: predict_examples (design, GBDT, GNN, ensemble) | {t_logs:.2f} s |",
@@ -141,6 +159,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000, help="genotypes to predict")
     ap.add_argument("--spaces", default="nb201,mbconv", help="spaces to predict, comma-separated")
     ap.add_argument("--column", default="fpga")
+    ap.add_argument("--repeat", type=int, default=1, help="cold arrays runs (other genotypes)")
     ap.add_argument("--train-n", type=int, default=1000, help="graphs for the predict benchmark")
     ap.add_argument("--train", type=int, default=0, help="also time training on this many graphs")
     args = ap.parse_args()
@@ -152,7 +171,7 @@ def main() -> None:
         rows(args.column, args.train_n, 0), "replay-nb201-" + args.column, gnn_steps=100
     )
     for space in args.spaces.split(","):
-        for line in bench_predict(pred, space.strip(), args.n):
+        for line in bench_predict(pred, space.strip(), args.n, args.repeat):
             print(line, flush=True)
     if args.train:
         for line in bench_train(args.train, args.column):
