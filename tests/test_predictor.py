@@ -190,3 +190,29 @@ def test_genotype_answers_are_cached(trained: api.Predictor, nb201) -> None:
     assert len(calls) == 20 and again == first[:20]  # no graph built the second time
     direct = trained.predict_examples(ex[400:420])
     assert np.allclose([p.latency_ms for p in direct], [p.latency_ms for p in again], rtol=1e-5)
+
+
+def test_layer_reports_sharing_nodes_are_one_layer() -> None:
+    """ONNX Runtime reports an NCHWc convolution as three kernels (reorder in, conv, reorder
+    out), all under the conv's name: the layer's time is their sum, not the last report's."""
+    from types import SimpleNamespace
+
+    from nasctl.predictor.features import featurize_many
+    from nasctl.predictor.layerwise import layer_table
+    from nasctl.search.spaces import get_space
+
+    g = get_space("kernels").to_graph("conv-i16-o104-k7-s2-h160-relu")
+    conv = next(n.id for n in g.nodes if n.op == "conv")
+    act = next(n.id for n in g.nodes if n.op == "relu")
+    f = featurize_many([g], keep_raw=True)[0]
+
+    def rep(nodes: list[str], ms: float) -> SimpleNamespace:
+        return SimpleNamespace(nodes=nodes, time_ms=ms)
+
+    reports = [rep([conv], 0.2), rep([conv], 13.6), rep([conv, act], 0.4), rep(["?"], 9.0)]
+    x, t = layer_table([f], [reports])
+    assert t.tolist() == pytest.approx([14.2])  # one layer: conv (+ its fused relu)
+    assert x.shape[0] == 1 and x[0].sum() > 0
+    # disjoint reports stay separate layers
+    x, t = layer_table([f], [[rep([act], 0.1), rep([conv], 5.0)]])
+    assert sorted(t.tolist()) == pytest.approx([0.1, 5.0])

@@ -43,23 +43,51 @@ def _with_roof(x: np.ndarray, peak: float, bw: float) -> tuple[np.ndarray, np.nd
     return np.hstack([x, extra]), roof
 
 
+def _merged_layers(n: int, pos: dict[str, int], lts: list[Any]) -> tuple[np.ndarray, list[float]]:
+    """(group per node, -1 outside any; time per group) of reported layers. Reports that share a
+    node are one group with their times summed: an engine may report several kernels for one
+    node (ONNX Runtime's NCHWc layout runs a convolution as reorder-in, conv, reorder-out, each
+    reported under the conv's name), and a node's time is all of them."""
+    parent: list[int] = []  # union-find over the reports
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner = np.full(n, -1)  # a report covering each node
+    times: list[float] = []
+    for lt in lts:
+        idx = [pos[nd] for nd in lt.nodes if nd in pos]
+        if not idx or lt.time_ms <= 0:
+            continue
+        me = len(times)
+        parent.append(me)
+        times.append(float(lt.time_ms))
+        for other in {root(int(o)) for o in owner[idx] if o >= 0}:
+            parent[other] = me
+        owner[idx] = me
+    if not times:
+        return owner, []
+    roots = np.array([root(i) for i in range(len(times))])
+    ids, group_of_report = np.unique(roots, return_inverse=True)
+    total = np.bincount(group_of_report, weights=np.asarray(times), minlength=ids.size)
+    grp = np.where(owner >= 0, group_of_report[np.maximum(owner, 0)], -1)
+    return grp, total.tolist()
+
+
 def layer_table(
     feats: list[GraphFeatures], layers: list[list[Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Group rows and times (ms) of every reported layer that maps to known graph nodes."""
+    """Group rows and times (ms) of every reported layer that maps to known graph nodes
+    (reports sharing nodes merged, :func:`_merged_layers`)."""
     xs, ts = [], []
     for f, lts in zip(feats, layers, strict=True):
         if not lts or f.raw is None:
             continue
         pos = {nid: i for i, nid in enumerate(f.node_ids)}
-        grp = np.full(len(f.node_ids), -1)
-        times: list[float] = []
-        for lt in lts:
-            idx = [pos[n] for n in lt.nodes if n in pos]
-            if not idx or lt.time_ms <= 0:
-                continue
-            grp[idx] = len(times)
-            times.append(float(lt.time_ms))
+        grp, times = _merged_layers(len(f.node_ids), pos, lts)
         if times:
             xs.append(group_rows(f.raw, f.costs, f.op, grp, len(times)))
             ts.extend(times)
