@@ -3,6 +3,8 @@
 #
 #   bench/collect_cpu_data.sh                 # defaults below; resumable (re-run skips stored ones)
 #   MBCONV=400 RESNET=150 KERNELS=400 bench/collect_cpu_data.sh   # more data (extends, same seeds)
+#   SPREAD_ONLY=6 bench/collect_cpu_data.sh   # one more spread run, into spread_6.db
+#   REMEASURE=30 bench/collect_cpu_data.sh    # measure the first 30 mbconv + 10 resnet again
 #
 # Writes (all under runs/bench/, gitignored):
 #   cpu.db              mbconv + resnet + kernels + zoo measurements (one SQLite store)
@@ -51,6 +53,18 @@ zoo() {
     for f in "$OUT"/zoo_onnx/*.onnx; do args+=(--onnx "$f"); done
     run "${args[@]}" --db "$DB"
 }
+
+if [ -n "${SPREAD_ONLY:-}" ]; then  # one more spread run (spread_<k>.db) and nothing else
+    spread "$SPREAD_ONLY"
+    exit 0
+fi
+if [ -n "${REMEASURE:-}" ]; then  # a second, separate measurement of the collection's first
+    # REMEASURE mbconv and REMEASURE/3 resnet architectures (same seeds) into remeasure.db:
+    # run-to-run spread over many architectures (bench_predictor_cpu.py --spread DB remeasure.db)
+    run --space mbconv --num "$REMEASURE" --seed 0 --no-layers --db "$OUT/remeasure.db"
+    run --space resnet --num $((REMEASURE / 3)) --seed 0 --no-layers --db "$OUT/remeasure.db"
+    exit 0
+fi
 
 spread 1
 run --space mbconv --num $((MBCONV * 5 / 8)) --seed 0 --db "$DB"
