@@ -17,6 +17,7 @@ sweep falls back to a sorted copy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +107,7 @@ class FeatureBatch:
         no = self.node_off.tolist()
         g, op, raw, ids = self.g, self.op, self.raw, self.node_ids
         new = _GraphView.__new__
-        out = []
+        out: list[GraphFeatures] = []
         for i in range(len(self)):
             a, b = no[i], no[i + 1]
             v = new(_GraphView)
@@ -121,60 +122,44 @@ class FeatureBatch:
         return out
 
 
+class _FromBatch:
+    """An attribute of a :class:`_GraphView` computed from its batch on first read
+    (``make(batch, i)``), then stored; assigning replaces it."""
+
+    def __init__(self, make: Callable[[FeatureBatch, int], np.ndarray]) -> None:
+        self.make = make
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = f"_{name}"
+
+    def __get__(self, view: Any, owner: type | None = None) -> Any:
+        if view is None:
+            return self
+        d = view.__dict__
+        if self.key not in d:
+            d[self.key] = self.make(*d["_at"])
+        return d[self.key]
+
+    def __set__(self, view: Any, value: np.ndarray) -> None:
+        view.__dict__[self.key] = value
+
+
 class _GraphView(GraphFeatures):
     """:class:`GraphFeatures` of one graph of a :class:`FeatureBatch` (see
     :meth:`FeatureBatch.views`): group edges and node groups are renumbered on first access."""
 
     _at: tuple[FeatureBatch, int]
 
-    @property  # type: ignore[override]
-    def edges(self) -> np.ndarray:
-        d = self.__dict__
-        if "_edges" not in d:
-            fb, i = d["_at"]
-            ga = fb.group_off[i]
-            d["_edges"] = fb.gedges[:, fb.edge_off[i] : fb.edge_off[i + 1]] - ga
-        return d["_edges"]  # type: ignore[no-any-return]
-
-    @edges.setter
-    def edges(self, value: np.ndarray) -> None:
-        self.__dict__["_edges"] = value
-
-    @property  # type: ignore[override]
-    def x(self) -> np.ndarray:
-        d = self.__dict__
-        if "_xv" not in d:
-            fb, i = d["_at"]
-            d["_xv"] = fb.x[fb.group_off[i] : fb.group_off[i + 1]]
-        return d["_xv"]  # type: ignore[no-any-return]
-
-    @x.setter
-    def x(self, value: np.ndarray) -> None:
-        self.__dict__["_xv"] = value
-
-    @property  # type: ignore[override]
-    def costs(self) -> np.ndarray:
-        d = self.__dict__
-        if "_costs" not in d:
-            fb, i = d["_at"]
-            d["_costs"] = fb.costs[fb.node_off[i] : fb.node_off[i + 1]]
-        return d["_costs"]  # type: ignore[no-any-return]
-
-    @costs.setter
-    def costs(self, value: np.ndarray) -> None:
-        self.__dict__["_costs"] = value
-
-    @property  # type: ignore[override]
-    def group(self) -> np.ndarray:
-        d = self.__dict__
-        if "_group" not in d:
-            fb, i = d["_at"]
-            d["_group"] = fb.group[fb.node_off[i] : fb.node_off[i + 1]] - fb.group_off[i]
-        return d["_group"]  # type: ignore[no-any-return]
-
-    @group.setter
-    def group(self, value: np.ndarray) -> None:
-        self.__dict__["_group"] = value
+    edges = _FromBatch(  # type: ignore[assignment]
+        lambda fb, i: fb.gedges[:, fb.edge_off[i] : fb.edge_off[i + 1]] - fb.group_off[i]
+    )
+    x = _FromBatch(lambda fb, i: fb.x[fb.group_off[i] : fb.group_off[i + 1]])  # type: ignore[assignment]
+    costs = _FromBatch(  # type: ignore[assignment]
+        lambda fb, i: fb.costs[fb.node_off[i] : fb.node_off[i + 1]]
+    )
+    group = _FromBatch(  # type: ignore[assignment]
+        lambda fb, i: fb.group[fb.node_off[i] : fb.node_off[i + 1]] - fb.group_off[i]
+    )
 
 
 def featurize_batch(
