@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from predictor_helpers import device_ms
 
 from nasctl.predictor import api, ood
 from nasctl.predictor.features import featurize
-from nasctl.profiler.records import LayerTiming
 from nasctl.search.spaces import get_space
 
 
@@ -25,19 +25,6 @@ def test_ranges_count_features_outside() -> None:
     assert ood.n_outside(np.zeros((2, 4)), r).tolist() == [0, 0]  # other schema: no verdict
 
 
-def _device_ms(f, rng: np.random.Generator) -> tuple[list[LayerTiming], float]:
-    """A made-up device: per fused group max(MACs / 2e6, bytes / 4e6) + 4 us (ms), +-3 % noise;
-    whole graph = layers + 0.05 ms."""
-    layers, total = [], 0.05
-    for k in range(f.x.shape[0]):
-        members = np.flatnonzero(f.group == k)
-        macs, nbytes = f.costs[members, 0].sum(), f.costs[members, 1:].sum()
-        t = (max(macs / 2e6, nbytes / 4e6) + 0.004) * float(rng.uniform(0.97, 1.03))
-        layers.append(LayerTiming(name=f"l{k}", time_ms=t, nodes=[f.node_ids[i] for i in members]))
-        total += t
-    return layers, total
-
-
 @pytest.fixture(scope="module")
 def nb201_trained() -> tuple[api.Predictor, list[api.Example], np.ndarray]:
     """A predictor fit on 80 NB201 cells (+30 validation) of the made-up device; 20 test cells."""
@@ -45,7 +32,7 @@ def nb201_trained() -> tuple[api.Predictor, list[api.Example], np.ndarray]:
     ex, y = [], []
     for geno in dict.fromkeys(sp.sample(pyrng) for _ in range(130)):
         f = featurize(sp.to_graph(geno), keep_raw=True)
-        layers, total = _device_ms(f, rng)
+        layers, total = device_ms(f, rng)
         ex.append(api.Example(f, "nb201", geno, layers))
         y.append(total)
     y_arr = np.array(y)
@@ -63,7 +50,7 @@ def test_unseen_family_answered_from_roofline(nb201_trained, tmp_path: Path) -> 
     # an unseen family: a ResNet-18-like network, far larger than any NB201 cell
     g = get_space("resnet").to_graph("r224-basic|64x2|128x2|256x2|512x2")
     f = featurize(g, keep_raw=True)
-    _, truth = _device_ms(f, np.random.default_rng(1))
+    _, truth = device_ms(f, np.random.default_rng(1))
     ex = api.examples_from_graphs([g])
     logs = pred.member_logs(ex)
     assert logs["ood_w"][0] == 1.0

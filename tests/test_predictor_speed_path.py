@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from predictor_helpers import device_ms
 
 from nasctl.arch import arrays
 from nasctl.arch.graph import GraphBuilder
 from nasctl.arch.hashing import graph_hash
 from nasctl.predictor import api, batch, dedupe, features, gnn, layerwise, parallel
-from nasctl.predictor.features import N_OPS, NODE_FEATURES
+from nasctl.predictor.features import N_OPS
 from nasctl.search.spaces import get_space
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "latency_ms.csv"
@@ -111,19 +112,6 @@ def _ref_fuse(op: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.unique(first[link], return_inverse=True)[1].reshape(-1)
 
 
-def _ref_group_rows(raw, costs, op, grp, k):  # noqa: ANN001, ANN202
-    n = raw.shape[0]
-    x = np.zeros((k, len(NODE_FEATURES)), dtype=np.float64)
-    np.add.at(x, (grp, op), 1.0)
-    order = np.lexsort((np.arange(n), -raw[:, 7], grp))
-    lead = order[np.r_[True, grp[order][1:] != grp[order][:-1]]] if n else order
-    x[grp[lead], N_OPS : N_OPS + 6] = raw[lead, 1:7]
-    for j in range(4):
-        x[:, N_OPS + 6 + j] = np.bincount(grp, weights=costs[:, j], minlength=k)
-    x[:, N_OPS : N_OPS + 10] = np.log1p(x[:, N_OPS : N_OPS + 10])
-    return x
-
-
 def _ref_graph_rows(arr, raw, costs, op, live, edges, gid, elem):  # noqa: ANN001, ANN202
     b = len(arr)
 
@@ -173,7 +161,7 @@ def _ref_featurize_arrays(arr, precision=None, keep_raw=False):  # noqa: ANN001,
     live = _ref_live(raw.shape[0], edges, [int(j) for j in arr.outs])
     grp = _ref_fuse(op, edges)
     k = int(grp.max()) + 1 if grp.size else 0
-    x = _ref_group_rows(raw, costs, op, grp, k)
+    x = features.group_rows(raw, costs, op, grp, k)
     x[:, N_OPS + 10] = np.bincount(grp, weights=live, minlength=k) > 0
     gs, gd = grp[edges[0]], grp[edges[1]]
     keep = gs != gd
@@ -348,20 +336,6 @@ def test_fast_path_predicts_as_plain_path(
     _close(fast_arr, plain)
 
 
-def _device_ms(f, rng: np.random.Generator) -> tuple[list, float]:  # noqa: ANN001
-    """A made-up device with per-layer times (ms): roofline plus launch cost per fused group."""
-    from nasctl.profiler.records import LayerTiming
-
-    layers, total = [], 0.05
-    for k in range(f.x.shape[0]):
-        members = np.flatnonzero(f.group == k)
-        macs, nbytes = f.costs[members, 0].sum(), f.costs[members, 1:].sum()
-        t = (max(macs / 2e6, nbytes / 4e6) + 0.004) * float(rng.uniform(0.97, 1.03))
-        layers.append(LayerTiming(name=f"l{k}", time_ms=t, nodes=[f.node_ids[i] for i in members]))
-        total += t
-    return layers, total
-
-
 def test_layerwise_on_distinct_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """A predictor with a per-layer model: its layer sums from distinct group rows equal the
     per-group ones, and the fast prediction path answers as the plain one."""
@@ -373,7 +347,7 @@ def test_layerwise_on_distinct_rows(monkeypatch: pytest.MonkeyPatch) -> None:
         features.featurize_many([sp.to_graph(g) for g in genos[:90]], keep_raw=True),
         strict=True,
     ):
-        layers, total = _device_ms(f, rng)
+        layers, total = device_ms(f, rng)
         ex.append(api.Example(f, "nb201", geno, layers))
         y.append(total)
     pred = api.fit(
