@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nasctl.predictor.parallel import lib_threads
-
 if TYPE_CHECKING:
     from nasctl.predictor.batch import FeatureBatch
     from nasctl.predictor.features import GraphFeatures
@@ -84,8 +82,6 @@ def predict_distinct(booster: Any, X: np.ndarray, **kw: Any) -> np.ndarray:
 def layer_sum_ms(model: Any, batch: FeatureBatch) -> np.ndarray:
     """:meth:`LayerwiseModel.layer_sum_ms` of the graphs of ``batch`` (same values), with the
     per-layer model run once per distinct group row."""
-    from nasctl.predictor.layerwise import _with_roof
-
     if len(batch) == 0:
         return np.zeros(0)
     if batch.xcode is None or batch.xrep is None:
@@ -93,8 +89,7 @@ def layer_sum_ms(model: Any, batch: FeatureBatch) -> np.ndarray:
         tab = batch.xtab[reps]
     else:
         tab, codes = batch.xtab, batch.xcode
-    xr, roof = _with_roof(tab, model.meta["peak_macs_per_ms"], model.meta["bytes_per_ms"])
-    per = roof * np.exp(model.booster.predict(xr, num_threads=lib_threads()))
+    per = model.row_ms(tab)
     return np.bincount(batch.group_graph, weights=per[codes], minlength=len(batch))
 
 

@@ -150,9 +150,19 @@ class LayerwiseModel:
         model.meta["overhead_ms_per_group"] = float(max(b, 0.0))
         return model
 
+    def row_ms(self, x: np.ndarray, *, repeats: bool = False) -> np.ndarray:
+        """Predicted time (ms) of each group row of ``x``: roofline x exp(model); ``repeats``:
+        ``x`` may repeat rows (the model then runs once per distinct row)."""
+        from nasctl.predictor.dedupe import predict_distinct
+
+        xr, roof = _with_roof(x, self.meta["peak_macs_per_ms"], self.meta["bytes_per_ms"])
+        if repeats:
+            return roof * np.exp(predict_distinct(self.booster, xr, num_threads=lib_threads()))
+        return roof * np.exp(self.booster.predict(xr, num_threads=lib_threads()))
+
     def layer_sum_ms(self, feats: list[GraphFeatures]) -> np.ndarray:
         """Sum of predicted group times per graph (ms), without overhead."""
-        from nasctl.predictor.dedupe import batch_of, layer_sum_ms, predict_distinct
+        from nasctl.predictor.dedupe import batch_of, layer_sum_ms
 
         if not feats:
             return np.zeros(0)
@@ -160,8 +170,7 @@ class LayerwiseModel:
         if fb is not None:  # views of one FeatureBatch: once per distinct group row
             return layer_sum_ms(self, fb)
         x = np.vstack([f.x for f in feats])
-        xr, roof = _with_roof(x, self.meta["peak_macs_per_ms"], self.meta["bytes_per_ms"])
-        per = roof * np.exp(predict_distinct(self.booster, xr, num_threads=lib_threads()))
+        per = self.row_ms(x, repeats=True)
         seg = np.repeat(np.arange(len(feats)), [f.x.shape[0] for f in feats])
         return np.bincount(seg, weights=per, minlength=len(feats))
 
