@@ -42,7 +42,7 @@ def load(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
 
 
 def onehot(archs: list[str]) -> np.ndarray:
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     sp = get_space("nb201")
     out = np.zeros((len(archs), 30), dtype=np.float32)
@@ -55,7 +55,7 @@ def onehot(archs: list[str]) -> np.ndarray:
 def examples(archs: list[str]) -> list:
     from nasctl.predictor.api import Example
     from nasctl.predictor.features import featurize
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     sp = get_space("nb201")
     t0 = time.perf_counter()
@@ -121,7 +121,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     archs, table = load(DATA)
     cols = [c for c in args.columns.split(",") if c] or list(table)

@@ -44,7 +44,7 @@ class Row:
 
 
 def rows(column: str, n: int, seed: int) -> list[Row]:
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     sp = get_space("nb201")
     with open(DATA, newline="") as f:
@@ -61,7 +61,7 @@ def timed(fn, *a, **k):  # noqa: ANN001, ANN202
 
 def genotypes(space: str, n: int, seed: int = 1) -> list[str]:
     """``n`` distinct genotypes of a space (nb201: sampled from all 15,625 when n allows)."""
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     sp, rng = get_space(space), random.Random(seed)
     every = sp.enumerate()
@@ -92,7 +92,7 @@ def bench_predict(pred, space: str, n: int, repeat: int = 1) -> list[str]:  # no
     from nasctl.predictor.batch import featurize_batch
     from nasctl.predictor.gnn import batch_quotient
     from nasctl.predictor.heap import reused_heap
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     sp = get_space(space)
     genos = genotypes(space, n)

@@ -26,8 +26,8 @@ from typing import Any
 from nasctl.datasets.collect import collect, space_jobs
 from nasctl.datasets.store import Store
 from nasctl.profiler import get_device
-from nasctl.profiler.records import MeasurementRequest
-from nasctl.search.spaces.mbconv import MBConvSpace
+from nasctl.records import MeasurementRequest
+from nasctl.spaces.mbconv import MBConvSpace
 
 PHASES = ("load", "session_create", "warmup", "timed", "per_layer")
 

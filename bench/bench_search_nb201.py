@@ -15,7 +15,7 @@ For each column (a device in ``shared/data/nb201/latency_ms.csv``) and each budg
 * ``predictor-all``: ``--score-all`` given explicitly (same as ``predictor`` here);
 * ``predictor-nasctl``: ``predictor`` with ``--bootstrap-model gp+nasctl``: once 20 cells are
   measured the loop trains nasctl's own GNN + GBDT predictor on them (again every 10 more) and
-  the GP models its residual (:mod:`nasctl.search.estimators.selftrained`);
+  the GP models its residual (:mod:`nasctl.search.latency.selftrained`);
 * ``no-predictor``: NSGA-II where every proposed candidate is measured;
 * ``random``: random genotypes, every one measured.
 
@@ -82,8 +82,8 @@ def one_run(variant: str, column: str, budget_ms: float, seed: int, args, tmp: P
 
 def model_rate(column: str) -> float:
     """Latency-model predictions per minute over all NB201 cells (features included)."""
-    from nasctl.search.estimators.latency import SurrogateLatencyModel
-    from nasctl.search.spaces import get_space
+    from nasctl.search.latency.models import SurrogateLatencyModel
+    from nasctl.spaces import get_space
 
     space = get_space("nb201")
     lat, _ = tables(column)

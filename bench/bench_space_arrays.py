@@ -27,7 +27,7 @@ import time
 
 
 def genotypes(name: str, n: int, seed: int = 1) -> list[str]:
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     sp, rng = get_space(name), random.Random(seed)
     if name == "nb201":
@@ -50,7 +50,7 @@ def bench(name: str, n: int, ref_n: int, repeats: int, first: bool) -> dict[str,
     import numpy as np
 
     from nasctl.arch import arrays
-    from nasctl.search.spaces import get_space, templates
+    from nasctl.spaces import get_space, templates
 
     gs = genotypes(name, n)
     res: dict[str, object] = {"space": name, "n": len(gs), "load": os.getloadavg()[0]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nasctl.profiler.records import LayerTiming
+from nasctl.records import LayerTiming
 
 
 def device_ms(f, rng: np.random.Generator) -> tuple[list[LayerTiming], float]:  # noqa: ANN001

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nasctl.cli.main import app
-from nasctl.search.spaces import get_space
+from nasctl.spaces import get_space
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parent / "examples"

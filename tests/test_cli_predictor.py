@@ -19,8 +19,8 @@ runner = CliRunner()
 def _store(path: Path, n: int) -> list[str]:
     """A store with ``n`` NB201 cells measured on one (replayed) device; returns genotypes."""
     from nasctl.datasets.store import Store
-    from nasctl.profiler.records import Measurement
-    from nasctl.search.spaces import get_space
+    from nasctl.records import Measurement
+    from nasctl.spaces import get_space
 
     with open(DATA, newline="") as f:
         rows = list(csv.DictReader(f))[:n]
@@ -104,7 +104,7 @@ def test_predict_genotypes_json(trained, tmp_path: Path) -> None:
 
 def test_predict_onnx_and_bad_onnx(trained, tmp_path: Path) -> None:
     from nasctl.arch.onnx_io import save_onnx
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     _, out, genos = trained
     p = save_onnx(get_space("nb201").to_graph(genos[0]), tmp_path / "a.onnx")

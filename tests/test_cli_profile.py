@@ -138,7 +138,7 @@ def test_kernels_space_contract() -> None:
     import random
 
     from nasctl.errors import SpaceError
-    from nasctl.search.spaces.kernels import MAX_MACS, KernelsSpace, _macs
+    from nasctl.spaces.kernels import MAX_MACS, KernelsSpace, _macs
 
     space = KernelsSpace()
     a = [space.sample(random.Random(5)) for _ in range(2)]

@@ -29,7 +29,7 @@ def nb201() -> tuple[list[api.Example], np.ndarray]:
     """700 random NB201 cells of one device column, featurized."""
     if not DATA.exists():
         pytest.skip(f"{DATA} not present")
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     with open(DATA, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -136,7 +136,7 @@ def test_features_of_a_small_graph() -> None:
 def _synthetic_layers(f, rng: np.random.Generator) -> tuple[list, float]:
     """Per-layer times of a made-up device (roofline plus launch cost), one layer per fused
     group, and the whole-graph time (layers plus a fixed overhead), in ms."""
-    from nasctl.profiler.records import LayerTiming
+    from nasctl.records import LayerTiming
 
     layers, total = [], 0.05
     for k in range(f.x.shape[0]):
@@ -170,7 +170,7 @@ def test_layerwise_model_on_per_layer_rows(nb201, tmp_path: Path) -> None:
 
 
 def _graph_of(genotype: str):  # noqa: ANN202
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     return get_space("nb201").to_graph(genotype)
 
@@ -199,7 +199,7 @@ def test_layer_reports_sharing_nodes_are_one_layer() -> None:
 
     from nasctl.predictor.features import featurize_many
     from nasctl.predictor.layerwise import layer_table
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     g = get_space("kernels").to_graph("conv-i16-o104-k7-s2-h160-relu")
     conv = next(n.id for n in g.nodes if n.op == "conv")

@@ -11,7 +11,7 @@ from nasctl.errors import PredictorError
 from nasctl.predictor import api
 from nasctl.predictor.additive import AdditiveModel
 from nasctl.predictor.features import featurize
-from nasctl.search.spaces import get_space
+from nasctl.spaces import get_space
 
 
 @pytest.fixture(scope="module")

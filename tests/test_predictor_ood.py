@@ -12,7 +12,7 @@ from predictor_helpers import device_ms
 
 from nasctl.predictor import api, ood
 from nasctl.predictor.features import featurize
-from nasctl.search.spaces import get_space
+from nasctl.spaces import get_space
 
 
 def test_ranges_count_features_outside() -> None:

@@ -18,7 +18,7 @@ from nasctl.arch.graph import GraphBuilder
 from nasctl.arch.hashing import graph_hash
 from nasctl.predictor import api, batch, dedupe, features, gnn, layerwise, parallel
 from nasctl.predictor.features import N_OPS
-from nasctl.search.spaces import get_space
+from nasctl.spaces import get_space
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "latency_ms.csv"
 

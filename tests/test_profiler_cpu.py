@@ -218,7 +218,7 @@ def test_ort_kernels_map_back_onto_every_graph_node(space: str, tmp_path: Path) 
     from nasctl.arch.onnx_io import to_onnx
     from nasctl.profiler.devices import to_graph_ids
     from nasctl.profiler.ort_names import map_kernels
-    from nasctl.search.spaces import get_space, list_spaces
+    from nasctl.spaces import get_space, list_spaces
 
     if space not in list_spaces():
         pytest.skip(f"space {space} not registered")

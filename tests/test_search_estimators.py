@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from nasctl.errors import SearchError
-from nasctl.search.estimators import get_estimator
-from nasctl.search.estimators.latency import SurrogateLatencyModel
+from nasctl.search.accuracy import get_estimator
+from nasctl.search.latency.models import SurrogateLatencyModel
 from nasctl.search.loop import SearchConfig, run_search
 from nasctl.search.objectives import Constraints
-from nasctl.search.spaces import get_space
+from nasctl.spaces import get_space
 
 CONVS = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasctl.search.estimators.gp import GP, fit_best_space
-from nasctl.search.estimators.latency import SurrogateLatencyModel
+from nasctl.search.latency.gp import GP, fit_best_space
+from nasctl.search.latency.models import SurrogateLatencyModel
 from nasctl.search.loop import SearchConfig, SearchLoop
 from nasctl.search.objectives import Constraints
-from nasctl.search.spaces import get_space
+from nasctl.spaces import get_space
 
 
 @pytest.fixture(autouse=True)
@@ -135,7 +135,7 @@ def test_intervals_widen_after_wrong_predictions(shared_data: Path, tmp_path: Pa
 
 
 def test_self_trained_nasctl_predictor_prior(shared_data: Path) -> None:
-    from nasctl.search.estimators.selftrained import SelfTrainedPrior
+    from nasctl.search.latency.selftrained import SelfTrainedPrior
 
     lat = _column(shared_data, "fpga")
     cells = random.Random(0).sample(sorted(lat), 32)

@@ -9,8 +9,8 @@ import pytest
 
 from nasctl.errors import SearchError
 from nasctl.search.pareto import crowding_distance, front_of, non_dominated_sort, pareto_mask
-from nasctl.search.spaces import get_space
 from nasctl.search.strategies import Told, categorical_encoding, make_strategy
+from nasctl.spaces import get_space
 
 
 def _objectives(g: str) -> tuple[float, float]:

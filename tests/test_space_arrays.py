@@ -11,12 +11,12 @@ import pytest
 from nasctl.arch import arrays
 from nasctl.arch.graph import GraphBuilder
 from nasctl.errors import SpaceError
-from nasctl.search.spaces import get_space, list_spaces
-from nasctl.search.spaces import rows as R
-from nasctl.search.spaces.fbnet import FBNetSpace
-from nasctl.search.spaces.mbconv import MBConvSpace
-from nasctl.search.spaces.nb201 import OPS, NB201Space, _format
-from nasctl.search.spaces.resnet import ResNetSpace
+from nasctl.spaces import get_space, list_spaces
+from nasctl.spaces import rows as R
+from nasctl.spaces.fbnet import FBNetSpace
+from nasctl.spaces.mbconv import MBConvSpace
+from nasctl.spaces.nb201 import OPS, NB201Space, _format
+from nasctl.spaces.resnet import ResNetSpace
 
 FIELDS = ("raw", "sizes", "src", "dst", "outs", "depth")
 
@@ -93,7 +93,7 @@ def test_nb201_all_cells_structures() -> None:
 def test_nb201_every_cell_equals_built_cell() -> None:
     """The cell structure of each of the 15,625 op tuples equals the cell ``nb201._cell`` builds
     (edges in order, output, depths, node rows)."""
-    from nasctl.search.spaces import nb201, nb201_arrays, templates
+    from nasctl.spaces import nb201, nb201_arrays, templates
 
     b = GraphBuilder("kinds", (1, 4, 8, 8))
     nb201._cell(b, b.input, nb201_arrays.PROBE, "/c")  # noqa: SLF001
@@ -203,7 +203,7 @@ def test_bad_genotypes_raise(name: str, bad: str) -> None:
 
 
 def test_caches_are_bounded_and_shared() -> None:
-    from nasctl.search.spaces import templates
+    from nasctl.spaces import templates
 
     templates.clear_stores()
     sp = get_space("nb201")

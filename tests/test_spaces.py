@@ -13,10 +13,10 @@ import pytest
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SpaceError
-from nasctl.search.spaces import SearchSpace, get_space, list_spaces
-from nasctl.search.spaces.mbconv import MBConvSpace
-from nasctl.search.spaces.nb201 import NB201Space
-from nasctl.search.spaces.resnet import ResNetSpace
+from nasctl.spaces import SearchSpace, get_space, list_spaces
+from nasctl.spaces.mbconv import MBConvSpace
+from nasctl.spaces.nb201 import NB201Space
+from nasctl.spaces.resnet import ResNetSpace
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 if str(EXAMPLES) not in sys.path:
@@ -30,7 +30,7 @@ FACTORIES: dict[str, Callable[[], SearchSpace]] = {
     "resnet": lambda: ResNetSpace(resolutions=(64, 80)),
 }
 # Registered on import by `nasctl profile --kernels`; the same contract applies to it.
-import nasctl.search.spaces.kernels  # noqa: E402,F401
+import nasctl.spaces.kernels  # noqa: E402,F401
 
 ALL = [*list_spaces(), USER_SPACE]
 IMAGE_NETS = {"mbconv", "resnet", "nb201", "fbnet", "tiny"}
@@ -247,7 +247,7 @@ def test_fbnet_parses_every_shared_genotype(shared_data: Path) -> None:
 
 
 def test_fbnet_imagenet_layout() -> None:
-    from nasctl.search.spaces.fbnet import FBNetSpace
+    from nasctl.spaces.fbnet import FBNetSpace
 
     g = FBNetSpace(dataset="imagenet").to_graph("-".join(["k3_e1_g2"] * 22))
     assert g.input_shape == (1, 3, 224, 224)

@@ -10,7 +10,7 @@ import pytest
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.datasets.store import Store
 from nasctl.errors import StoreError
-from nasctl.profiler.records import LayerTiming, Measurement
+from nasctl.records import LayerTiming, Measurement
 
 DEV = "cpu-ort1.20-fp32-t1"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.errors import SpaceError
-from nasctl.search.spaces.base import SearchSpace
+from nasctl.spaces.base import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
 NUM = 6

@@ -126,7 +126,7 @@ def _space(name: str) -> Any:
     import os
     import sys
 
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     if ":" in name and os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())

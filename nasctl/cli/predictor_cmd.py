@@ -168,7 +168,7 @@ def predict(
     else:
         if not space:
             raise PredictorError("--genotypes-file needs --space (e.g. --space nb201)")
-        from nasctl.search.spaces import get_space
+        from nasctl.spaces import get_space
 
         names = _read_genotypes(genotypes_file)  # type: ignore[arg-type]
         sp = get_space(space)

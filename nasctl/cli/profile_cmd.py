@@ -57,7 +57,7 @@ def profile(
     from nasctl.datasets.collect import check_num, collect, onnx_jobs, read_onnx, space_jobs
     from nasctl.datasets.store import Store
     from nasctl.errors import NasctlError
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     space, num = _check_what(space, num, onnx, kernels)
     if batch < 1:
@@ -67,7 +67,7 @@ def profile(
     # everything a user typed is checked before the store is opened or created
     models = read_onnx(list(onnx)) if onnx else []
     if space == "kernels":  # registered on import (until spaces/__init__ lists it)
-        import nasctl.search.spaces.kernels  # noqa: F401
+        import nasctl.spaces.kernels  # noqa: F401
     the_space = get_space(space) if space else None
     if the_space is not None and num is not None:
         check_num(the_space, num)

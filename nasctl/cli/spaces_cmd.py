@@ -13,7 +13,7 @@ from nasctl.cli.common import handle_errors, print_json
 def spaces(
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    from nasctl.search.spaces import get_space, list_spaces
+    from nasctl.spaces import get_space, list_spaces
 
     rows: list[dict[str, Any]] = []
     for name in list_spaces():

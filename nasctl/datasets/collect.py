@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from nasctl.arch.graph import Graph
 from nasctl.datasets.store import Store, graph_hash
 from nasctl.errors import DeviceError, NasctlError, SpaceError
-from nasctl.profiler.records import Measurement, MeasurementRequest
+from nasctl.records import Measurement, MeasurementRequest
 
 #: Give up sampling after this many draws per requested architecture (tiny or degenerate spaces).
 MAX_DRAWS_PER_ARCH = 50

@@ -23,7 +23,7 @@ from typing import Any
 
 from nasctl.datasets.store import Store
 from nasctl.errors import StoreError
-from nasctl.profiler.records import Measurement
+from nasctl.records import Measurement
 
 #: Public tables shipped in ``shared/data``: table -> (file, genotype column, space).
 TABLES: dict[str, tuple[str, str, str]] = {
@@ -203,7 +203,7 @@ def _import(
     limit: int | None,
     progress: Progress | None,
 ) -> dict[str, Any]:
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     t0 = time.perf_counter()
     space = get_space(space_name)
@@ -285,7 +285,7 @@ def _describe(space: Any, genotype: str, keep_json: bool) -> tuple[str, str | No
 
 def _describe_chunk(args: tuple[str, list[str], bool]) -> list[tuple[str, str | None]]:
     """Worker: describe a chunk of genotypes of the space called ``space_name``."""
-    from nasctl.search.spaces import get_space
+    from nasctl.spaces import get_space
 
     space_name, genotypes, keep_json = args
     space = get_space(space_name)
@@ -324,6 +324,6 @@ def _describe_all(
 
 def _rebuildable(space: Any) -> bool:
     """Built-in spaces rebuild a graph from its genotype, so the graph JSON need not be stored."""
-    from nasctl.search.spaces.base import _REGISTRY
+    from nasctl.spaces import list_spaces
 
-    return type(space).__module__.startswith("nasctl.") and space.name in _REGISTRY
+    return type(space).__module__.startswith("nasctl.") and space.name in list_spaces()

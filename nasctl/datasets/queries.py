@@ -13,7 +13,7 @@ from nasctl.arch.graph import Graph
 from nasctl.datasets.rows import LayerRow, TrainingRow, load_graph
 from nasctl.datasets.schema import SCHEMA_VERSION
 from nasctl.errors import StoreError
-from nasctl.profiler.records import LayerTiming, Measurement
+from nasctl.records import LayerTiming, Measurement
 
 #: Statuses that count as measured (a failed one is retried).
 DONE_STATUSES = ("ok", "noisy")

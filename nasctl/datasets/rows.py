@@ -7,7 +7,7 @@ from typing import Any
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import StoreError
-from nasctl.profiler.records import LayerTiming
+from nasctl.records import LayerTiming
 
 
 @dataclass
@@ -63,7 +63,7 @@ def load_graph(
     if graph_json:
         return Graph.from_json(graph_json)
     if space and genotype:
-        from nasctl.search.spaces import get_space
+        from nasctl.spaces import get_space
 
         return get_space(space).to_graph(genotype)
     raise StoreError(f"architecture {arch_hash[:12]} has neither a stored graph nor a genotype")

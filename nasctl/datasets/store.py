@@ -27,7 +27,7 @@ from nasctl.arch.graph import Graph
 from nasctl.datasets.queries import DONE_STATUSES, StoreQueries
 from nasctl.datasets.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
 from nasctl.errors import StoreError
-from nasctl.profiler.records import Measurement
+from nasctl.records import Measurement
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 

@@ -15,7 +15,7 @@ from nasctl.profiler.devices import (
     list_devices,
     register_device,
 )
-from nasctl.profiler.records import LayerTiming, Measurement, MeasurementRequest
+from nasctl.records import LayerTiming, Measurement, MeasurementRequest
 
 __all__ = [
     "Device",

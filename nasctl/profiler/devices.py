@@ -1,7 +1,7 @@
 """The device registry: ``get_device(name, **opts)``, ``list_devices()``, ``describe_devices()``.
 
-A device turns a :class:`~nasctl.profiler.records.MeasurementRequest` into a
-:class:`~nasctl.profiler.records.Measurement`. It never writes files and never raises for a model
+A device turns a :class:`~nasctl.records.MeasurementRequest` into a
+:class:`~nasctl.records.Measurement`. It never writes files and never raises for a model
 that fails: that is a measurement with ``status="failed"`` and the error. It raises
 :class:`~nasctl.errors.DeviceError` for a device that cannot run here or a request it cannot
 serve (a precision it lacks, bad options).
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nasctl.errors import DeviceError, NasctlError
-from nasctl.profiler.records import Measurement, MeasurementRequest
+from nasctl.records import Measurement, MeasurementRequest
 
 _REGISTRY: dict[str, Callable[..., Device]] = {}
 

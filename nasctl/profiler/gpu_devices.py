@@ -11,7 +11,7 @@ from typing import Any
 
 from nasctl.errors import DeviceError
 from nasctl.profiler.devices import TRT_MISSING, Device, register_device
-from nasctl.profiler.records import Measurement, MeasurementRequest
+from nasctl.records import Measurement, MeasurementRequest
 
 TRTEXEC_PLACES = ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from nasctl.errors import DeviceError
-from nasctl.profiler.records import LayerTiming, Measurement, MeasurementRequest
+from nasctl.records import LayerTiming, Measurement, MeasurementRequest
 
 
 @dataclass

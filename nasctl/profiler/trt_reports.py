@@ -6,7 +6,7 @@ and TensorRT Python backends.
   "h2dMs", "d2hMs", ...}`` -> :class:`~nasctl.profiler.protocol.TimingStats` of ``computeMs``
   (GPU compute; with ``--noDataTransfers`` equal to ``latencyMs``);
 - profile (``*.profile.json``): ``[{"count": N}, {"name", "timeMs", "averageMs", "medianMs",
-  "percentage"}, ...]`` -> per-layer :class:`~nasctl.profiler.records.LayerTiming` (``averageMs``);
+  "percentage"}, ...]`` -> per-layer :class:`~nasctl.records.LayerTiming` (``averageMs``);
 - layer info (``*.graph.json``): ``{"Layers": [{"Name", "LayerType", "Inputs", "Outputs",
   "TacticName", ...}], "Bindings": [...]}`` (names only at lower verbosity).
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 from nasctl.errors import BackendError
 from nasctl.profiler.protocol import TimingStats
-from nasctl.profiler.records import LayerTiming
 from nasctl.profiler.trt_names import _ONNX_LAYER, map_engine_layers
+from nasctl.records import LayerTiming
 
 
 def read_json(path: str | Path) -> Any:

@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from nasctl.errors import DeviceError, SearchError
+from nasctl.search.accuracy.base import AccuracyEstimator, get_estimator
 from nasctl.search.config import SearchConfig, SearchResult
-from nasctl.search.estimators.base import AccuracyEstimator, get_estimator
-from nasctl.search.estimators.latency import (
+from nasctl.search.latency.models import (
     LatencyModel,
     PredictorPrior,
     SurrogateLatencyModel,
@@ -53,9 +53,9 @@ from nasctl.search.objectives import (
     graph_cost_fields,
 )
 from nasctl.search.phases import DevicePhases
-from nasctl.search.spaces.base import SearchSpace, get_space
 from nasctl.search.state import SearchState
 from nasctl.search.strategies import Told, make_strategy
+from nasctl.spaces.base import SearchSpace, get_space
 
 Progress = Callable[..., None]
 BOOTSTRAP_MODELS = ("gp", "gp+nasctl")
@@ -112,7 +112,7 @@ class SearchLoop(DevicePhases):
         self.model = model if model is not None else self._default_model()
         self.selftrain = None
         if cfg.use_predictor and not cfg.predictor_dir and cfg.bootstrap_model == "gp+nasctl":
-            from nasctl.search.estimators.selftrained import SelfTrainedPrior
+            from nasctl.search.latency.selftrained import SelfTrainedPrior
 
             self.selftrain = SelfTrainedPrior(self.space, self.device_id, seed=cfg.seed)
         self.stored = self._stored_latencies() if cfg.use_predictor and cfg.reuse_stored else {}

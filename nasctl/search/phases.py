@@ -41,11 +41,11 @@ from nasctl.search.selection import acquisition, candidate_pool, neighbours, pre
 if TYPE_CHECKING:
     from nasctl.datasets.store import Store
     from nasctl.search.config import SearchConfig
-    from nasctl.search.estimators.latency import LatencyModel
+    from nasctl.search.latency.models import LatencyModel
     from nasctl.search.objectives import Constraints
-    from nasctl.search.spaces.base import SearchSpace
     from nasctl.search.state import SearchState
     from nasctl.search.strategies import Strategy
+    from nasctl.spaces.base import SearchSpace
 
 
 class DevicePhases:
@@ -205,7 +205,7 @@ class DevicePhases:
     # -- the device ----------------------------------------------------------------------------
     def _measure(self, genotype: str, phase: str, gen: int) -> Candidate:
         """Measure one genotype (or reuse the dataset store's record); DeviceError propagates."""
-        from nasctl.profiler.records import MeasurementRequest
+        from nasctl.records import MeasurementRequest
 
         c = self.archive.setdefault(genotype, Candidate(genotype, generation=gen))
         graph = self.space.to_graph(genotype)

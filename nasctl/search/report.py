@@ -148,7 +148,7 @@ def _references(device: str) -> list[tuple[str, float, float]]:
     )
     if col is None:
         return []
-    from nasctl.search.estimators.base import data_dir
+    from nasctl.search.accuracy.base import data_dir
 
     path = data_dir() / "reference" / "classification_t4_xaviernx.csv"
     if not path.is_file():

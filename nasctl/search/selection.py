@@ -31,8 +31,8 @@ import numpy as np
 
 from nasctl.search.objectives import Candidate, Constraints, best_measured, meets_static
 from nasctl.search.pareto import front_of
-from nasctl.search.spaces.base import SearchSpace
 from nasctl.search.strategies.encoding import categorical_encoding
+from nasctl.spaces.base import SearchSpace
 
 
 def _norm_cdf(x: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import re
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.errors import SpaceError
-from nasctl.search.spaces import SearchSpace
+from nasctl.spaces import SearchSpace
 
 CHANNELS = (8, 16, 32)
 MIN_LAYERS, MAX_LAYERS = 2, 4

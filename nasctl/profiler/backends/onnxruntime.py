@@ -19,7 +19,7 @@ import numpy as np
 
 from nasctl.errors import BackendError
 from nasctl.profiler.protocol import Runner
-from nasctl.profiler.records import LayerTiming
+from nasctl.records import LayerTiming
 
 _DTYPES = {
     "tensor(float)": np.float32,

@@ -16,7 +16,7 @@ from typing import Any
 
 from nasctl.errors import DeviceError
 from nasctl.profiler.devices import Device, register_device
-from nasctl.profiler.records import Measurement, MeasurementRequest
+from nasctl.records import Measurement, MeasurementRequest
 
 _CACHE: dict[tuple[str, float], tuple[list[str], dict[str, list[str]]]] = {}
 KEY_COLUMN = "arch"

@@ -26,7 +26,7 @@ import numpy as np
 
 from nasctl.errors import BackendError, DeviceError, NasctlError
 from nasctl.profiler.protocol import Runner, TimingConfig
-from nasctl.profiler.records import Measurement, MeasurementRequest
+from nasctl.records import Measurement, MeasurementRequest
 
 if TYPE_CHECKING:
     from nasctl.profiler.gpu_devices import TensorRTDevice

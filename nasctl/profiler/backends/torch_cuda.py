@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from nasctl.errors import DeviceError, NasctlError
 from nasctl.profiler.protocol import Runner, TimingConfig
-from nasctl.profiler.records import Measurement, MeasurementRequest
+from nasctl.records import Measurement, MeasurementRequest
 
 if TYPE_CHECKING:
     from nasctl.profiler.gpu_devices import CudaDevice

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from nasctl.errors import BackendError, DeviceError, NasctlError
 from nasctl.profiler.protocol import TimingConfig
-from nasctl.profiler.records import Measurement, MeasurementRequest
 from nasctl.profiler.trt_reports import (
     graph_names,
     profile_layers,
@@ -33,6 +32,7 @@ from nasctl.profiler.trt_reports import (
     reconcile,
     timing_stats,
 )
+from nasctl.records import Measurement, MeasurementRequest
 
 if TYPE_CHECKING:
     from nasctl.profiler.gpu_devices import TensorRTDevice

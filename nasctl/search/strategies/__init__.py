@@ -4,9 +4,9 @@ the space's mutate/crossover otherwise) and random search."""
 from __future__ import annotations
 
 from nasctl.errors import SearchError
-from nasctl.search.spaces.base import SearchSpace
 from nasctl.search.strategies.base import Strategy, Told
 from nasctl.search.strategies.encoding import CategoricalEncoding, categorical_encoding
+from nasctl.spaces.base import SearchSpace
 
 STRATEGIES = ("nsga2", "nsga2-plain", "random")
 

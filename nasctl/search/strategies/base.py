@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nasctl.search.spaces.base import SearchSpace
+from nasctl.spaces.base import SearchSpace
 
 Objectives = tuple[float, float]  # (accuracy, latency_ms)
 

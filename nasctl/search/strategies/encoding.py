@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nasctl.search.spaces.base import SearchSpace
+from nasctl.spaces.base import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def categorical_encoding(space: SearchSpace) -> CategoricalEncoding | None:
             space, tuple(n for n, _ in pairs), tuple(tuple(str(v) for v in c) for _, c in pairs)
         )
     if space.name == "nb201":
-        from nasctl.search.spaces.nb201 import EDGES, OPS
+        from nasctl.spaces.nb201 import EDGES, OPS
 
         names = tuple(f"edge_{s}_{t}" for s, t in EDGES)
         return CategoricalEncoding(space, names, tuple(tuple(OPS) for _ in EDGES))

@@ -1,28 +1,38 @@
 """``NB201Space.graph_arrays``: node arrays of many NB201 networks without building graphs.
 
 A network is stem, ``cells_per_stage`` identical cells per stage, a reduction block before
-stages 2 and 3, and the head (see :mod:`nasctl.search.spaces.nb201`). The stem, reductions and
+stages 2 and 3, and the head (see :mod:`nasctl.spaces.nb201`). The stem, reductions and
 head are cut out of one real ``to_graph`` output; so are the rows of the eight node kinds a cell
 is made of, per stage (:data:`PROBE` holds all of them). A cell's structure follows from its six
 ops (as in ``nb201._cell``) and is cached per op tuple (at most 15,625); rows of a cell are its
-node kinds offset by its stage's rows. See :mod:`nasctl.search.spaces.templates`.
+node kinds offset by its stage's rows. See :mod:`nasctl.spaces.templates`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from nasctl.arch import arrays
-from nasctl.search.spaces import nb201
-from nasctl.search.spaces.base import SearchSpace
-from nasctl.search.spaces.templates import SETUP_KEY, ChainStore, slice_graph, space_store
+from nasctl.arch.graph import Graph
+from nasctl.spaces import nb201_genotype as nb201
+from nasctl.spaces.base import SearchSpace
+from nasctl.spaces.templates import SETUP_KEY, ChainStore, slice_graph, space_store
 
-if TYPE_CHECKING:
-    from nasctl.search.spaces.nb201 import NB201Space
+
+class NB201Space(Protocol):
+    """What this module needs of :class:`nasctl.spaces.nb201.NB201Space` (which imports it)."""
+
+    num_classes: int
+    channels: int
+    cells_per_stage: int
+    resolution: int
+
+    def to_graph(self, genotype: str) -> Graph: ...
+
 
 _OP = "(" + "|".join(nb201.OPS) + ")"
 _ARCH = re.compile(rf"\|{_OP}~0\|\+\|{_OP}~0\|{_OP}~1\|\+\|{_OP}~0\|{_OP}~1\|{_OP}~2\|")

@@ -7,8 +7,8 @@ format). A user's own space loads with ``get_space("package.module:SPACE")``.
 from __future__ import annotations
 
 # Built-in spaces register themselves on import.
-from nasctl.search.spaces import fbnet, kernels, mbconv, nb201, resnet  # noqa: F401
-from nasctl.search.spaces.base import (
+from nasctl.spaces import fbnet, kernels, mbconv, nb201, resnet  # noqa: F401
+from nasctl.spaces.base import (
     SearchSpace,
     get_space,
     list_spaces,

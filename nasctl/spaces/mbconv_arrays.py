@@ -1,12 +1,12 @@
 """``MBConvSpace.graph_arrays``: node arrays of many MBConv networks without building graphs.
 
-A network is stem, blocks, head (:mod:`nasctl.search.spaces.mbconv`), all as segments of
-:mod:`nasctl.search.spaces.templates`. Per (resolution, width) *pair*, a builder run of one block
+A network is stem, blocks, head (:mod:`nasctl.spaces.mbconv`), all as segments of
+:mod:`nasctl.spaces.templates`. Per (resolution, width) *pair*, a builder run of one block
 per stage gives each stage's block contexts (input channels and size, output channels, stride for
 the first block and for the later ones); stems and heads (per activation) are cut out of real
 builder output. A block is one of eight structures (expansion or not, SE or not, residual or
 not; cut out of real blocks; times four activations, which pick rows) whose node rows come
-from a dense table per pair computed with numpy (:mod:`nasctl.search.spaces.rows`): :data:`CELL`
+from a dense table per pair computed with numpy (:mod:`nasctl.spaces.rows`): :data:`CELL`
 rows per (context, expansion, kernel). Parsing is the only per-genotype Python (and little of
 it); everything after it is vectorized.
 """
@@ -14,19 +14,26 @@ it); everything after it is vectorized.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from nasctl.arch import arrays
 from nasctl.arch.graph import OP_INDEX, GraphBuilder, conv_out_hw, same_pads
 from nasctl.errors import SpaceError
-from nasctl.search.spaces import mbconv as mb
-from nasctl.search.spaces import rows as R
-from nasctl.search.spaces.templates import SETUP_KEY, ChainStore, harvest, space_store
+from nasctl.spaces import mbconv_blocks as mb
+from nasctl.spaces import rows as R
+from nasctl.spaces.templates import SETUP_KEY, ChainStore, harvest, space_store
 
-if TYPE_CHECKING:
-    from nasctl.search.spaces.mbconv import MBConvSpace
+
+class MBConvSpace(Protocol):
+    """What this module needs of :class:`nasctl.spaces.mbconv.MBConvSpace` (which imports it)."""
+
+    num_classes: int
+    resolutions: Sequence[int]
+
+    def parse(self, genotype: str) -> Any: ...
+
 
 #: Node slots of a block, in graph order (node id suffixes).
 SLOTS = (

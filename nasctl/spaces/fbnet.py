@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING
 
 from nasctl.arch.graph import Graph, GraphBuilder, Shape
 from nasctl.errors import SpaceError
-from nasctl.search.spaces.base import SearchSpace, other_choice, register_space
+from nasctl.spaces.base import SearchSpace, other_choice, register_space
 
 if TYPE_CHECKING:
     from nasctl.arch.arrays import GraphArrays
-    from nasctl.search.spaces.templates import Segment
+    from nasctl.spaces.templates import Segment
 
 OPS: tuple[str, ...] = (
     "k3_e1",
@@ -142,7 +142,7 @@ class FBNetSpace(SearchSpace):
         """As :meth:`SearchSpace.graph_arrays`, from layers built once per (position, op)."""
         if type(self).to_graph is not FBNetSpace.to_graph:  # a subclass builds other graphs
             return super().graph_arrays(genotypes)
-        from nasctl.search.spaces.templates import built_graph_arrays, space_store
+        from nasctl.spaces.templates import built_graph_arrays, space_store
 
         config = (self.dataset, self.resolution, self.num_classes, self.stem_stride,
                   self.head_channels, self.strides)  # fmt: skip

@@ -24,7 +24,7 @@ import re
 
 from nasctl.arch.graph import ACTIVATIONS, Graph, GraphBuilder
 from nasctl.errors import SpaceError
-from nasctl.search.spaces.base import SearchSpace, register_space
+from nasctl.spaces.base import SearchSpace, register_space
 
 #: layer kind -> tokens it takes, in genotype order
 FIELDS: dict[str, tuple[str, ...]] = {

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nasctl.search.estimators.latency import PredictorPrior
-from nasctl.search.spaces.base import SearchSpace
+from nasctl.search.latency.models import PredictorPrior
+from nasctl.spaces.base import SearchSpace
 
 
 class SelfTrainedPrior:

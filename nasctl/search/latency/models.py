@@ -28,9 +28,9 @@ from typing import Protocol
 import numpy as np
 
 from nasctl.errors import PredictorError, SearchError
-from nasctl.search.estimators.gp import GP, fit_best_space
-from nasctl.search.spaces.base import SearchSpace
+from nasctl.search.latency.gp import GP, fit_best_space
 from nasctl.search.strategies.encoding import categorical_encoding
+from nasctl.spaces.base import SearchSpace
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 

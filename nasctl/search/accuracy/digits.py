@@ -19,8 +19,8 @@ import time
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SearchError
-from nasctl.search.estimators.base import AccuracyEstimator, register_estimator
-from nasctl.search.spaces.base import SearchSpace
+from nasctl.search.accuracy.base import AccuracyEstimator, register_estimator
+from nasctl.spaces.base import SearchSpace
 
 
 @functools.lru_cache(maxsize=4)

@@ -43,74 +43,27 @@ from typing import TYPE_CHECKING
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.errors import SpaceError
-from nasctl.search.spaces.base import SearchSpace, register_space
+from nasctl.spaces.base import SearchSpace, register_space
+from nasctl.spaces.nb201_arrays import nb201_graph_arrays
+from nasctl.spaces.nb201_genotype import (  # noqa: F401 - EDGES, OPS re-exported
+    EDGES,
+    NUM_ARCHS,
+    OPS,
+    _code,
+    _format,
+    _parse,
+)
 
 if TYPE_CHECKING:
     from nasctl.arch.arrays import GraphArrays
 
-#: Official op order (op code = index; used by ``data/nb201_order.txt``).
-OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-#: Edges (source, target) in arch-string order.
-EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
-NUM_ARCHS = len(OPS) ** len(EDGES)  # 15,625
 ORDER_FILE = "nb201_order.txt"
-
-
-def _parse(genotype: str) -> tuple[str, ...]:
-    """Official arch string -> six op names in :data:`EDGES` order."""
-    if not isinstance(genotype, str) or not genotype.startswith("|") or not genotype.endswith("|"):
-        raise SpaceError(
-            f"nb201 genotype {genotype!r} must look like "
-            "'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' (starts and ends with '|')"
-        )
-    groups = genotype[1:-1].split("|+|")
-    if len(groups) != 3:
-        raise SpaceError(
-            f"nb201 genotype {genotype!r} has {len(groups)} node groups separated by '|+|'; "
-            "expected 3"
-        )
-    ops: list[str] = []
-    for target, group in enumerate(groups, start=1):
-        tokens = group.split("|")
-        if len(tokens) != target:
-            raise SpaceError(
-                f"nb201 genotype: node {target} has {len(tokens)} edges ({group!r}); "
-                f"expected {target}"
-            )
-        for source, tok in enumerate(tokens):
-            op, sep, src = tok.partition("~")
-            if op not in OPS:
-                raise SpaceError(
-                    f"nb201 genotype: edge {source}->{target} op {op!r} is unknown; "
-                    f"expected one of {', '.join(OPS)}"
-                )
-            if not sep or src != str(source):
-                raise SpaceError(
-                    f"nb201 genotype: edge token {tok!r} of node {target} must be '{op}~{source}'"
-                )
-            ops.append(op)
-    return tuple(ops)
-
-
-def _format(ops: tuple[str, ...] | list[str]) -> str:
-    ops = tuple(ops)
-    if len(ops) != len(EDGES) or any(o not in OPS for o in ops):
-        raise SpaceError(f"nb201: expected 6 ops from {', '.join(OPS)}; got {ops!r}")
-    parts, k = [], 0
-    for target in (1, 2, 3):
-        parts.append("|".join(f"{ops[k + s]}~{s}" for s in range(target)))
-        k += target
-    return "|" + "|+|".join(parts) + "|"
-
-
-def _code(ops: tuple[str, ...]) -> str:
-    return "".join(str(OPS.index(o)) for o in ops)
 
 
 @functools.lru_cache(maxsize=1)
 def _order() -> tuple[str, ...]:
     """Six-digit op codes in official index order, from the shipped data file."""
-    text = resources.files("nasctl.search.spaces").joinpath("data", ORDER_FILE).read_text()
+    text = resources.files("nasctl.spaces").joinpath("data", ORDER_FILE).read_text()
     codes = tuple(ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#"))
     if len(codes) != NUM_ARCHS:  # pragma: no cover - packaging error
         raise SpaceError(f"{ORDER_FILE} has {len(codes)} entries; expected {NUM_ARCHS}")
@@ -220,8 +173,6 @@ class NB201Space(SearchSpace):
         """As :meth:`SearchSpace.graph_arrays`, from cached cells (see ``nb201_arrays``)."""
         if type(self).to_graph is not NB201Space.to_graph:  # a subclass builds other graphs
             return super().graph_arrays(genotypes)
-        from nasctl.search.spaces.nb201_arrays import nb201_graph_arrays
-
         return nb201_graph_arrays(self, genotypes)
 
     def to_graph(self, genotype: str) -> Graph:

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING
 
 from nasctl.arch.graph import Graph, GraphBuilder, Shape
 from nasctl.errors import SpaceError
-from nasctl.search.spaces.base import SearchSpace, check_resolutions, other_choice, register_space
+from nasctl.spaces.base import SearchSpace, check_resolutions, other_choice, register_space
 
 if TYPE_CHECKING:
     from nasctl.arch.arrays import GraphArrays
-    from nasctl.search.spaces.templates import Segment
+    from nasctl.spaces.templates import Segment
 
 BLOCKS: tuple[str, ...] = ("basic", "bottleneck")
 BASE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
@@ -139,7 +139,7 @@ class ResNetSpace(SearchSpace):
         """As :meth:`SearchSpace.graph_arrays`, from blocks built once per shape."""
         if type(self).to_graph is not ResNetSpace.to_graph:  # a subclass builds other graphs
             return super().graph_arrays(genotypes)
-        from nasctl.search.spaces.templates import built_graph_arrays, space_store
+        from nasctl.spaces.templates import built_graph_arrays, space_store
 
         store = space_store(
             self, (self.num_classes, self.resolutions), max_structs=20_000, max_rows=200_000

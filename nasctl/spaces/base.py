@@ -120,13 +120,11 @@ def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
 
 
 def list_spaces() -> list[str]:
-    _load_builtin()
     return sorted(_REGISTRY)
 
 
 def get_space(name: str) -> SearchSpace:
     """A registered space by name, or a user's space as ``package.module:ATTR``."""
-    _load_builtin()
     if name in _REGISTRY:
         return _REGISTRY[name]()
     if ":" in name:
@@ -145,8 +143,3 @@ def get_space(name: str) -> SearchSpace:
         f"unknown search space {name!r}; known: {', '.join(sorted(_REGISTRY))} "
         "(or a user space as package.module:SPACE)"
     )
-
-
-def _load_builtin() -> None:
-    # Importing the package registers the built-in spaces.
-    importlib.import_module("nasctl.search.spaces")

@@ -2,7 +2,7 @@
 
 Every built-in space is a chain of *segments* (stem, cells or blocks, head): each segment
 consumes only the output tensor of the segment before it (or the graph input, for the first)
-and its nodes follow that segment's nodes in :meth:`~nasctl.search.spaces.base.SearchSpace.to_graph`
+and its nodes follow that segment's nodes in :meth:`~nasctl.spaces.base.SearchSpace.to_graph`
 order. A segment is a *structure* (local edges, where input ``-1`` is the segment input; the local
 node producing the segment output, ``-1`` when the output is the input itself; depths counted from
 the input) plus the raw rows of its nodes, which are row ids into one row table.

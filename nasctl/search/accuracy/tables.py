@@ -12,8 +12,8 @@ from pathlib import Path
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SearchError
-from nasctl.search.estimators.base import AccuracyEstimator, data_dir, register_estimator
-from nasctl.search.spaces.base import SearchSpace
+from nasctl.search.accuracy.base import AccuracyEstimator, data_dir, register_estimator
+from nasctl.spaces.base import SearchSpace
 
 NB201_COLUMNS = {
     "cifar10": "cifar10_test_acc",

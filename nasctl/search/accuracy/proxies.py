@@ -16,8 +16,8 @@ import math
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SearchError
-from nasctl.search.estimators.base import AccuracyEstimator, register_estimator
-from nasctl.search.spaces.base import SearchSpace
+from nasctl.search.accuracy.base import AccuracyEstimator, register_estimator
+from nasctl.spaces.base import SearchSpace
 
 
 def _module(graph: Graph, seed: int):  # -> GraphModule

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SearchError
-from nasctl.search.spaces.base import SearchSpace
+from nasctl.spaces.base import SearchSpace
 
 _FACTORIES: dict[str, Callable[[str], AccuracyEstimator]] = {}
 
@@ -58,7 +58,6 @@ def register_estimator(prefix: str) -> Callable[[Callable[[str], AccuracyEstimat
 
 def list_estimators() -> list[str]:
     """The estimator names users can pass to ``--accuracy``."""
-    _load_builtin()
     return [
         "nb201:cifar10",
         "nb201:cifar100",
@@ -72,7 +71,6 @@ def list_estimators() -> list[str]:
 
 def get_estimator(name: str) -> AccuracyEstimator:
     """The estimator called ``name`` (see the module docstring)."""
-    _load_builtin()
     prefix, sep, arg = name.partition(":")
     if not sep or prefix not in _FACTORIES:
         raise SearchError(
@@ -123,9 +121,3 @@ class PythonEstimator(AccuracyEstimator):
 
 
 register_estimator("python")(PythonEstimator)
-
-
-def _load_builtin() -> None:
-    importlib.import_module("nasctl.search.estimators.tables")
-    importlib.import_module("nasctl.search.estimators.proxies")
-    importlib.import_module("nasctl.search.estimators.digits")

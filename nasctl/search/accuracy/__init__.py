@@ -1,0 +1,22 @@
+"""Accuracy estimators (``--accuracy NAME``): the contract and registry live in ``base``; the
+built-in estimators (``tables``, ``proxies``, ``digits``) register themselves when this package
+imports them below. Heavy libraries (torch, scikit-learn) are imported inside their methods."""
+
+from __future__ import annotations
+
+from nasctl.search.accuracy import digits, proxies, tables  # noqa: F401 - registration
+from nasctl.search.accuracy.base import (
+    AccuracyEstimator,
+    data_dir,
+    get_estimator,
+    list_estimators,
+    register_estimator,
+)
+
+__all__ = [
+    "AccuracyEstimator",
+    "data_dir",
+    "get_estimator",
+    "list_estimators",
+    "register_estimator",
+]
