@@ -72,6 +72,9 @@ def profile(
     if the_space is not None and num is not None:
         check_num(the_space, num)
     with Store(db) as store:
+        if store.replayed:
+            warnings.append(f"stored {store.replayed} measurements kept in the journal earlier")
+            typer.echo(f"warning: {warnings[-1]}", err=True)
         if the_space is None:
             jobs: Any = onnx_jobs(store, models)
             total = len(jobs)
@@ -107,6 +110,12 @@ def profile(
     )
     for f in res["failures"][:5]:
         typer.echo(f"  failed {f['arch']}: {f['error']}", err=True)
+    if res["journaled"]:
+        typer.echo(
+            f"warning: the store stayed locked: {res['journaled']} measurements are kept in "
+            f"{res['journal']}; the next command that opens {db} stores them",
+            err=True,
+        )
 
 
 def _check_what(

@@ -26,7 +26,7 @@ from pathlib import Path
 from nasctl.arch.graph import Graph
 from nasctl.datasets.queries import DONE_STATUSES, StoreQueries
 from nasctl.datasets.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
-from nasctl.errors import StoreError
+from nasctl.errors import StoreError, StoreLockedError
 from nasctl.records import Measurement
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -109,6 +109,8 @@ class Store(StoreQueries):
         except BaseException:
             self._con.close()
             raise
+        #: measurements replayed from the sidecar journal on this open (see :mod:`.journal`)
+        self.replayed = 0 if readonly else self._replay_journal()
 
     # -- connection / schema -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -182,7 +184,7 @@ class Store(StoreQueries):
         except sqlite3.OperationalError as e:
             msg = str(e)
             if "locked" in msg or "busy" in msg:
-                raise StoreError(
+                raise StoreLockedError(
                     f"database is locked by another process: {self.path} (waited "
                     f"{self.timeout_s:g} s); wait for it to finish or use another --db"
                 ) from e
@@ -217,6 +219,32 @@ class Store(StoreQueries):
         self._depth = 0
         with self._errors():
             self._con.execute("COMMIT")
+
+    def _replay_journal(self) -> int:
+        """Store what an earlier run kept in the journal while this store was locked; a
+        journal that cannot be replayed now (still locked) stays for the next open."""
+        from nasctl.datasets import journal
+
+        def add(ms: list[Measurement]) -> list[Measurement]:
+            known = self._known_hashes({m.arch_hash for m in ms})
+            with self.transaction():
+                for m in ms:
+                    if m.arch_hash in known:
+                        self.add_measurement(m)
+            return [m for m in ms if m.arch_hash not in known]
+
+        try:
+            return journal.replay(self.path, add)
+        except StoreLockedError:
+            return 0
+
+    def _known_hashes(self, hashes: set[str]) -> set[str]:
+        with self._errors():
+            return {
+                h
+                for h in hashes
+                if self._con.execute("SELECT 1 FROM architectures WHERE hash = ?", (h,)).fetchone()
+            }
 
     def close(self) -> None:
         self._con.close()

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from nasctl.errors import DeviceError, NasctlError, SearchError
+from nasctl.errors import NasctlError, SearchError
 from nasctl.search.config import SearchResult
 from nasctl.search.objectives import (
     Candidate,
@@ -205,6 +205,7 @@ class DevicePhases:
     # -- the device ----------------------------------------------------------------------------
     def _measure(self, genotype: str, phase: str, gen: int) -> Candidate:
         """Measure one genotype (or reuse the dataset store's record); DeviceError propagates."""
+        from nasctl.datasets.measure import measure_and_store
         from nasctl.records import MeasurementRequest
 
         c = self.archive.setdefault(genotype, Candidate(genotype, generation=gen))
@@ -224,13 +225,11 @@ class DevicePhases:
                 per_layer=False,
             )
             self.used += 1
-            try:
-                m = self.device.measure(req)
-            except NasctlError as e:
-                if isinstance(e, DeviceError):
-                    raise
-                raise DeviceError(str(e)) from e
-            self.store.add_measurement(m)  # ignored (kept once) if the same graph is stored
+            # a model's failure is a failed record; an answer for another graph, a DeviceError
+            out = measure_and_store(self.store, self.device, req)
+            m = out.measurement
+            if out.journal is not None:
+                self.progress("journal", genotype=genotype, path=str(out.journal))
         assert m is not None
         pred = self._raw.get(genotype) if c.mean_ms is not None else None
         ok = m.status in ("ok", "noisy") and m.median_ms is not None
