@@ -170,7 +170,13 @@ class Store:
             self._migrate(version)
 
     def _migrate(self, version: int) -> None:
+        """Create or upgrade the schema in one write transaction. The version is read again
+        inside it: another process may have created or upgraded the file since we looked (two
+        profilers started together on a new ``--db``)."""
         with self.transaction():
+            version = self._con.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return
             scripts = ([SCHEMA_V1] if version == 0 else []) + MIGRATIONS[max(version, 1) - 1 :]
             for script in scripts:
                 for stmt in _statements(script):
