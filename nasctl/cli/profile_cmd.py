@@ -16,7 +16,11 @@ def profile(
     db: Annotated[Path, typer.Option("--db", help="SQLite measurement store (one file).")],
     space: Annotated[
         str | None,
-        typer.Option("--space", help="Search space to sample (name or package.module:SPACE)."),
+        typer.Option(
+            "--space",
+            help="Search space to sample: a name, or package.module:SPACE (nasctl imports and "
+            "runs that module: only name code you trust).",
+        ),
     ] = None,
     num: Annotated[
         int | None, typer.Option("--num", help="Number of distinct architectures to measure.")
