@@ -130,3 +130,48 @@ def test_locked_store_keeps_measurements_in_journal_and_replays(
     assert not journal_path(db).exists()
     with Store(db) as store:
         assert store.replayed == 0 and store.stats()["measurements"] == 3
+
+
+def test_search_keeps_a_measurement_the_locked_store_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search's single measurement takes the same path: kept in the journal, said in the
+    result's note, stored by the next open."""
+    import nasctl.datasets.measure as measure_mod
+    from nasctl.search.loop import SearchConfig, SearchLoop
+    from nasctl.search.objectives import Constraints
+
+    monkeypatch.setattr(measure_mod, "RETRIES", 0)
+    db = tmp_path / "m.db"
+    holder: list[sqlite3.Connection] = []
+    calls: list[int] = []
+
+    def lock_once(request: MeasurementRequest) -> None:
+        calls.append(1)
+        if len(calls) == 2:  # another writer holds the store while the 2nd result comes back
+            holder.append(_lock(db))
+
+    def release(event: str, **kw: object) -> None:
+        if event == "journal" and holder:
+            holder.pop().rollback()
+
+    cfg = SearchConfig(
+        space="nb201",
+        device=DEVICE,
+        accuracy="nb201:cifar10",
+        out=tmp_path / "run",
+        db=db,
+        constraints=Constraints(latency_budget_ms=3.5),
+        device_budget=4,
+        generations=1,
+        population=8,
+        bootstrap=3,
+        use_predictor=False,
+    )
+    loop = SearchLoop(cfg, device=Replay(lock_once), progress=release)
+    loop.store._con.execute("PRAGMA busy_timeout = 50")  # noqa: SLF001 - a short wait for the test
+    res = loop.run()
+    assert res.device_measurements == 4 and res.stopped is None
+    assert "kept in" in res.message and str(journal_path(db)) in res.message
+    with Store(db) as store:
+        assert store.replayed == 1 and store.stats()["measurements"] == 4
