@@ -66,9 +66,13 @@ def measure(device: MeasuringDevice, request: MeasurementRequest) -> Measurement
         raise
     except NasctlError as e:  # the model failed, not the device: record it and go on
         m = Measurement(
-            request.arch_hash, device.device_id, request.precision, request.batch, "failed",
+            request.arch_hash,
+            device.device_id,
+            request.precision,
+            request.batch,
+            "failed",
             error=str(e),
-        )  # fmt: skip
+        )
     check_answer(request, m, device.device_id)
     return m
 
