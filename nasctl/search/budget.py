@@ -50,7 +50,7 @@ def front(cands: list[Candidate]) -> list[Candidate]:
     """Non-dominated candidates by accuracy and latency: measured where measured, else
     predicted."""
     scored = [c for c in cands if not c.failed and c.latency_ms is not None]
-    lat = [c.measured_ms if c.measured_ms is not None else c.latency_ms for c in scored]
+    lat = [c.measured_ms if c.measured_ms is not None else c.latency_ms or 0.0 for c in scored]
     idx = front_of([c.accuracy or 0.0 for c in scored], lat)
     return [scored[i] for i in idx]
 
