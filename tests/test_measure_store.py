@@ -175,3 +175,27 @@ def test_search_keeps_a_measurement_the_locked_store_refused(
     assert "kept in" in res.message and str(journal_path(db)) in res.message
     with Store(db) as store:
         assert store.replayed == 1 and store.stats()["measurements"] == 4
+
+
+def test_profile_on_a_locked_store_is_one_line_and_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nasctl profile` on a store another process keeps locked: exit 1 with one line (nothing
+    was measured yet, nothing lost); once the lock is gone the same command runs."""
+    from typer.testing import CliRunner
+
+    from nasctl.cli.main import app
+
+    monkeypatch.setitem(Store.__init__.__kwdefaults__, "timeout_s", 0.1)
+    db = tmp_path / "m.db"
+    Store(db).close()
+    holder = _lock(db)
+    args = ["profile", "--device", DEVICE, "--space", "nb201", "--num", "3", "--db", str(db)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and "locked" in res.output and "Traceback" not in res.output
+    holder.rollback()
+    holder.close()
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    with Store(db) as store:
+        assert store.stats()["measurements"] == 3
