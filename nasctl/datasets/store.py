@@ -184,7 +184,7 @@ class Store(StoreQueries):
             if "locked" in msg or "busy" in msg:
                 raise StoreError(
                     f"database is locked by another process: {self.path} (waited "
-                    f"{self.timeout_s:g} s); wait for it to finish or use another --db"
+                    f"{self.timeout_s:g} s); wait for it to finish or use another database file"
                 ) from e
             if "readonly" in msg or "read-only" in msg:
                 raise StoreError(f"{self.path} is read-only: {msg}") from e
