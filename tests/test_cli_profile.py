@@ -290,7 +290,6 @@ def test_onnx_files_as_arguments_like_predict(tmp_path: Path) -> None:
     assert code == 1 and "not both" in out
 
 
-
 def test_devices_names_the_trtexec_flag() -> None:
     """The profiler says ``trtexec=PATH`` (a keyword); `nasctl devices` says ``--trtexec PATH``."""
     code, out = _run("devices")
