@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,43 @@ def test_flags_of_reads_the_options_of_a_command() -> None:
     assert flags["data_dir"] == "--data-dir" and flags["json_out"] == "--json"
     assert flags["layers"] == "--layers" and "models" not in flags  # an argument has no flag
     assert flags_of(search)["use_predictor"] == "--use-predictor"
+
+
+def _commands() -> list[tuple[str, object]]:
+    from nasctl.cli.main import app
+
+    out = [(c.name or "", c.callback) for c in app.registered_commands]
+    for group in app.registered_groups:
+        sub = group.typer_instance
+        assert sub is not None
+        out += [(f"{group.name} {c.name}", c.callback) for c in sub.registered_commands]
+    return out
+
+
+def test_every_command_has_the_shared_json_option() -> None:
+    from nasctl.cli.options import JsonOpt
+
+    names = [name for name, _ in _commands()]
+    assert {"profile", "search", "dataset import", "arch show"} <= set(names)
+    for name, callback in _commands():
+        hints = typing.get_type_hints(callback, include_extras=True)
+        assert hints.get("json_out") == JsonOpt, name  # the one definition, not a copy
+        assert flags_of(callback)["json_out"] == "--json", name
+
+
+def test_data_dir_trtexec_and_threads_mean_the_same_everywhere() -> None:
+    from nasctl.cli import options
+
+    shared = {"--data-dir": options.DataDirOpt, "--trtexec": options.TrtexecOpt}
+    shared["--threads"] = options.ThreadsOpt
+    seen = set()
+    for name, callback in _commands():
+        hints = typing.get_type_hints(callback, include_extras=True)
+        for param, flag in flags_of(callback).items():
+            if flag in shared:
+                assert hints[param] == shared[flag], (name, flag)
+                seen.add(flag)
+    assert seen == set(shared)
 
 
 @pytest.mark.parametrize(

@@ -96,7 +96,10 @@ def flags_of(command: Callable[..., Any]) -> dict[str, str]:
 
     from typer.models import OptionInfo
 
-    hints = typing.get_type_hints(command, include_extras=True)
+    try:
+        hints = typing.get_type_hints(command, include_extras=True)
+    except Exception:  # an annotation that does not resolve: messages stay as they are
+        return {}
     out = {}
     for name, hint in hints.items():
         info = next(
