@@ -130,3 +130,25 @@ def test_a_tiny_pyg_gnn_learns_from_the_store(
             total += loss.item() * b.num_graphs
         losses.append(total / len(ds))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_measured_onnx_files_become_graphs(tmp_path: Path) -> None:
+    """No public table needed: two ONNX files measured for real on the cpu device."""
+    from typer.testing import CliRunner
+
+    from nasctl.arch.graph import GraphBuilder
+    from nasctl.arch.onnx_io import save_onnx
+    from nasctl.cli.main import app
+
+    files = []
+    for width in (8, 16):
+        b = GraphBuilder(f"w{width}", (1, 3, 16, 16))
+        y = b.act(b.conv(b.input, width, 3, id="/c"), "relu", id="/r")
+        files.append(str(save_onnx(b.build([y]), tmp_path / f"w{width}.onnx")))
+    db = tmp_path / "cpu.db"
+    fast = ["--option", "min_time_s=0.02", "--option", "repeats=5", "--option", "max_attempts=1"]
+    res = CliRunner().invoke(app, ["profile", "--device", "cpu", "--db", str(db), *fast, *files])
+    assert res.exit_code == 0, res.output
+    ds = LatencyDataset(tmp_path / "pyg", db=db, device="cpu")
+    assert sorted(d.model for d in ds) == ["w16.onnx", "w8.onnx"]
+    assert all(d.y.item() > 0 and d.x.shape[0] >= 1 for d in ds) and ds.precision == "fp32"
