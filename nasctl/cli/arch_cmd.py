@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from nasctl.cli.common import fail, handle_errors, print_json
+from nasctl.cli.options import JsonOpt
 
 if TYPE_CHECKING:
     from nasctl.arch.graph import Graph
@@ -30,7 +31,6 @@ SeedOpt = Annotated[
     int | None,
     typer.Option("--seed", help="Sample the space with this seed (same seed, same arch)."),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @app.command("show", help="Nodes, MACs, params, bytes and hash of an ONNX file or a genotype.")

@@ -9,21 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import handle_errors, print_json
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from nasctl.cli.options import DatasetDeviceOpt, DbOpt, JsonOpt
+from nasctl.cli.progress import ProgressBar
 
 
 @handle_errors
 def train_predictor(
-    db: Annotated[Path, typer.Option("--db", help="SQLite measurement store (one file).")],
-    device: Annotated[
-        str,
-        typer.Option(
-            "--device",
-            help="Device name given to `profile` (cpu) or a full dataset id; an ambiguous "
-            "name lists the matching ids.",
-        ),
-    ],
+    db: DbOpt,
+    device: DatasetDeviceOpt,
     out: Annotated[Path, typer.Option("--out", help="Directory to write the predictor to.")],
     train_size: Annotated[
         int | None,
@@ -49,7 +42,8 @@ def train_predictor(
         device_id = store.resolve_device_id(device)
         rows = store.training_rows(device_id)
     t0 = time.perf_counter()
-    with _progress(json_out) as say:
+    with ProgressBar(quiet=json_out) as bar:
+        say = _stages(bar) if bar.enabled else None
         pred, metrics = train(rows, device_id, seed=seed, train_size=train_size, progress=say)
     pred.save(out)
     metrics["train_s"] = round(time.perf_counter() - t0, 2)
@@ -96,41 +90,18 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-class _progress:
-    """Rich progress bar with ETA on stderr (silent under --json)."""
+def _stages(bar: ProgressBar) -> Any:
+    """``progress(stage, done, total)`` of training: one row for features, one for the models."""
+    rows: dict[str, int | None] = {}
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    def say(stage: str, done: int, total: int) -> None:
+        key = "features" if stage == "features" else "train"
+        if key not in rows:
+            rows[key] = bar.add(key, total=total)
+        desc = "featurizing graphs" if key == "features" else f"training: {stage}"
+        bar.update(rows[key], completed=done, total=total, description=desc)
 
-    def __enter__(self) -> Any:
-        if self.quiet:
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.bar.__enter__()
-        self.tasks: dict[str, Any] = {}
-
-        def say(stage: str, done: int, total: int) -> None:
-            key = "features" if stage == "features" else "train"
-            if key not in self.tasks:
-                self.tasks[key] = self.bar.add_task(key, total=total)
-            desc = "featurizing graphs" if key == "features" else f"training: {stage}"
-            self.bar.update(self.tasks[key], completed=done, total=total, description=desc)
-
-        return say
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.quiet:
-            self.bar.__exit__(None, None, None)
+    return say
 
 
 @handle_errors

@@ -66,10 +66,10 @@ class Summary:
 def check_num(space: Any, num: int) -> None:
     """Raise :class:`SpaceError` unless ``1 <= num <= space.size()``."""
     if num < 1:
-        raise SpaceError(f"--num must be >= 1; got {num}")
+        raise SpaceError(f"num must be >= 1; got {num}")
     size = space.size()
     if size is not None and size < num:
-        raise SpaceError(f"space {space.name!r} has only {size} architectures; got --num {num}")
+        raise SpaceError(f"space {space.name!r} has only {size} architectures; asked for {num}")
 
 
 def sample_architectures(space: Any, num: int, seed: int) -> Iterator[tuple[str, Graph]]:
@@ -84,7 +84,7 @@ def sample_architectures(space: Any, num: int, seed: int) -> Iterator[tuple[str,
         if draws > MAX_DRAWS_PER_ARCH * num + 100:
             raise SpaceError(
                 f"space {space.name!r} gave only {len(seen)} distinct architectures in "
-                f"{draws - 1} draws; ask for fewer (--num)"
+                f"{draws - 1} draws; ask for fewer (num=N)"
             )
         genotype = space.sample(rng)
         graph = space.to_graph(genotype)

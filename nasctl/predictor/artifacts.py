@@ -96,8 +96,7 @@ def read_dir(path: Path) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]
 
     if not path.is_dir():
         raise PredictorError(
-            f"predictor directory {path} does not exist; train one with "
-            "`nasctl train-predictor --out DIR`"
+            f"predictor directory {path} does not exist; train one with `nasctl train-predictor`"
         )
     try:
         manifest = json.loads((path / MANIFEST).read_text())

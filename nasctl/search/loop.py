@@ -83,12 +83,12 @@ class SearchLoop:
     ) -> None:
         cfg = self.cfg = config
         if cfg.device_budget < 0:
-            raise SearchError(f"--device-budget must be >= 0; got {cfg.device_budget}")
+            raise SearchError(f"device_budget must be >= 0; got {cfg.device_budget}")
         if cfg.generations < 0 or cfg.validate_every < 1:
-            raise SearchError("--generations must be >= 0 and --validate-every >= 1")
+            raise SearchError("generations must be >= 0 and validate_every >= 1")
         if cfg.bootstrap_model not in BOOTSTRAP_MODELS:
             raise SearchError(
-                f"--bootstrap-model must be one of {', '.join(BOOTSTRAP_MODELS)}; "
+                f"bootstrap_model must be one of {', '.join(BOOTSTRAP_MODELS)}; "
                 f"got {cfg.bootstrap_model!r}"
             )
         self.space = space or get_space(cfg.space)
@@ -289,7 +289,7 @@ class SearchLoop:
         """Score every genotype of an enumerable space (nb201: 15,625) before the final phase."""
         every = self.space.enumerate()
         if every is None:
-            raise SearchError(f"--score-all needs an enumerable space; {self.space.name!r} is not")
+            raise SearchError(f"score_all needs an enumerable space; {self.space.name!r} is not")
         self._score([g for g in every if g not in self.archive], self.cfg.generations)
 
     def _score(self, fresh: list[str], gen: int) -> None:
