@@ -69,7 +69,7 @@ def load_graph(
             raise StoreError(
                 f"architecture {arch_hash[:12]} has no stored graph and its space {space!r} is "
                 "not a built-in space; nasctl does not import code named in a store "
-                "(re-measure it with the space on the command line: --space pkg.mod:SPACE)"
+                "(re-measure it naming the space: space=pkg.mod:SPACE)"
             )
         return get_space(space).to_graph(genotype)
     raise StoreError(f"architecture {arch_hash[:12]} has neither a stored graph nor a genotype")

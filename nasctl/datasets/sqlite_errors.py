@@ -22,7 +22,7 @@ def store_errors(path: Path, timeout_s: float) -> Iterator[None]:
         if "locked" in msg or "busy" in msg:
             raise StoreLockedError(
                 f"database is locked by another process: {path} (waited "
-                f"{timeout_s:g} s); wait for it to finish or use another --db"
+                f"{timeout_s:g} s); wait for it to finish or use another database file"
             ) from e
         if "readonly" in msg or "read-only" in msg:
             raise StoreError(f"{path} is read-only: {msg}") from e
