@@ -38,7 +38,7 @@ def train_predictor(
 
     from nasctl.datasets.store import Store
     from nasctl.errors import PredictorError
-    from nasctl.predictor.api import train
+    from nasctl.predictor.training import train
 
     with Store(db, readonly=True) as store:
         if not store.device_ids():
@@ -154,7 +154,7 @@ def predict(
 ) -> None:
     """Predicted latency (ms) and 90 % interval per ONNX model or genotype."""
     from nasctl.errors import PredictorError
-    from nasctl.predictor.api import Predictor
+    from nasctl.predictor.inference import Predictor
 
     if bool(models) == bool(genotypes_file):
         raise PredictorError("give either ONNX files or --space S --genotypes-file F (not both)")
