@@ -123,10 +123,10 @@ class PredictorPrior:
         predictor: object | None = None,
     ) -> None:
         try:
-            from nasctl.predictor.inference import Predictor
+            from nasctl.predictor.loading import load_predictor
         except ImportError as e:
             raise SearchError(f"the trained predictor API is not available: {e}") from e
-        self.predictor = predictor if predictor is not None else Predictor.load(predictor_dir)
+        self.predictor = predictor if predictor is not None else load_predictor(predictor_dir)
         if device_id is not None:
             self.predictor.check_device(device_id)
         self.space = space
