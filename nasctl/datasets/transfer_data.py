@@ -13,10 +13,23 @@ from typing import Any
 
 from nasctl.datasets.collect import Job
 from nasctl.datasets.rows import TrainingRow
-from nasctl.datasets.store import Store
+from nasctl.datasets.store import Store, graph_hash
 from nasctl.errors import PredictorError, StoreError
 
 CANDIDATES = 2000  # random architectures the informative picks are chosen from
+
+
+def resolve(store: Store, name: str) -> str:
+    """A stored device id for ``name`` (:meth:`Store.resolve_device_id`, else the one id ending
+    in ``-name``, so that ``pixel3`` finds ``replay-nb201-pixel3``); StoreError otherwise."""
+    try:
+        return store.resolve_device_id(name)
+    except StoreError:
+        key = "-" + name.replace(":", "-").replace("/", "-")
+        ends = [i for i in store.device_ids() if i.endswith(key)]
+        if len(ends) == 1:
+            return ends[0]
+        raise
 
 
 def target_rows(store: Store, device: str) -> tuple[str, list[TrainingRow]]:
@@ -24,7 +37,7 @@ def target_rows(store: Store, device: str) -> tuple[str, list[TrainingRow]]:
     from nasctl.predictor.transfer import MIN_TARGET_ROWS
 
     try:
-        dev = store.resolve_device_id(device)
+        dev = resolve(store, device)
     except StoreError:
         raise PredictorError(
             f"device {device!r} has no measurements in {store.path}; transfer needs at least "
@@ -44,7 +57,7 @@ def source_rows(
         names = []
         for s in sources:
             try:
-                names.append(store.resolve_device_id(s))
+                names.append(resolve(store, s))
             except StoreError:
                 raise PredictorError(
                     f"source device {s!r} has no measurements in {store.path}; stored devices: "
@@ -80,8 +93,11 @@ def informative_genotypes(
     shared = transfer.shared_sources(src_rows, {space.name}, device_id)
     src = transfer.fit_sources(shared, seed=seed)
     done: set[str] = set()
+    hashes: set[str] = set()
     if device_id in store.device_ids():
-        done = {str(r.genotype) for r in store.training_rows(device_id, space=space.name)}
+        mine = store.training_rows(device_id, space=space.name)
+        done = {str(r.genotype) for r in mine}
+        hashes = {r.arch_hash for r in mine}
     rng = random.Random(seed)
     cands: dict[str, None] = {}
     size = space.size()
@@ -95,7 +111,15 @@ def informative_genotypes(
     genos = list(cands)
     rows = [SimpleNamespace(space=space.name, genotype=g, arch_hash=g) for g in genos]
     S = src.logs(transfer.row_features(rows), rows)
-    return [genos[i] for i in transfer.informative(S, num)]
+    out: list[str] = []
+    for i in transfer.informative(S, min(len(genos), 3 * num)):  # greedy: a prefix is the same
+        h = graph_hash(space.to_graph(genos[i]))
+        if h not in hashes:  # isomorphic cells are one architecture
+            hashes.add(h)
+            out.append(genos[i])
+        if len(out) == num:
+            break
+    return out
 
 
 def genotype_jobs(store: Store, space: Any, genotypes: list[str]) -> list[Job]:
