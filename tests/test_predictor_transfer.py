@@ -208,3 +208,44 @@ def _store_other(path: Path, dev: str, genos: list[str]) -> None:
         for i, g in enumerate(genos):
             h = st.add_architecture(sp.to_graph(g))
             st.add_measurement(Measurement(h, dev, "fp32", 1, "ok", median_ms=1.0 + i))
+
+
+@pytest.mark.slow
+def test_search_starts_from_informative_picks_and_a_transfer(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new device in a store with other devices: the bootstrap measures the informative
+    picks (within --device-budget) and the latency model's prior is the transferred predictor."""
+    from nasctl.datasets.store import Store
+    from nasctl.datasets.transfer_data import informative_genotypes
+    from nasctl.profiler import get_device
+    from nasctl.search.loop import SearchConfig, SearchLoop
+    from nasctl.search.objectives import Constraints
+
+    monkeypatch.setenv("NASCTL_DATA_DIR", str(shared_data))
+    db = tmp_path / "s.db"
+    _store(db, {"src-a": SRC[:120], "src-b": SRC[:120]})
+    dev = get_device("replay:nb201/fpga")
+    with Store(db) as st:
+        picks = informative_genotypes(st, get_space("nb201"), 5, device_id=dev.device_id, seed=1)
+    cfg = SearchConfig(
+        space="nb201",
+        device="replay:nb201/fpga",
+        accuracy="nb201:cifar10",
+        out=tmp_path / "o",
+        constraints=Constraints(latency_budget_ms=3.5),
+        device_budget=12,
+        generations=2,
+        population=12,
+        seed=1,
+        validate_every=1,
+        bootstrap=5,
+        db=str(db),
+    )
+    loop = SearchLoop(cfg, device=dev)
+    res = loop.run()
+    log = [json.loads(x) for x in (tmp_path / "o" / "measurements.jsonl").read_text().splitlines()]
+    assert [r["genotype"] for r in log if r["phase"] == "bootstrap"] == picks
+    assert res.device_measurements <= 12
+    assert type(loop.model.prior.predictor).__name__ == "TransferPredictor"
+    assert all(r["predicted_ms"] is not None for r in log if r["phase"] != "bootstrap")

@@ -83,15 +83,19 @@ def informative_genotypes(
     seed: int = 0,
     sources: list[str] | None = None,
     candidates: int = CANDIDATES,
+    fitted: Any = None,
 ) -> list[str]:
     """``num`` genotypes of ``space`` to measure first on ``device_id``: from ``candidates``
     random ones not yet measured there, the D-optimal picks for the transfer head on the source
-    devices' predicted latencies (:func:`nasctl.predictor.transfer.informative`)."""
+    devices' predicted latencies (:func:`nasctl.predictor.transfer.informative`); ``fitted``:
+    :class:`~nasctl.predictor.transfer.Sources` already fit on the store's other devices."""
     from nasctl.predictor import transfer
 
-    src_rows = source_rows(store, device_id, sources, space=space.name)
-    shared = transfer.shared_sources(src_rows, {space.name}, device_id)
-    src = transfer.fit_sources(shared, seed=seed)
+    src = fitted  # source models already fit on this store (the search's start), else fit here
+    if src is None:
+        src_rows = source_rows(store, device_id, sources, space=space.name)
+        shared = transfer.shared_sources(src_rows, {space.name}, device_id)
+        src = transfer.fit_sources(shared, seed=seed)
     done: set[str] = set()
     hashes: set[str] = set()
     if device_id in store.device_ids():
