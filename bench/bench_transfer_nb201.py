@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -87,12 +88,101 @@ def ridge_rho(Z: np.ndarray, tr: np.ndarray, y: np.ndarray, te: np.ndarray) -> f
     return float(spearmanr(transfer.head_predict(h, Z[te]), y[te]).statistic)
 
 
+def _nnls_head(Str: np.ndarray, y: np.ndarray, Ste: np.ndarray, lam: float = 1.0) -> np.ndarray:
+    from scipy.optimize import nnls
+
+    mu, sd = Str.mean(0), Str.std(0) + 1e-9
+    A, k = (Str - mu) / sd, Str.shape[1]
+    w, _ = nnls(np.vstack([A, np.sqrt(lam) * np.eye(k)]), np.r_[y - y.mean(), np.zeros(k)])
+    return ((Ste - mu) / sd) @ w + y.mean()
+
+
+def _ridge(Str: np.ndarray, y: np.ndarray, Ste: np.ndarray, lam: float, ref: np.ndarray) -> Any:
+    mu, sd = ref.mean(0), ref.std(0) + 1e-9
+    return transfer.head_predict(transfer.fit_head(Str, y, mu, sd, lam), Ste)
+
+
+def _loo_ridge(Str: np.ndarray, y: np.ndarray, Ste: np.ndarray, ref: np.ndarray) -> Any:
+    mu, sd = ref.mean(0), ref.std(0) + 1e-9
+    best = None
+    for lam in (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0):
+        err = 0.0
+        for i in range(len(y)):
+            m = np.arange(len(y)) != i
+            h = transfer.fit_head(Str[m], y[m], mu, sd, lam)
+            err += float((transfer.head_predict(h, Str[i : i + 1])[0] - y[i]) ** 2)
+        if best is None or err < best[0]:
+            best = (err, lam)
+    return _ridge(Str, y, Ste, best[1], ref)
+
+
+def _pc_bayes(Str: np.ndarray, y: np.ndarray, Ste: np.ndarray, ref: np.ndarray) -> Any:
+    """Device embedding: the target's weights in the sources' principal-component basis get a
+    Gaussian prior fit on the source devices' own coordinates (noise 0.1 in standardized units)."""
+    mu, sd = ref.mean(0), ref.std(0) + 1e-9
+    Z = (ref - mu) / sd
+    _, _, Vt = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
+    P_tr, P_te = ((Str - mu) / sd) @ Vt.T, ((Ste - mu) / sd) @ Vt.T
+    mw, Cw = Vt.mean(1), np.cov(Vt) + 1e-3 * np.eye(Vt.shape[0])
+    t = (y - y.mean()) / (y.std() + 1e-9)
+    A = P_tr - P_tr.mean(0)
+    Ci = np.linalg.inv(Cw)
+    w = np.linalg.solve(A.T @ A / 0.1 + Ci, A.T @ t / 0.1 + Ci @ mw)
+    return (P_te - P_tr.mean(0)) @ w
+
+
+HEADS = {
+    "ridge 1 (kept)": lambda a, y, b, r: _ridge(a, y, b, 1.0, r),
+    "ridge 0.1": lambda a, y, b, r: _ridge(a, y, b, 0.1, r),
+    "ridge 10": lambda a, y, b, r: _ridge(a, y, b, 10.0, r),
+    "ridge, lambda by LOO": _loo_ridge,
+    "non-negative ridge": lambda a, y, b, r: _nnls_head(a, y, b),
+    "PC embedding + source prior": _pc_bayes,
+}
+
+
+def heads_table(
+    src: Any,
+    S_test: np.ndarray,
+    table: dict,
+    targets: list,
+    pool: np.ndarray,
+    test_all: np.ndarray,
+    archs: list[str],
+    seeds: int,
+    sizes: list[int],
+) -> None:
+    """Alternative heads on the same source-model predictions, random picks."""
+    ref = np.vstack([S for S, _ in src.own.values()])
+    res: dict[tuple[str, int], list[float]] = {}
+    for t in targets:
+        y = np.log(table[t])
+        lat = table[t][test_all]
+        lo, hi = np.quantile(lat, [0.1, 0.9])
+        keep = (lat > lo) & (lat < hi)
+        for seed in range(seeds):
+            cand = np.random.default_rng(seed).choice(pool, 2000, replace=False)
+            for n in sizes:
+                tr = cand[:n]
+                rows = rows_of(tr, archs, table[t])
+                S_tr = src.logs(transfer.row_features(rows), rows)
+                for name, head in HEADS.items():
+                    p = head(S_tr, y[tr], S_test[keep], ref)
+                    rho = float(spearmanr(p, y[test_all[keep]]).statistic)
+                    res.setdefault((name, n), []).append(rho)
+    print(f"\n| head (random picks) | {' | '.join(f'@{n}' for n in sizes)} |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for name in HEADS:
+        print(f"| {name} | {' | '.join(f'{np.mean(res[(name, n)]):.3f}' for n in sizes)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", choices=sorted(SPLITS), default="help")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--sizes", default="10,20")
     ap.add_argument("--time", action="store_true", help="time one full transfer")
+    ap.add_argument("--heads", action="store_true", help="only compare heads (random picks)")
     args = ap.parse_args()
     src_names, targets = SPLITS[args.split]
     idx, archs, table = load(DATA)
@@ -118,6 +208,9 @@ def main() -> None:
     test_rows = rows_of(test_all, archs, table[targets[0]])
     S_test = src.logs(transfer.row_features(test_rows), test_rows)
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.heads:
+        heads_table(src, S_test, table, targets, pool, test_all, archs, args.seeds, sizes)
+        return
     res: dict[tuple[str, str, int, str], list[float]] = {}
     cover: dict[str, list[float]] = {}
     for t in targets:
