@@ -241,13 +241,14 @@ def main() -> None:
                         q = float(pred.meta["q"])
                         inside = np.abs(logs - y[te]) <= q
                         cover.setdefault(f"{t}@{n}", []).append(float(inside.mean()))
+                        cover.setdefault(f"{t}@{n}:q", []).append(q)
         print(f"# {t} done", file=sys.stderr, flush=True)
     cols = [
         (m, n, p) for n in sizes for m in ("transfer", "floor") for p in ("random", "informative")
     ]
     head = " | ".join(f"{m} {p[:4]} @{n}" for m, n, p in cols)
-    print(f"\n| target | {head} | ceiling | 90% cover @{sizes[0]} |")
-    print("|---" * (len(cols) + 3) + "|")
+    print(f"\n| target | {head} | ceiling | 90% cover @{sizes[0]} | x/÷ @{sizes[0]} |")
+    print("|---" * (len(cols) + 4) + "|")
     means = {c: [] for c in cols}
     ceil = []
     for t in targets:
@@ -258,10 +259,11 @@ def main() -> None:
             vals.append(f"{v:.3f}")
         ceil.append(res[(t, "ceiling", 0, "all")][0])
         cv = np.mean(cover[f"{t}@{sizes[0]}"])
-        print(f"| {t} | {' | '.join(vals)} | {ceil[-1]:.3f} | {cv:.2f} |")
-    allcv = np.mean([np.mean(v) for k, v in cover.items() if k.endswith(f"@{sizes[0]}")])
+        fac = np.exp(np.mean(cover[f"{t}@{sizes[0]}:q"]))
+        print(f"| {t} | {' | '.join(vals)} | {ceil[-1]:.3f} | {cv:.2f} | {fac:.2f} |")
+    allcv = np.mean([np.mean(cover[f"{t}@{sizes[0]}"]) for t in targets])
     mv = " | ".join(f"**{np.mean(means[c]):.3f}**" for c in cols)
-    print(f"| **mean** | {mv} | {np.mean(ceil):.3f} | {allcv:.2f} |")
+    print(f"| **mean** | {mv} | {np.mean(ceil):.3f} | {allcv:.2f} | |")
 
 
 if __name__ == "__main__":

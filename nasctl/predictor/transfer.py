@@ -11,10 +11,11 @@ the same architecture: a device is described by how it weighs the others. With t
 beats richer heads (see ``bench/bench_transfer_nb201.py``: per-device embeddings in the principal
 component basis of the sources, non-negative weights, a ridge weight chosen by leave-one-out).
 
-Intervals (90 %): the log half-width is the larger of (a) the split-conformal quantile of the
-errors of the same few-shot fit on each *source* device, left out in turn and fit from as many of
-its rows as the new device has (``LSO_DRAWS`` draws each), and (b) that of the new device's own
-leave-one-out errors. Nothing about the new device is read except the rows handed in.
+Intervals (90 %): log half-width = ``q * s``, where ``s`` is the root mean square leave-one-out
+error of the head on the new device's own rows (how well a few-shot fit explains this device) and
+``q`` the split-conformal quantile of the same ratio, |error| / ``s``, measured on each *source*
+device left out in turn and fit from as many of its rows as the new device has (``LSO_DRAWS``
+draws each). Nothing about the new device is read except the rows handed in.
 
 :func:`informative` picks the architectures to measure first: a greedy D-optimal design on the
 sources' standardized predictions (each pick maximizes the ridge head's prediction variance).
@@ -51,6 +52,7 @@ RIDGE = 1.0  # ridge weight of the head on standardized source predictions
 ALPHA = 0.1  # intervals target 90 % coverage
 LSO_DRAWS = 20  # few-shot fits per left-out source device (interval calibration)
 LSO_ROWS = 600  # rows of a left-out source scored per draw
+SCALE_FLOOR = 0.01  # log units: a fit is never trusted beyond about 1 %
 PREDICT_CHUNK = 8192
 Progress = Callable[[str, int, int], None]
 
@@ -291,13 +293,21 @@ def loo_errors(S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarr
     return out
 
 
-def lso_errors(
+def loo_scale(S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
+    """Root mean square leave-one-out log error of the head on these rows (plus ``SCALE_FLOOR``):
+    how well a few-shot fit explains the device, known before any other row is seen."""
+    e = loo_errors(S, y_log, mean, std)
+    return float(np.sqrt(np.mean(e**2))) + SCALE_FLOOR
+
+
+def lso_scores(
     S_src: dict[int, tuple[np.ndarray, np.ndarray]], n_rows: int, seed: int
 ) -> np.ndarray:
-    """Absolute log errors of few-shot fits on each source device left out in turn: ``S_src[j]``
-    = (predictions of every source model on rows of source ``j``, ``j``'s log latencies); the
-    head sees the other sources' columns and ``n_rows`` of ``j``'s rows, and is scored on up to
-    ``LSO_ROWS`` others."""
+    """Normalized absolute log errors of few-shot fits on each source device left out in turn:
+    ``S_src[j]`` = (predictions of every source model on rows of source ``j``, ``j``'s log
+    latencies); the head sees the other sources' columns and ``n_rows`` of ``j``'s rows, and is
+    scored on up to ``LSO_ROWS`` others; each error is divided by that fit's :func:`loo_scale`
+    (so a device that few rows explain well gets a narrow interval, one they do not a wide one)."""
     rng = np.random.default_rng(seed + 7)
     errs: list[np.ndarray] = []
     for j, (S, y) in S_src.items():
@@ -310,7 +320,8 @@ def lso_errors(
             perm = rng.permutation(len(y))
             tr, te = perm[:n_rows], perm[n_rows : n_rows + LSO_ROWS]
             h = fit_head(Sk[tr], y[tr], mean, std)
-            errs.append(np.abs(head_predict(h, Sk[te]) - y[te]))
+            scale = loo_scale(Sk[tr], y[tr], mean, std)
+            errs.append(np.abs(head_predict(h, Sk[te]) - y[te]) / scale)
     return np.concatenate(errs) if errs else np.zeros(0)
 
 
@@ -420,11 +431,14 @@ def fit_transfer(
     S_t = sources.logs(row_features(target), target)
     y_t = np.log(np.array([float(r.latency_ms) for r in target]))
     head = fit_head(S_t, y_t, sources.mean, sources.std)
-    e_lso = lso_errors(sources.own, len(target), seed)
+    scores = lso_scores(sources.own, len(target), seed)
     e_loo = loo_errors(S_t, y_t, sources.mean, sources.std)
-    q_lso = ensemble.conformal_quantile(e_lso, ALPHA) if e_lso.size else 0.0
-    q_loo = ensemble.conformal_quantile(e_loo, ALPHA)
-    q = float(max(q_lso, q_loo))
+    scale = float(np.sqrt(np.mean(e_loo**2))) + SCALE_FLOOR
+    if scores.size:
+        q_score = ensemble.conformal_quantile(scores, ALPHA)
+    else:  # a single source: nothing to leave out; the new device's own errors, widened
+        q_score = ensemble.conformal_quantile(e_loo / scale, ALPHA) * 1.5
+    q = float(q_score * scale)
     precisions = sorted({str(getattr(r, "precision", None) or "fp32") for r in target})
     meta = {
         "kind": KIND,
@@ -432,8 +446,8 @@ def fit_transfer(
         "sources": sources.names,
         "head": head,
         "q": q,
-        "q_sources": float(q_lso),
-        "q_target_loo": float(q_loo),
+        "q_score": float(q_score),
+        "loo_scale": scale,
         "n_target": len(target),
         "precision": precisions[0],
         "seed": seed,
