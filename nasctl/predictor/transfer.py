@@ -6,10 +6,11 @@
 Each *source* device gets a model of its own (:class:`~nasctl.predictor.gbdt.GBDTModel` on the
 graph-level features plus the genotype one-hot, predicting log ms), so the new device's rows may be
 architectures no source device measured. The new device's log latency is then a ridge regression
-(``RIDGE`` on standardized inputs, with an intercept) on the sources' predicted log latencies of
-the same architecture: a device is described by how it weighs the others. With ten rows this
-beats richer heads (see ``bench/bench_transfer_nb201.py``: per-device embeddings in the principal
-component basis of the sources, non-negative weights, a ridge weight chosen by leave-one-out).
+on the sources' predicted log latencies of the same architecture (standardized inputs, an intercept, the ridge weight chosen by exact
+leave-one-out on the new device's rows): a device is described by how it weighs the others. With
+ten rows this beats the other heads measured (``bench/bench_transfer_nb201.py --heads``: fixed
+ridge weights, non-negative weights, a device embedding in the principal-component basis of the
+sources with a prior fit on the source devices).
 
 Intervals (90 %): log half-width = ``q * s``, where ``s`` is the root mean square leave-one-out
 error of the head on the new device's own rows (how well a few-shot fit explains this device) and
@@ -48,7 +49,8 @@ MIN_TARGET_ROWS = 3  # intercept + one weight + one row to spare
 MIN_SOURCE_ROWS = 20  # rows a source device needs to get a model
 SOURCE_ROWS = 3000  # rows per source device its model is fit on (the same architectures)
 SOURCE_ROUNDS = 300  # boosting rounds of a source model
-RIDGE = 1.0  # ridge weight of the head on standardized source predictions
+RIDGE = 1.0  # ridge weight of the informative design (the head chooses its own from LAMBDAS)
+LAMBDAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # ridge weights the head chooses from (LOO)
 ALPHA = 0.1  # intervals target 90 % coverage
 LSO_DRAWS = 20  # few-shot fits per left-out source device (interval calibration)
 LSO_ROWS = 600  # rows of a left-out source scored per draw
@@ -267,15 +269,47 @@ def source_logs(
 
 
 # -- fitting ------------------------------------------------------------------------------
+def _design(S: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(S)), (S - mean) / std])
+
+
+def _loo_abs(X: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """Exact absolute leave-one-out residuals of ridge (unpenalized intercept, column 0 of
+    ``X``) through its hat matrix."""
+    P = lam * np.eye(X.shape[1])
+    P[0, 0] = 0.0
+    H = X @ np.linalg.solve(X.T @ X + P, X.T)
+    return np.abs((y - H @ y) / np.maximum(1.0 - np.diag(H), 1e-9))
+
+
+def choose_lambda(S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
+    """The ridge weight of ``LAMBDAS`` with the least mean squared leave-one-out error."""
+    X = _design(S, mean, std)
+    errs = [float(np.mean(_loo_abs(X, y_log, lam) ** 2)) for lam in LAMBDAS]
+    return float(LAMBDAS[int(np.argmin(errs))])
+
+
 def fit_head(
-    S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarray, lam: float = RIDGE
+    S: np.ndarray,
+    y_log: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    lam: float | None = None,
 ) -> dict[str, Any]:
-    """Ridge of ``y_log`` on ``(S - mean) / std`` with an unpenalized intercept."""
-    Z = (S - mean) / std
-    zm, ym = Z.mean(0), float(np.mean(y_log))
-    A = Z - zm
-    w = np.linalg.solve(A.T @ A + lam * np.eye(A.shape[1]), A.T @ (y_log - ym))
-    return {"w": w.tolist(), "b": float(ym - zm @ w), "mean": mean.tolist(), "std": std.tolist()}
+    """Ridge of ``y_log`` on ``(S - mean) / std`` with an unpenalized intercept; ``lam`` None:
+    chosen by leave-one-out (:func:`choose_lambda`)."""
+    lam = choose_lambda(S, y_log, mean, std) if lam is None else lam
+    X = _design(S, mean, std)
+    P = lam * np.eye(X.shape[1])
+    P[0, 0] = 0.0
+    c = np.linalg.solve(X.T @ X + P, X.T @ y_log)
+    return {
+        "w": c[1:].tolist(),
+        "b": float(c[0]),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "lambda": lam,
+    }
 
 
 def head_predict(h: dict[str, Any], S: np.ndarray) -> np.ndarray:
@@ -283,20 +317,21 @@ def head_predict(h: dict[str, Any], S: np.ndarray) -> np.ndarray:
     return Z @ np.asarray(h["w"]) + float(h["b"])
 
 
-def loo_errors(S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Absolute leave-one-out log errors of the head on the new device's rows."""
-    n = len(y_log)
-    out = np.zeros(n)
-    for i in range(n):
-        m = np.arange(n) != i
-        out[i] = abs(head_predict(fit_head(S[m], y_log[m], mean, std), S[i : i + 1])[0] - y_log[i])
-    return out
+def loo_errors(
+    S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarray, lam: float | None = None
+) -> np.ndarray:
+    """Absolute leave-one-out log errors of the head (weight ``lam``, None: chosen by
+    leave-one-out on all rows) on these rows."""
+    lam = choose_lambda(S, y_log, mean, std) if lam is None else lam
+    return _loo_abs(_design(S, mean, std), y_log, lam)
 
 
-def loo_scale(S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
+def loo_scale(
+    S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarray, lam: float | None = None
+) -> float:
     """Root mean square leave-one-out log error of the head on these rows (plus ``SCALE_FLOOR``):
     how well a few-shot fit explains the device, known before any other row is seen."""
-    e = loo_errors(S, y_log, mean, std)
+    e = loo_errors(S, y_log, mean, std, lam)
     return float(np.sqrt(np.mean(e**2))) + SCALE_FLOOR
 
 
@@ -320,7 +355,7 @@ def lso_scores(
             perm = rng.permutation(len(y))
             tr, te = perm[:n_rows], perm[n_rows : n_rows + LSO_ROWS]
             h = fit_head(Sk[tr], y[tr], mean, std)
-            scale = loo_scale(Sk[tr], y[tr], mean, std)
+            scale = loo_scale(Sk[tr], y[tr], mean, std, h["lambda"])
             errs.append(np.abs(head_predict(h, Sk[te]) - y[te]) / scale)
     return np.concatenate(errs) if errs else np.zeros(0)
 
@@ -432,7 +467,7 @@ def fit_transfer(
     y_t = np.log(np.array([float(r.latency_ms) for r in target]))
     head = fit_head(S_t, y_t, sources.mean, sources.std)
     scores = lso_scores(sources.own, len(target), seed)
-    e_loo = loo_errors(S_t, y_t, sources.mean, sources.std)
+    e_loo = loo_errors(S_t, y_t, sources.mean, sources.std, head["lambda"])
     scale = float(np.sqrt(np.mean(e_loo**2))) + SCALE_FLOOR
     if scores.size:
         q_score = ensemble.conformal_quantile(scores, ALPHA)
