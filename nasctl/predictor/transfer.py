@@ -6,8 +6,9 @@
 Each *source* device gets a model of its own (:class:`~nasctl.predictor.gbdt.GBDTModel` on the
 graph-level features plus the genotype one-hot, predicting log ms), so the new device's rows may be
 architectures no source device measured. The new device's log latency is then a ridge regression
-on the sources' predicted log latencies of the same architecture (standardized inputs, an intercept, the ridge weight chosen by exact
-leave-one-out on the new device's rows): a device is described by how it weighs the others. With
+on the sources' predicted log latencies of the same architecture (standardized inputs, an
+intercept, the ridge weight chosen by exact leave-one-out on the new device's rows): a device is
+described by how it weighs the others. With
 ten rows this beats the other heads measured (``bench/bench_transfer_nb201.py --heads``: fixed
 ridge weights, non-negative weights, a device embedding in the principal-component basis of the
 sources with a prior fit on the source devices).
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -386,7 +387,7 @@ class Sources:
 
 
 def shared_sources(
-    source_rows: dict[str, Sequence[Any]], spaces: set[str], device_id: str
+    source_rows: Mapping[str, Sequence[Any]], spaces: set[str], device_id: str
 ) -> dict[str, list[Any]]:
     """Rows of each source device in ``spaces`` (devices with fewer than ``MIN_SOURCE_ROWS``
     such rows left out); raises when none is left."""
@@ -441,7 +442,7 @@ def fit_sources(
 
 def fit_transfer(
     target_rows: Sequence[Any],
-    source_rows: dict[str, Sequence[Any]] | None = None,
+    source_rows: Mapping[str, Sequence[Any]] | None = None,
     *,
     device_id: str,
     seed: int = 0,
