@@ -36,7 +36,7 @@ import numpy as np
 
 from nasctl.arch.arrays import GraphArrays
 from nasctl.arch.graph import Graph
-from nasctl.errors import PredictorError
+from nasctl.errors import NasctlError, PredictorError
 from nasctl.predictor import artifacts, ensemble
 from nasctl.predictor.batch import featurize_batch
 from nasctl.predictor.features import featurize_many
@@ -97,7 +97,7 @@ def row_features(rows: Sequence[Any]) -> list[GraphFeatures]:
             if sp is not None:
                 try:
                     space = get_space(sp)
-                except Exception:  # noqa: BLE001 - an unknown space: build from the rows' graphs
+                except NasctlError:  # an unknown space: build from the rows' graphs
                     space = None
                 if space is not None:
                     feats = []
