@@ -7,7 +7,7 @@ architectures profiled in 5 separate runs).
 1. **Run-to-run spread**: for each architecture in every spread db, the spread of its 5 medians:
    ``spread_mape`` = mean over (architecture, run) of |median_run - mean| / mean (the MAPE a
    perfect predictor of the mean would get against one run's label), plus CV and max/min - 1.
-2. **Own measurements**: ``nasctl.predictor.api.train`` on the mbconv + resnet rows (its own
+2. **Own measurements**: ``nasctl.predictor.training.train`` on the mbconv + resnet rows (its own
    70/15/15 split), test metrics of gnn, gbdt and ensemble, per space; target: ensemble
    MAPE <= 1.5 x ``spread_mape``. Mean over ``--seeds``.
 3. **Unseen families**: ``fit`` on mbconv + resnet + kernels rows (85 % train, 15 % validation
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from nasctl.datasets.store import Store
-from nasctl.predictor import api
+from nasctl.predictor import inference, training
 from nasctl.predictor.metrics import regression_metrics
 
 SPACES = ("mbconv", "resnet")
@@ -65,9 +65,9 @@ def load_rows(db: Path, device: str) -> tuple[str, list[Any]]:
     return dev, rows
 
 
-def to_examples(rows: list[Any]) -> list[api.Example]:
-    """Featurize rows as ``api.train`` does (raw node features kept where layers exist)."""
-    return api.featurize_rows(rows, lambda stage, i, n: None)
+def to_examples(rows: list[Any]) -> list[inference.Example]:
+    """Featurize rows as ``training.train`` does (raw node features kept where layers exist)."""
+    return training.featurize_rows(rows, lambda stage, i, n: None)
 
 
 # -- 1. run-to-run spread -----------------------------------------------------------------------
@@ -104,15 +104,15 @@ def spread(dbs: list[Path], device: str) -> dict[str, Any]:
 
 
 def own(rows: list[Any], dev: str, seeds: list[int]) -> dict[str, Any]:
-    """``api.train`` on mbconv + resnet rows; test metrics per model and per space, per seed."""
+    """``training.train`` on mbconv + resnet rows; test metrics per model and space, per seed."""
     rows = [r for r in rows if r.space in SPACES]
     per_seed = []
     for seed in seeds:
         log(f"own: training on {len(rows)} mbconv+resnet rows, seed {seed}")
         t0 = time.perf_counter()
-        pred, metrics = api.train(rows, dev, seed=seed)
+        pred, metrics = training.train(rows, dev, seed=seed)
         train_s = time.perf_counter() - t0
-        _, _, test = api.split_indices(len(rows), seed)  # the split train() used
+        _, _, test = training.split_indices(len(rows), seed)  # the split train() used
         by_space = {}
         for space in SPACES:
             sel = [rows[i] for i in test if rows[i].space == space]
@@ -138,7 +138,7 @@ def unseen(rows: list[Any], dev: str, seeds: list[int], spaces: tuple[str, ...])
         return {"error": "no zoo measurements in the db (run bench/collect_cpu_data.sh)"}
     ex_all = to_examples(train_rows)
     y_all = np.array([float(r.latency_ms) for r in train_rows])
-    zoo_ex = api.examples_from_graphs([r.graph for r in zoo], zoo[0].precision)
+    zoo_ex = inference.examples_from_graphs([r.graph for r in zoo], zoo[0].precision)
     y_zoo = np.array([float(r.latency_ms) for r in zoo])
     per_seed = []
     for seed in seeds:
@@ -148,7 +148,7 @@ def unseen(rows: list[Any], dev: str, seeds: list[int], spaces: tuple[str, ...])
         va, tr = idx[:n_val], idx[n_val:]
         log(f"unseen: fit on {len(tr)} rows of {'+'.join(spaces)}, seed {seed}")
         t0 = time.perf_counter()
-        pred = api.fit([ex_all[i] for i in tr], y_all[tr], [ex_all[i] for i in va], y_all[va],
+        pred = training.fit([ex_all[i] for i in tr], y_all[tr], [ex_all[i] for i in va], y_all[va],
                        device_id=dev, seed=seed)  # fmt: skip
         train_s = time.perf_counter() - t0
         logs = pred.member_logs(zoo_ex)

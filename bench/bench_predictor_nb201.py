@@ -13,7 +13,8 @@ published numbers; their ensemble MAPE is also printed separately (``disc``).
     python bench/bench_predictor_nb201.py            # all columns, seeds 0 1 2
 
 Features used: generic graph features of the NB201 network (nasctl.predictor.features) plus the
-genotype one-hot block (nasctl.predictor.tokens; learned from the arch strings, per position).
+genotype one-hot block (nasctl.predictor.genotype_onehot; learned from the arch strings, per
+position).
 Output: markdown table rows on stdout (and ``--out FILE``).
 """
 
@@ -53,8 +54,8 @@ def onehot(archs: list[str]) -> np.ndarray:
 
 
 def examples(archs: list[str]) -> list:
-    from nasctl.predictor.api import Example
     from nasctl.predictor.features import featurize
+    from nasctl.predictor.inference import Example
     from nasctl.spaces import get_space
 
     sp = get_space("nb201")
@@ -75,8 +76,8 @@ def run_one(ex, oh, y, connected, seed: int, gnn_steps: int, quot) -> dict[str, 
     so it is built once and reused by every run)."""
     import lightgbm as lgb
 
-    from nasctl.predictor.api import fit
     from nasctl.predictor.metrics import regression_metrics
+    from nasctl.predictor.training import fit
 
     ok = np.flatnonzero(np.isfinite(y) & (y > 0))
     perm = np.random.default_rng(seed).permutation(ok)

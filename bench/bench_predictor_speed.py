@@ -12,7 +12,7 @@ design + GBDT, GNN (WL quotient + forward), and again warm (every genotype asked
 answers). ``--repeat R`` adds R-1 cold runs on other genotypes in the same process (a fresh
 predictor each; the space's cached pieces may be warm) and prints their median and range: on a
 shared 2-core machine one run varies by +-20 %. Training is
-``nasctl.predictor.api.train`` on NB201 cells with a public latency column (features included,
+``nasctl.predictor.training.train`` on NB201 cells with a public latency column (features included,
 as `nasctl train-predictor` runs it).
 Prints markdown rows.
 """
@@ -88,30 +88,36 @@ def bench_predict(pred, space: str, n: int, repeat: int = 1) -> list[str]:  # no
     """Cold end-to-end ``predict_genotypes`` on ``n`` distinct genotypes (graphs path, and
     arrays path when the space builds arrays), a breakdown of the arrays path measured the way
     the predictor runs it, and warm (cached answers)."""
-    from nasctl.predictor import api
+    from nasctl.predictor import inference
     from nasctl.predictor.batch import featurize_batch
     from nasctl.predictor.gnn import batch_quotient
-    from nasctl.predictor.heap import reused_heap
+    from nasctl.predictor.malloc_tuning import reused_heap
     from nasctl.spaces import get_space
 
     sp = get_space(space)
     genos = genotypes(space, n)
     make = space_arrays(sp)
-    fresh = api.Predictor(pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder)
+    fresh = inference.Predictor(
+        pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder, pred.base
+    )
     _, t_cold = timed(fresh.predict_genotypes, space, genos, sp.to_graph)
     _, t_warm = timed(fresh.predict_genotypes, space, genos, sp.to_graph)
-    fresh = api.Predictor(pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder)
+    fresh = inference.Predictor(
+        pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder, pred.base
+    )
     _, t_cold_arr = timed(fresh.predict_genotypes, space, genos, sp.to_graph, arrays=make)
     again = []  # more cold runs, each on genotypes never asked before (nb201: may overlap)
     for r in range(1, repeat):
-        fresh = api.Predictor(pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder)
+        fresh = inference.Predictor(
+            pred.meta, pred.gbdt, pred.gnn, pred.layerwise, pred.encoder, pred.base
+        )
         more = genotypes(space, n, seed=1 + r)
         again.append(timed(fresh.predict_genotypes, space, more, sp.to_graph, arrays=make)[1])
-    with api.gc_paused(), reused_heap():  # as predict_genotypes runs it
+    with inference.gc_paused(), reused_heap():  # as predict_genotypes runs it
         arr, t_arr = timed(make, genos)
         fb, t_feat = timed(featurize_batch, arr)
         feats, t_views = timed(fb.views)
-        ex = [api.Example(f, space, g) for f, g in zip(feats, genos, strict=True)]
+        ex = [inference.Example(f, space, g) for f, g in zip(feats, genos, strict=True)]
         X, t_design = timed(pred.design, ex)
         _, t_gbdt = timed(pred.gbdt.predict_log, X)
         q, t_q = timed(batch_quotient, fb, pred.gnn.config["layers"])
@@ -143,10 +149,10 @@ def bench_predict(pred, space: str, n: int, repeat: int = 1) -> list[str]:  # no
 
 
 def bench_train(n: int, column: str) -> list[str]:
-    from nasctl.predictor import api
+    from nasctl.predictor import training
 
     rs = rows(column, n, 0)
-    (_, metrics), t = timed(api.train, rs, "replay-nb201-" + column)
+    (_, metrics), t = timed(training.train, rs, "replay-nb201-" + column)
     e = metrics["ensemble"]
     return [
         f"| train-predictor on {len(rs):,} nb201 graphs ({column}; features included) | "
@@ -163,11 +169,11 @@ def main() -> None:
     ap.add_argument("--train-n", type=int, default=1000, help="graphs for the predict benchmark")
     ap.add_argument("--train", type=int, default=0, help="also time training on this many graphs")
     args = ap.parse_args()
-    from nasctl.predictor import api
+    from nasctl.predictor import training
 
     print(f"cpu cores visible: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
     print("| what | time |\n|---|---|")
-    pred, _ = api.train(
+    pred, _ = training.train(
         rows(args.column, args.train_n, 0), "replay-nb201-" + args.column, gnn_steps=100
     )
     for space in args.spaces.split(","):

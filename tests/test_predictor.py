@@ -12,21 +12,17 @@ from conftest import SHARED_DATA
 
 from nasctl.arch.graph import GraphBuilder
 from nasctl.errors import PredictorError
-from nasctl.predictor import api
-from nasctl.predictor.features import (
-    GRAPH_FEATURES,
-    NODE_FEATURES,
-    OPS,
-    featurize,
-)
+from nasctl.predictor import inference, training
+from nasctl.predictor.features import featurize
 from nasctl.predictor.metrics import regression_metrics
+from nasctl.predictor.schema import GRAPH_FEATURES, NODE_FEATURES, OPS
 
 DATA = SHARED_DATA / "nb201" / "latency_ms.csv"
 COLUMN = "titan_rtx_1"  # PyTorch GPU timings: noisy, the hard case for intervals
 
 
 @pytest.fixture(scope="module")
-def nb201() -> tuple[list[api.Example], np.ndarray]:
+def nb201() -> tuple[list[inference.Example], np.ndarray]:
     """700 random NB201 cells of one device column, featurized."""
     if not DATA.exists():
         pytest.skip(f"{DATA} not present")
@@ -37,20 +33,23 @@ def nb201() -> tuple[list[api.Example], np.ndarray]:
     pick = np.random.default_rng(7).choice(len(rows), 700, replace=False)
     sp = get_space("nb201")
     ex = [
-        api.Example(featurize(sp.to_graph(rows[i]["arch"])), "nb201", rows[i]["arch"]) for i in pick
+        inference.Example(featurize(sp.to_graph(rows[i]["arch"])), "nb201", rows[i]["arch"])
+        for i in pick
     ]
     return ex, np.array([float(rows[i][COLUMN]) for i in pick])
 
 
 @pytest.fixture(scope="module")
-def trained(nb201: tuple[list[api.Example], np.ndarray]) -> api.Predictor:
+def trained(nb201: tuple[list[inference.Example], np.ndarray]) -> inference.Predictor:
     ex, y = nb201
-    return api.fit(ex[:250], y[:250], ex[250:400], y[250:400], device_id="test-dev", gnn_steps=60)
+    return training.fit(
+        ex[:250], y[:250], ex[250:400], y[250:400], device_id="test-dev", gnn_steps=60
+    )
 
 
-def test_beats_mean_predictor(trained: api.Predictor, nb201) -> None:
+def test_beats_mean_predictor(trained: inference.Predictor, nb201) -> None:
     ex, y = nb201
-    got = api.evaluate(trained, ex[400:], y[400:])
+    got = training.evaluate(trained, ex[400:], y[400:])
     mean_mape = regression_metrics(y[400:], np.full(300, y[:250].mean()))["mape"]
     for name in ("gnn", "gbdt", "ensemble"):
         assert got[name]["n"] == 300
@@ -59,7 +58,7 @@ def test_beats_mean_predictor(trained: api.Predictor, nb201) -> None:
     assert got["ensemble"]["mape"] < 6.0
 
 
-def test_interval_coverage_near_nominal(trained: api.Predictor, nb201) -> None:
+def test_interval_coverage_near_nominal(trained: inference.Predictor, nb201) -> None:
     ex, y = nb201
     preds = trained.predict_examples(ex[400:])
     lo = np.array([p.low_ms for p in preds])
@@ -69,10 +68,10 @@ def test_interval_coverage_near_nominal(trained: api.Predictor, nb201) -> None:
     assert all(p.low_ms < p.latency_ms < p.high_ms for p in preds)
 
 
-def test_save_load_round_trip(trained: api.Predictor, nb201, tmp_path: Path) -> None:
+def test_save_load_round_trip(trained: inference.Predictor, nb201, tmp_path: Path) -> None:
     ex, _ = nb201
     trained.save(tmp_path / "p")
-    back = api.Predictor.load(tmp_path / "p")
+    back = inference.Predictor.load(tmp_path / "p")
     a, b = trained.predict_examples(ex[400:450]), back.predict_examples(ex[400:450])
     assert a == b  # exactly the same numbers
     meta = json.loads((tmp_path / "p" / "meta.json").read_text())
@@ -80,21 +79,21 @@ def test_save_load_round_trip(trained: api.Predictor, nb201, tmp_path: Path) -> 
     assert {"lightgbm", "torch", "numpy"} <= set(meta["libraries"])
 
 
-def test_tampered_or_incomplete_artifact(trained: api.Predictor, tmp_path: Path) -> None:
+def test_tampered_or_incomplete_artifact(trained: inference.Predictor, tmp_path: Path) -> None:
     d = trained.save(tmp_path / "p")
     text = (d / "gbdt.txt").read_text()
     (d / "gbdt.txt").write_text(text.replace("leaf_value=", "leaf_value=1", 1))
     with pytest.raises(PredictorError, match="SHA-256"):
-        api.Predictor.load(d)
+        inference.Predictor.load(d)
     d2 = trained.save(tmp_path / "q")
     (d2 / "gnn.pt").unlink()
     with pytest.raises(PredictorError, match="missing"):
-        api.Predictor.load(d2)
+        inference.Predictor.load(d2)
     with pytest.raises(PredictorError, match="does not exist"):
-        api.Predictor.load(tmp_path / "nope")
+        inference.Predictor.load(tmp_path / "nope")
 
 
-def test_other_schema_and_device_refused(trained: api.Predictor, tmp_path: Path) -> None:
+def test_other_schema_and_device_refused(trained: inference.Predictor, tmp_path: Path) -> None:
     import hashlib
 
     d = trained.save(tmp_path / "p")
@@ -105,15 +104,15 @@ def test_other_schema_and_device_refused(trained: api.Predictor, tmp_path: Path)
     man["files"]["meta.json"] = hashlib.sha256((d / "meta.json").read_bytes()).hexdigest()
     (d / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(PredictorError, match="feature schema"):
-        api.Predictor.load(d)
+        inference.Predictor.load(d)
     with pytest.raises(PredictorError, match="trained for device 'test-dev'"):
         trained.predict([], device="cpu-other")
 
 
 def test_too_few_rows_to_split() -> None:
     with pytest.raises(PredictorError, match="at least 20"):
-        api.split_indices(12, seed=0)
-    tr, va, te = api.split_indices(100, seed=1)
+        training.split_indices(12, seed=0)
+    tr, va, te = training.split_indices(100, seed=1)
     assert len(tr) + len(va) + len(te) == 100 and not set(tr) & set(te)
 
 
@@ -158,16 +157,16 @@ def test_layerwise_model_on_per_layer_rows(nb201, tmp_path: Path) -> None:
     for e in ex[:160]:
         f = featurize(_graph_of(e.genotype), keep_raw=True)
         layers, total = _synthetic_layers(f, rng)
-        rows.append(api.Example(f, "nb201", e.genotype, layers))
+        rows.append(inference.Example(f, "nb201", e.genotype, layers))
         y.append(total)
     y = np.array(y)
-    pred = api.fit(rows[:80], y[:80], rows[80:110], y[80:110], device_id="synth", gnn_steps=20)
+    pred = training.fit(rows[:80], y[:80], rows[80:110], y[80:110], device_id="synth", gnn_steps=20)
     assert pred.layerwise is not None
     est = pred.layerwise.predict_ms([r.feats for r in rows[110:]])
     assert regression_metrics(y[110:], est)["mape"] < 5.0
     assert pred.layerwise.meta["overhead_ms"] > 0.0
     pred.save(tmp_path / "p")
-    back = api.Predictor.load(tmp_path / "p")
+    back = inference.Predictor.load(tmp_path / "p")
     assert back.predict_examples(rows[110:]) == pred.predict_examples(rows[110:])
 
 
@@ -177,7 +176,7 @@ def _graph_of(genotype: str):  # noqa: ANN202
     return get_space("nb201").to_graph(genotype)
 
 
-def test_genotype_answers_are_cached(trained: api.Predictor, nb201) -> None:
+def test_genotype_answers_are_cached(trained: inference.Predictor, nb201) -> None:
     ex, _ = nb201
     calls: list[str] = []
 

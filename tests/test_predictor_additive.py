@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 
 import numpy as np
 import pytest
 
 from nasctl.errors import PredictorError
-from nasctl.predictor import api
-from nasctl.predictor.additive import AdditiveModel
+from nasctl.predictor import inference, training
+from nasctl.predictor.cost_base import AdditiveModel
 from nasctl.predictor.features import featurize
 from nasctl.spaces import get_space
 
@@ -61,26 +63,31 @@ def test_round_trip_and_tamper(mbconv_feats) -> None:
         AdditiveModel.from_dict(d)
 
 
-def test_predictor_learns_the_ratio_to_the_base(mbconv_feats) -> None:
+def test_predictor_learns_the_ratio_to_the_base(mbconv_feats, tmp_path) -> None:
     """fit() stores the base; members add it back; a broken base is a clear PredictorError."""
     probe = AdditiveModel.fit(mbconv_feats, np.ones(len(mbconv_feats)))
     y = _truth(probe, mbconv_feats, seed=1) * np.random.default_rng(2).uniform(
         0.97, 1.03, len(mbconv_feats)
     )
-    ex = [api.Example(f, "other", None) for f in mbconv_feats]
-    pred = api.fit(ex[:30], y[:30], ex[30:45], y[30:45], device_id="synth", gnn_steps=10)
-    assert pred.meta["additive"] is not None
+    ex = [inference.Example(f, "other", None) for f in mbconv_feats]
+    pred = training.fit(ex[:30], y[:30], ex[30:45], y[30:45], device_id="synth", gnn_steps=10)
+    assert pred.base is not None
     logs = pred.member_logs(ex[45:])
-    base = api.base_log(pred, ex[45:])
+    base = inference.base_log(pred, ex[45:])
     X = pred.design(ex[45:])
     assert np.allclose(logs["gbdt"], pred.gbdt.predict_log(X) + base)
     mape = float(np.mean(np.abs(np.exp(logs["ensemble"]) / y[45:] - 1)))
     assert mape < 0.08, mape
     assert abs(sum(pred.meta["weights"].values()) - 1) < 1e-9
-    pred.meta["additive"] = {"codes": [1], "coef": [1.0]}
-    pred.__dict__.pop("_additive", None)
+    out = pred.save(tmp_path / "p")
+    meta = json.loads((out / "meta.json").read_text())
+    meta["additive"] = {"codes": [1], "coef": [1.0]}
+    (out / "meta.json").write_text(json.dumps(meta))
+    manifest = json.loads((out / "manifest.json").read_text())  # a consistent, wrong artifact
+    manifest["files"]["meta.json"] = hashlib.sha256((out / "meta.json").read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(PredictorError, match="additive"):
-        pred.member_logs(ex[45:])
+        inference.Predictor.load(out)
 
 
 def test_boosting_rounds_follow_the_signal() -> None:
@@ -124,14 +131,14 @@ def test_base_is_kept_only_where_it_helps(mbconv_feats) -> None:
 
     probe = AdditiveModel.fit(mbconv_feats, np.ones(len(mbconv_feats)))
     y = _truth(probe, mbconv_feats, seed=1)
-    ex = [api.Example(f, "other", None) for f in mbconv_feats]
-    pred = api.fit(ex[:30], y[:30], ex[30:], y[30:], device_id="synth", gnn_steps=10)
-    assert pred.meta["additive"] is not None  # additive device: the base is kept
+    ex = [inference.Example(f, "other", None) for f in mbconv_feats]
+    pred = training.fit(ex[:30], y[:30], ex[30:], y[30:], device_id="synth", gnn_steps=10)
+    assert pred.base is not None  # additive device: the base is kept
     val, y_log = ex[30:], np.log(y[30:])
     X = pred.design(val)
     exact = GBDTModel.fit(X, y_log, rounds=200)  # plain model fit on the validation rows
     noise = np.random.default_rng(0).normal(0.0, 1.0, len(val))
     pred.gbdt = GBDTModel.fit(X, noise, rounds=200)  # a ratio model that is far off
-    assert not api.base_helps(pred, exact, val, y_log)
-    pred.gbdt = GBDTModel.fit(X, y_log - api.base_log(pred, val), rounds=200)
-    assert api.base_helps(pred, GBDTModel.fit(X, noise, rounds=200), val, y_log)
+    assert not training.base_helps(pred, exact, val, y_log)
+    pred.gbdt = GBDTModel.fit(X, y_log - inference.base_log(pred, val), rounds=200)
+    assert training.base_helps(pred, GBDTModel.fit(X, noise, rounds=200), val, y_log)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from predictor_helpers import device_ms
 
-from nasctl.predictor import api, ood
+from nasctl.predictor import inference, ood, training
 from nasctl.predictor.features import featurize
 from nasctl.spaces import get_space
 
@@ -26,17 +26,19 @@ def test_ranges_count_features_outside() -> None:
 
 
 @pytest.fixture(scope="module")
-def nb201_trained() -> tuple[api.Predictor, list[api.Example], np.ndarray]:
+def nb201_trained() -> tuple[inference.Predictor, list[inference.Example], np.ndarray]:
     """A predictor fit on 80 NB201 cells (+30 validation) of the made-up device; 20 test cells."""
     sp, rng, pyrng = get_space("nb201"), np.random.default_rng(0), random.Random(0)
     ex, y = [], []
     for geno in dict.fromkeys(sp.sample(pyrng) for _ in range(130)):
         f = featurize(sp.to_graph(geno), keep_raw=True)
         layers, total = device_ms(f, rng)
-        ex.append(api.Example(f, "nb201", geno, layers))
+        ex.append(inference.Example(f, "nb201", geno, layers))
         y.append(total)
     y_arr = np.array(y)
-    pred = api.fit(ex[:80], y_arr[:80], ex[80:110], y_arr[80:110], device_id="synth", gnn_steps=20)
+    pred = training.fit(
+        ex[:80], y_arr[:80], ex[80:110], y_arr[80:110], device_id="synth", gnn_steps=20
+    )
     return pred, ex[110:], y_arr[110:]
 
 
@@ -52,7 +54,7 @@ def test_unseen_family_answered_from_roofline(nb201_trained, tmp_path: Path) -> 
     g = get_space("resnet").to_graph("r224-basic|64x2|128x2|256x2|512x2")
     f = featurize(g, keep_raw=True)
     _, truth = device_ms(f, np.random.default_rng(1))
-    ex = api.examples_from_graphs([g])
+    ex = inference.examples_from_graphs([g])
     logs = pred.member_logs(ex)
     assert logs["ood_w"][0] == 1.0
     assert np.isclose(logs["ensemble"][0], ood.roofline_log(ex, check, pred.layerwise)[0])
@@ -61,4 +63,4 @@ def test_unseen_family_answered_from_roofline(nb201_trained, tmp_path: Path) -> 
     assert p.low_ms < p.latency_ms < p.high_ms
     assert np.isclose(np.log(p.high_ms / p.latency_ms), check["q"])
     pred.save(tmp_path / "p")
-    assert api.Predictor.load(tmp_path / "p").predict([g]) == [p]
+    assert inference.Predictor.load(tmp_path / "p").predict([g]) == [p]

@@ -16,8 +16,18 @@ from predictor_helpers import device_ms
 from nasctl.arch import arrays
 from nasctl.arch.graph import GraphBuilder
 from nasctl.arch.hashing import graph_hash
-from nasctl.predictor import api, batch, dedupe, features, gnn, layerwise, parallel
-from nasctl.predictor.features import N_OPS
+from nasctl.predictor import (
+    batch,
+    distinct_rows,
+    features,
+    gnn,
+    inference,
+    layerwise,
+    parallel,
+    schema,
+    training,
+)
+from nasctl.predictor.schema import N_OPS
 from nasctl.spaces import get_space
 
 DATA = SHARED_DATA / "nb201" / "latency_ms.csv"
@@ -63,7 +73,7 @@ def _plain_scan(graph, memo=None):  # noqa: ANN001, ANN202, ARG001
                 d = max(d, depth[j])
         depth[i] = d + 1
         outs_el = sum(prod(s) for s in node.out_shapes)
-        rows.append((*features._node_raw(node), read, outs_el))
+        rows.append((*schema._node_raw(node), read, outs_el))
         for t in node.outputs:
             producer[t] = i
     outs = [producer[t] for t in graph.outputs if t in producer]
@@ -95,7 +105,7 @@ def _ref_fuse(op: np.ndarray, edges: np.ndarray) -> np.ndarray:
         return np.arange(n)
     src, dst = edges
     fan_out, fan_in = np.bincount(src, minlength=n), np.bincount(dst, minlength=n)
-    unary = np.isin(op, features._UNARY)
+    unary = np.isin(op, schema._UNARY)
     one = (fan_out[src] == 1) & (fan_in[dst] == 1)
     fwd = unary[dst] & one
     bwd = unary[src] & one & ~unary[dst]
@@ -124,7 +134,7 @@ def _ref_graph_rows(arr, raw, costs, op, live, edges, gid, elem):  # noqa: ANN00
             key, w = key[mask], (w[mask] if w is not None else None)
         return np.bincount(key, weights=w, minlength=b * N_OPS).reshape(b, N_OPS)
 
-    macs, egid, ng = raw[:, 7], gid[edges[0]], features.N_GROUPS
+    macs, egid, ng = raw[:, 7], gid[edges[0]], schema.N_GROUPS
     tot = np.column_stack(
         [per_graph(macs), per_graph(raw[:, 8]), per_graph(costs[:, 1]), per_graph(costs[:, 2])]
         + [per_graph(costs[:, 3]), per_graph(), np.bincount(egid, minlength=b), arr.depth]
@@ -136,7 +146,7 @@ def _ref_graph_rows(arr, raw, costs, op, live, edges, gid, elem):  # noqa: ANN00
             for s, e in zip(arr.input_shapes, elem, strict=True)
         ]
     )
-    og = features._OP_GROUP[op]
+    og = schema._OP_GROUP[op]
     pair = np.bincount(egid * ng * ng + og[edges[0]] * ng + og[edges[1]], minlength=b * ng * ng)
     g = np.hstack(
         [np.log1p(tot), extra, per_op(), per_op(live), np.log1p(per_op(None, macs))]
@@ -151,9 +161,7 @@ def _ref_featurize_arrays(arr, precision=None, keep_raw=False):  # noqa: ANN001,
     if len(arr) == 0:
         return []
     off, raw, edges = arr.offsets, arr.raw, np.stack([arr.src, arr.dst])
-    elem = np.array(
-        [features.PRECISION_BYTES.get(precision or p, 4) for p in arr.precisions], float
-    )
+    elem = np.array([schema.PRECISION_BYTES.get(precision or p, 4) for p in arr.precisions], float)
     gid = np.repeat(np.arange(len(arr)), arr.sizes)
     e = elem[gid]
     costs = np.column_stack([raw[:, 7], raw[:, 9] * e, raw[:, 10] * e, raw[:, 8] * e])
@@ -161,7 +169,7 @@ def _ref_featurize_arrays(arr, precision=None, keep_raw=False):  # noqa: ANN001,
     live = _ref_live(raw.shape[0], edges, [int(j) for j in arr.outs])
     grp = _ref_fuse(op, edges)
     k = int(grp.max()) + 1 if grp.size else 0
-    x = features.group_rows(raw, costs, op, grp, k)
+    x = schema.group_rows(raw, costs, op, grp, k)
     x[:, N_OPS + 10] = np.bincount(grp, weights=live, minlength=k) > 0
     gs, gd = grp[edges[0]], grp[edges[1]]
     keep = gs != gd
@@ -178,7 +186,7 @@ def _ref_featurize_arrays(arr, precision=None, keep_raw=False):  # noqa: ANN001,
     for i in range(len(arr)):
         a, b, ga, gb = int(off[i]), int(off[i + 1]), int(g_off[i]), int(g_off[i + 1])
         out.append(
-            features.GraphFeatures(
+            schema.GraphFeatures(
                 x=x[ga:gb],
                 edges=gedges[:, int(e_off[i]) : int(e_off[i + 1])] - ga,
                 g=g[i],
@@ -261,7 +269,7 @@ def test_distinct_rows_and_predictions() -> None:
     rng = np.random.default_rng(0)
     X = rng.integers(0, 3, size=(500, 7)).astype(np.float32)
     X[5, 2] = -0.0  # bit-distinct from 0.0: kept apart
-    reps, codes = dedupe.distinct_rows(X)
+    reps, codes = distinct_rows.distinct_rows(X)
     assert np.array_equal(X[reps][codes], X)
     assert reps.size == np.unique(X.view(np.uint32), axis=0).shape[0]
 
@@ -269,11 +277,11 @@ def test_distinct_rows_and_predictions() -> None:
         def predict(self, Z: np.ndarray, **kw: object) -> np.ndarray:
             return Z.sum(1) * 1.5
 
-    assert np.array_equal(dedupe.predict_distinct(Sum(), X), X.sum(1) * 1.5)
+    assert np.array_equal(distinct_rows.predict_distinct(Sum(), X), X.sum(1) * 1.5)
 
 
 @pytest.fixture(scope="module")
-def predictor() -> api.Predictor:
+def predictor() -> inference.Predictor:
     """A small predictor trained on public NB201 timings (fpga column)."""
     if not DATA.exists():
         pytest.skip(f"{DATA} not present")
@@ -281,11 +289,11 @@ def predictor() -> api.Predictor:
         rows = [(r["arch"], float(r["fpga"])) for r in csv.DictReader(f) if r["fpga"]]
     rows = random.Random(0).sample(rows, 160)
     sp = get_space("nb201")
-    ex = api.examples_from_graphs([sp.to_graph(a) for a, _ in rows])
+    ex = inference.examples_from_graphs([sp.to_graph(a) for a, _ in rows])
     for e, (a, _) in zip(ex, rows, strict=True):
         e.space, e.genotype = "nb201", a
     y = np.array([v for _, v in rows])
-    return api.fit(ex[:110], y[:110], ex[110:], y[110:], device_id="test-dev", gnn_steps=30)
+    return training.fit(ex[:110], y[:110], ex[110:], y[110:], device_id="test-dev", gnn_steps=30)
 
 
 def _space_arrays(sp):  # noqa: ANN001, ANN202
@@ -296,8 +304,8 @@ def _space_arrays(sp):  # noqa: ANN001, ANN202
     return lambda gs: arrays.graph_arrays([sp.to_graph(g) for g in gs], keep_ids=False)
 
 
-def _fresh(p: api.Predictor) -> api.Predictor:
-    return api.Predictor(p.meta, p.gbdt, p.gnn, p.layerwise, p.encoder)
+def _fresh(p: inference.Predictor) -> inference.Predictor:
+    return inference.Predictor(p.meta, p.gbdt, p.gnn, p.layerwise, p.encoder, p.base)
 
 
 def _close(fast: list, plain: list) -> None:  # noqa: ANN001
@@ -310,7 +318,7 @@ def _close(fast: list, plain: list) -> None:  # noqa: ANN001
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "n"), [("nb201", 600), ("mbconv", 200)])
 def test_fast_path_predicts_as_plain_path(
-    predictor: api.Predictor, name: str, n: int, monkeypatch: pytest.MonkeyPatch
+    predictor: inference.Predictor, name: str, n: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sp = get_space(name)
     genos = _genotypes(name, n)
@@ -329,7 +337,8 @@ def test_fast_path_predicts_as_plain_path(
     _plain(monkeypatch)
     graphs = [sp.to_graph(g) for g in genos]
     plain_ex = [
-        api.Example(f, name, g) for f, g in zip(features.featurize_many(graphs), genos, strict=True)
+        inference.Example(f, name, g)
+        for f, g in zip(features.featurize_many(graphs), genos, strict=True)
     ]
     assert_same_features(fast_feats, [e.feats for e in plain_ex[:100]])
     plain = predictor.predict_examples(plain_ex)
@@ -350,27 +359,27 @@ def test_layerwise_on_distinct_rows(monkeypatch: pytest.MonkeyPatch) -> None:
         strict=True,
     ):
         layers, total = device_ms(f, rng)
-        ex.append(api.Example(f, "nb201", geno, layers))
+        ex.append(inference.Example(f, "nb201", geno, layers))
         y.append(total)
-    pred = api.fit(
+    pred = training.fit(
         ex[:60], np.array(y[:60]), ex[60:], np.array(y[60:]), device_id="s", gnn_steps=10
     )
     assert pred.layerwise is not None
     fb = batch.featurize_batch(arrays.graph_arrays([sp.to_graph(g) for g in genos]))
     views = fb.views()
     direct = pred.layerwise.layer_sum_ms(views)
-    assert np.array_equal(dedupe.layer_sum_ms(pred.layerwise, fb), direct)
-    assert dedupe.batch_of(views) is fb and dedupe.batch_of(views[1:]) is None
-    assert dedupe.batch_of(list(reversed(views))) is None
+    assert np.array_equal(layerwise.layer_sum_ms(pred.layerwise, fb), direct)
+    assert batch.batch_of(views) is fb and batch.batch_of(views[1:]) is None
+    assert batch.batch_of(list(reversed(views))) is None
     meta = pred.layerwise.meta
     xr, _ = layerwise._with_roof(fb.x, meta["peak_macs_per_ms"], meta["bytes_per_ms"])
     booster = pred.layerwise.booster
-    assert dedupe.distinct_rows(xr)[0].size < xr.shape[0] / 10  # rows repeat: few distinct
-    assert np.array_equal(dedupe.predict_distinct(booster, xr), booster.predict(xr))
+    assert distinct_rows.distinct_rows(xr)[0].size < xr.shape[0] / 10  # rows repeat: few distinct
+    assert np.array_equal(distinct_rows.predict_distinct(booster, xr), booster.predict(xr))
     fast = _fresh(pred).predict_genotypes("nb201", genos, sp.to_graph, arrays=_space_arrays(sp))
     _plain(monkeypatch)
     plain_ex = [
-        api.Example(f, "nb201", g)
+        inference.Example(f, "nb201", g)
         for f, g in zip(
             features.featurize_many([sp.to_graph(g) for g in genos]), genos, strict=True
         )
@@ -380,7 +389,7 @@ def test_layerwise_on_distinct_rows(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(("name", "n"), [("nb201", 500), ("mbconv", 150)])
 def test_split_over_threads_predicts_as_one_batch(
-    predictor: api.Predictor, name: str, n: int, monkeypatch: pytest.MonkeyPatch
+    predictor: inference.Predictor, name: str, n: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sp = get_space(name)
     genos = _genotypes(name, n)
@@ -431,14 +440,14 @@ def test_split_run_orders_results_and_raises() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk", [7, 1 << 20])
 def test_chunked_gnn_forward_is_the_module_forward(
-    predictor: api.Predictor, chunk: int, monkeypatch: pytest.MonkeyPatch
+    predictor: inference.Predictor, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
 
     sp = get_space("mbconv")
     genos = _genotypes("mbconv", 40)
     fb = batch.featurize_batch(sp.graph_arrays(genos))
-    ex = [api.Example(f, "mbconv", g) for f, g in zip(fb.views(), genos, strict=True)]
+    ex = [inference.Example(f, "mbconv", g) for f, g in zip(fb.views(), genos, strict=True)]
     X = predictor.design(ex)
     model = predictor.gnn
     q = gnn.batch_quotient(fb, model.config["layers"])

@@ -23,6 +23,16 @@ def train_predictor(
         typer.Option("--train-size", help="Cap the number of training architectures."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the models.")] = 0,
+    transfer: Annotated[
+        bool,
+        typer.Option(
+            "--transfer", help="Few-shot: learn from the device's few rows plus other devices."
+        ),
+    ] = False,
+    sources: Annotated[
+        str | None,
+        typer.Option("--from", help="With --transfer: source devices D1,D2 (default: all)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Split the device's measurements 70/15/15, train GNN + GBDT (+ per-layer model), write
@@ -31,8 +41,15 @@ def train_predictor(
 
     from nasctl.datasets.store import Store
     from nasctl.errors import PredictorError
-    from nasctl.predictor.api import train
+    from nasctl.predictor.training import train
 
+    if sources and not transfer:
+        raise PredictorError("--from names the source devices of --transfer; add --transfer")
+    if transfer:
+        from nasctl.cli.transfer_cmd import train_transfer
+
+        with _progress(json_out) as say:
+            return train_transfer(db, device, out, sources, seed, json_out, say)
     with Store(db, readonly=True) as store:
         if not store.device_ids():
             raise PredictorError(
@@ -129,11 +146,11 @@ def predict(
 ) -> None:
     """Predicted latency (ms) and 90 % interval per ONNX model or genotype."""
     from nasctl.errors import PredictorError
-    from nasctl.predictor.api import Predictor
+    from nasctl.predictor.loading import load_predictor
 
     if bool(models) == bool(genotypes_file):
         raise PredictorError("give either ONNX files or --space S --genotypes-file F (not both)")
-    pred = Predictor.load(predictor)
+    pred = load_predictor(predictor)
     pred.check_device(device)
     if models:
         from nasctl.arch.onnx_io import from_onnx

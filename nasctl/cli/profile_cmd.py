@@ -43,6 +43,14 @@ def profile(
         int | None, typer.Option("--num", help="Number of distinct architectures to measure.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (same seed, same set).")] = 0,
+    pick: Annotated[
+        str,
+        typer.Option(
+            "--pick",
+            help="random, or informative: what tells most about a new device given the other "
+            "devices in the store (for `train-predictor --transfer`).",
+        ),
+    ] = "random",
     onnx: Annotated[
         list[Path] | None,
         typer.Option("--onnx", help="ONNX model to measure (repeatable; same as the arguments)."),
@@ -79,6 +87,8 @@ def profile(
 
     onnx = [*(models or []), *(onnx or [])]
     space, num = _check_what(space, num, onnx, kernels)
+    if pick not in ("random", "informative") or (pick == "informative" and not space):
+        raise NasctlError(f"--pick takes random or informative (with --space); got {pick!r}")
     if batch < 1:
         raise NasctlError(f"--batch must be >= 1; got {batch}")
     dev = _device(device, precision, threads, trtexec, data_dir, _options(option))
@@ -100,6 +110,13 @@ def profile(
         else:
             assert num is not None
             jobs, total = space_jobs(store, the_space, num, seed), num
+            if pick == "informative":
+                from nasctl.datasets.transfer_data import genotype_jobs, informative_genotypes
+
+                picks = informative_genotypes(
+                    store, the_space, num, device_id=dev.device_id, seed=seed
+                )
+                jobs = genotype_jobs(store, the_space, picks)
         with ProgressBar(quiet=json_out) as bar:
             tick = bar.ticker(bar.add(f"{dev.name} -> {db.name}", total=total))
             summary = collect(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nasctl.arch.graph import Graph
-from nasctl.datasets.rows import LayerRow, TrainingRow, load_graph
+from nasctl.datasets.rows import LayerRow, TrainingRow, is_single_layer, load_graph
 from nasctl.datasets.schema import SCHEMA_VERSION
 from nasctl.datasets.sqlite_errors import store_errors
 from nasctl.errors import StoreError
@@ -214,6 +214,7 @@ class StoreReader:
                 precision=r["precision"],
                 batch=r["batch"],
                 graph_json=r["graph_json"],
+                single_layer=is_single_layer(r["space"]),
             )
             for r in rows
         ]

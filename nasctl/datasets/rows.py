@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ class TrainingRow:
     precision: str = "fp32"
     batch: int = 1
     graph_json: str | None = field(default=None, repr=False)
+    single_layer: bool = False  # one layer measured alone (its space's ``single_layer``)
     _graph: Graph | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -55,6 +57,20 @@ class LayerRow:
     time_ms: float
     nodes: list[str]
     extra: dict[str, Any]
+
+
+@functools.lru_cache(maxsize=64)
+def is_single_layer(space: str | None) -> bool:
+    """Whether genotypes of ``space`` are single layers (False for unknown spaces)."""
+    if not space:
+        return False
+    from nasctl.errors import NasctlError
+    from nasctl.spaces import get_space
+
+    try:
+        return bool(get_space(space).single_layer)
+    except NasctlError:
+        return False
 
 
 def load_graph(

@@ -13,8 +13,12 @@ __all__ = ["Prediction", "Predictor", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from nasctl.predictor import api
+    if name == "train":
+        from nasctl.predictor import training
 
-        return getattr(api, name)
+        return training.train
+    if name in __all__:
+        from nasctl.predictor import inference
+
+        return getattr(inference, name)
     raise AttributeError(name)

@@ -1,14 +1,14 @@
 """Featurization of a whole batch of graphs at once, kept as concatenated arrays.
 
 :func:`featurize_batch` turns a :class:`~nasctl.arch.arrays.GraphArrays` into a
-:class:`FeatureBatch`: the features of :mod:`nasctl.predictor.features` for every graph, stored
+:class:`FeatureBatch`: the features of :mod:`nasctl.predictor.schema` for every graph, stored
 one graph after the other (node rows, group rows, group edges with global indices, graph rows).
-:meth:`FeatureBatch.views` gives the per-graph :class:`~nasctl.predictor.features.GraphFeatures`
+:meth:`FeatureBatch.views` gives the per-graph :class:`~nasctl.predictor.schema.GraphFeatures`
 (slices, no copies of the big arrays); models that can consume the batch directly (the GNN's WL
 quotient, :func:`layer_sum_ms`) skip the per-graph objects.
 
 Every step is a handful of array passes over nodes or edges: no per-node Python, no sort over all
-nodes. Results equal those of the plain algorithms described in :mod:`features` exactly (the
+nodes. Results equal those of the plain algorithms described in :mod:`schema` exactly (the
 sums involved are of integer-valued float64 costs, exact in any order). The node arrays must
 follow :class:`GraphArrays`' contract: nodes of a graph in topological order, edges grouped by
 graph in consumer order (so ``dst`` is non-decreasing); where ``dst`` is not sorted the live
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from nasctl.arch.arrays import GraphArrays
-from nasctl.predictor.dedupe import POLY, factorize, mixed
-from nasctl.predictor.features import (
+from nasctl.predictor.distinct_rows import POLY, factorize, mixed
+from nasctl.predictor.schema import (
     _OP_GROUP,
     _UNARY,
     GRAPH_FEATURES,
@@ -356,7 +356,7 @@ def _group_x(
     gedges: np.ndarray,
     k: int,
 ) -> np.ndarray:
-    """(K, len(NODE_FEATURES)) float32 group rows (see :func:`features.group_rows`)."""
+    """(K, len(NODE_FEATURES)) float32 group rows (see :func:`schema.group_rows`)."""
     x = np.zeros((k, _F), dtype=np.float32)
     flat = x.reshape(-1)
     key = grp * _F
@@ -387,7 +387,7 @@ def _graph_rows(
     dst: np.ndarray,
     elem: np.ndarray,
 ) -> np.ndarray:
-    """Graph-level rows (B, len(GRAPH_FEATURES)) float32 (see :func:`features._graph_rows`)."""
+    """Graph-level rows (B, len(GRAPH_FEATURES)) float32 (see the schema's ``GRAPH_FEATURES``)."""
     b, sizes = len(arr), arr.sizes
     gid = np.repeat(np.arange(b, dtype=np.int64), sizes)
     n_edges = np.bincount(gid[dst], minlength=b) if dst.size else np.zeros(b, np.int64)
@@ -501,3 +501,21 @@ def _group_table(
     xt[:, N_OPS + 12] = np.log1p(np.bincount(gedges[0], minlength=k)[rs].astype(np.float64))
     order_of_code = new_id[reps]
     return xt[order_of_code], codes, reps
+
+
+def batch_of(feats: list[GraphFeatures]) -> FeatureBatch | None:
+    """The :class:`FeatureBatch` whose :meth:`~FeatureBatch.views` ``feats`` are, all of them in
+    order, else None: lets a model take its batch fast path from a plain list of features."""
+    if not feats:
+        return None
+    first = feats[0].__dict__.get("_at")
+    if first is None:
+        return None
+    fb = first[0]
+    if len(feats) != len(fb):
+        return None
+    for i, f in enumerate(feats):
+        at = f.__dict__.get("_at")
+        if at is None or at[0] is not fb or at[1] != i:
+            return None
+    return fb

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nasctl.predictor.dedupe import factorize as _factorize
-from nasctl.predictor.features import GraphFeatures
+from nasctl.predictor.distinct_rows import factorize as _factorize
+from nasctl.predictor.schema import GraphFeatures
 
 if TYPE_CHECKING:
     from nasctl.predictor.batch import FeatureBatch

@@ -1,7 +1,7 @@
 """Per-layer latency model: LightGBM on per-layer rows, relative to a roofline estimate.
 
 A device that reports per-layer times (``TrainingRow.layers``: each a time and the graph nodes it
-covers) gives one training row per layer: the layer's features (:func:`features.group_rows`: op
+covers) gives one training row per layer: the layer's features (:func:`schema.group_rows`: op
 counts, shape of its heaviest node, MACs and bytes) and the target ``log(time_ms / roofline_ms)``
 with ``roofline_ms = max(MACs / peak, bytes / bandwidth)``. Peak (MACs per ms) and bandwidth
 (bytes per ms) are measured from the same data (95th percentile of achieved rates), so a model
@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from nasctl.predictor.features import N_OPS, GraphFeatures, group_rows
+from nasctl.predictor.batch import FeatureBatch, batch_of
+from nasctl.predictor.distinct_rows import distinct_rows, predict_distinct
 from nasctl.predictor.parallel import lib_threads
+from nasctl.predictor.schema import N_OPS, GraphFeatures, group_rows
 
 LAYER_PARAMS: dict[str, Any] = {
     "objective": "regression",
@@ -134,8 +136,6 @@ class LayerwiseModel:
             },
         )
         sums = model.layer_sum_ms(feats)
-        from nasctl.predictor.dedupe import batch_of
-
         fb = batch_of(feats)
         if fb is not None:  # count groups without gathering every row
             groups = np.diff(fb.group_off).astype(np.float64)
@@ -153,8 +153,6 @@ class LayerwiseModel:
     def row_ms(self, x: np.ndarray, *, repeats: bool = False) -> np.ndarray:
         """Predicted time (ms) of each group row of ``x``: roofline x exp(model); ``repeats``:
         ``x`` may repeat rows (the model then runs once per distinct row)."""
-        from nasctl.predictor.dedupe import predict_distinct
-
         xr, roof = _with_roof(x, self.meta["peak_macs_per_ms"], self.meta["bytes_per_ms"])
         if repeats:
             return roof * np.exp(predict_distinct(self.booster, xr, num_threads=lib_threads()))
@@ -162,8 +160,6 @@ class LayerwiseModel:
 
     def layer_sum_ms(self, feats: list[GraphFeatures]) -> np.ndarray:
         """Sum of predicted group times per graph (ms), without overhead."""
-        from nasctl.predictor.dedupe import batch_of, layer_sum_ms
-
         if not feats:
             return np.zeros(0)
         fb = batch_of(feats)
@@ -187,8 +183,6 @@ class LayerwiseModel:
 
     def predict_ms(self, feats: list[GraphFeatures]) -> np.ndarray:
         """Whole-graph estimate (ms): layer sum plus the learned overhead."""
-        from nasctl.predictor.dedupe import batch_of
-
         fb = batch_of(feats)
         if fb is not None:  # count groups without gathering every row
             groups = np.diff(fb.group_off).astype(np.float64)
@@ -208,3 +202,17 @@ class LayerwiseModel:
         import lightgbm as lgb
 
         return cls(lgb.Booster(model_str=text), meta)
+
+
+def layer_sum_ms(model: Any, batch: FeatureBatch) -> np.ndarray:
+    """:meth:`LayerwiseModel.layer_sum_ms` of the graphs of ``batch`` (same values), with the
+    per-layer model run once per distinct group row."""
+    if len(batch) == 0:
+        return np.zeros(0)
+    if batch.xcode is None or batch.xrep is None:
+        reps, codes = distinct_rows(batch.xtab)
+        tab = batch.xtab[reps]
+    else:
+        tab, codes = batch.xtab, batch.xcode
+    per = model.row_ms(tab)
+    return np.bincount(batch.group_graph, weights=per[codes], minlength=len(batch))

@@ -2,7 +2,7 @@
 
 The learned members (GBDT, GNN) extrapolate badly: trees answer a constant beyond the training
 range and the ridge base of the GBDT extrapolates linearly in log space (VGG-16: 46 s for 0.37 s).
-So the predictor records, per graph-level feature (:data:`features.GRAPH_FEATURES`: op counts,
+So the predictor records, per graph-level feature (:data:`schema.GRAPH_FEATURES`: op counts,
 log MACs/params/bytes per op type, edge-pair counts, size), the range seen in training; a graph
 with more features outside that range widened by ``MARGIN`` of its span than held-out graphs of
 the training distribution have (``start``: the most any validation graph has; a random graph of
@@ -38,7 +38,6 @@ def n_outside(G: np.ndarray, ranges: dict[str, Any]) -> np.ndarray:
 
 
 FULL = 3  # features outside at which the answer is the roofline alone (fewer: a blend)
-SINGLE_LAYER_SPACE = "kernels"  # single-layer rows: per-layer training only, not whole graphs
 
 
 def fit_check(
@@ -49,7 +48,7 @@ def fit_check(
     layerwise: Any,
     alpha: float,
 ) -> dict[str, Any] | None:
-    """The check stored in a predictor's meta, from whole-graph rows (single-layer ``kernels``
+    """The check stored in a predictor's meta, from whole-graph rows (``single_layer``
     rows excluded): feature ranges of the training examples (``.feats.g``); ``ms_per_node``, the
     per-node overhead the roofline misses (median over training graphs of (latency - roofline) /
     nodes, ms, >= 0); ``q``, the split-conformal quantile of the absolute log error of roofline
@@ -57,8 +56,8 @@ def fit_check(
     None without a per-layer model or without whole-graph rows."""
     from nasctl.predictor.ensemble import conformal_quantile
 
-    ti = [i for i, e in enumerate(train) if e.space != SINGLE_LAYER_SPACE]
-    vi = [i for i, e in enumerate(val) if e.space != SINGLE_LAYER_SPACE]
+    ti = [i for i, e in enumerate(train) if not getattr(e, "single_layer", False)]
+    vi = [i for i, e in enumerate(val) if not getattr(e, "single_layer", False)]
     if layerwise is None or not ti or not vi:
         return None
     feats = [train[i].feats for i in ti]

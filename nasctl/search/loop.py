@@ -325,6 +325,7 @@ class SearchLoop:
     # -- steps ---------------------------------------------------------------------------------
     def _bootstrap(self) -> None:
         n = self.cfg.n_bootstrap()
+        self._start_from_transfer(n)
         ok = [g for g in self.attempted if self.archive[g].measured_ms is not None]
         ok += [
             g for g in self.latency.stored if g not in self.attempted
@@ -341,6 +342,32 @@ class SearchLoop:
             if self.budget.measure(c.genotype, "bootstrap", -1).measured_ms is not None:
                 ok.append(g)
         self._refit()
+
+    def _start_from_transfer(self, n: int) -> None:
+        """A new device with other devices in the store: informative picks and a transferred
+        prior (:mod:`nasctl.search.transfer_start`)."""
+        if getattr(self.model, "prior", True) is not None:
+            return  # a model of its own, or a prior already (a trained predictor)
+        from nasctl.search.transfer_start import transfer_start
+
+        measured = {g: c.measured_ms for g, c in self.archive.items() if c.measured_ms}
+        prior = transfer_start(
+            self.store,
+            self.space,
+            self.device_id,
+            want=n,
+            have={**self.stored, **measured},
+            seed=self.cfg.seed,
+            measure=lambda g: (
+                self._measure(
+                    self._ensure_estimated([g], generation=-1)[0].genotype, "bootstrap", -1
+                ).measured_ms
+            ),
+            budget_left=lambda: self.cfg.device_budget - self.used,
+            progress=self.progress,
+        )
+        if prior is not None:
+            self.model.prior = prior  # type: ignore[attr-defined]
 
     def _generation(self, gen: int) -> None:
         t = time.perf_counter()

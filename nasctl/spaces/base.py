@@ -41,6 +41,8 @@ class SearchSpace(ABC):
 
     name: str = ""
     description: str = ""
+    #: a genotype is one layer, not a network: its rows train per-layer models only
+    single_layer: bool = False
 
     @abstractmethod
     def sample(self, rng: random.Random) -> str: ...

@@ -71,6 +71,7 @@ class KernelsSpace(SearchSpace):
 
     name = "kernels"
     description = "single layers over wide config ranges, for per-layer latency models"
+    single_layer = True
 
     def parse(self, genotype: str) -> tuple[str, dict[str, int], str | None]:
         parts = genotype.split("-") if isinstance(genotype, str) else []

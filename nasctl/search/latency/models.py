@@ -108,9 +108,9 @@ class Featurizer:
 
 
 class PredictorPrior:
-    """A trained predictor (``nasctl.predictor.api.Predictor``, loaded from ``predictor_dir`` or
-    given as ``predictor``) as a cached prior: log mean and log sigma per genotype, sigma read
-    from the predictor's calibrated 90% interval."""
+    """A trained predictor (``nasctl.predictor.inference.Predictor``, loaded from
+    ``predictor_dir`` or given as ``predictor``) as a cached prior: log mean and log sigma per
+    genotype, sigma read from the predictor's calibrated 90% interval."""
 
     PREDICTOR_CONFIDENCE = 0.9
 
@@ -123,10 +123,10 @@ class PredictorPrior:
         predictor: object | None = None,
     ) -> None:
         try:
-            from nasctl.predictor.api import Predictor
+            from nasctl.predictor.loading import load_predictor
         except ImportError as e:
             raise SearchError(f"the trained predictor API is not available: {e}") from e
-        self.predictor = predictor if predictor is not None else Predictor.load(predictor_dir)
+        self.predictor = predictor if predictor is not None else load_predictor(predictor_dir)
         if device_id is not None:
             self.predictor.check_device(device_id)
         self.space = space

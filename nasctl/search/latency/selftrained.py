@@ -1,7 +1,7 @@
 """The loop's own ``nasctl`` predictor: GNN + GBDT trained on the search's device measurements.
 
 With ``--bootstrap-model gp+nasctl`` (and no ``--predictor DIR``) the loop trains the real
-predictor (:func:`nasctl.predictor.api.fit`, 75% of the measured rows to fit, 25% to weight the
+predictor (:func:`nasctl.predictor.training.fit`, 75% of the measured rows to fit, 25% to weight the
 ensemble and calibrate its interval) once it has ``min_rows`` measurements and again every
 ``every`` new ones; the Gaussian process then models the log residual of that predictor, as it
 does for a predictor given with ``--predictor``. Before ``min_rows`` the GP works alone.
@@ -39,7 +39,7 @@ class SelfTrainedPrior:
         self.space = space
         self.device_id = device_id
         self.seed = seed
-        self.min_rows = max(min_rows, 20)  # nasctl.predictor.api.MIN_ROWS
+        self.min_rows = max(min_rows, 20)  # nasctl.predictor.training.MIN_ROWS
         self.every = every
         self.gnn_steps = gnn_steps
         self.trained_on = 0
@@ -56,15 +56,15 @@ class SelfTrainedPrior:
         n = len(measured)
         if n < self.min_rows or (self.ready and n - self.trained_on < self.every):
             return False
-        from nasctl.predictor import api
+        from nasctl.predictor import inference, training
 
         genos = sorted(measured)
         random.Random(self.seed).shuffle(genos)
         graphs = [self.space.to_graph(g) for g in genos]
-        ex = api.examples_from_graphs(graphs)
+        ex = inference.examples_from_graphs(graphs)
         y = np.array([float(measured[g]) for g in genos])
         k = max(1, int(round(0.75 * n)))
-        pred = api.fit(
+        pred = training.fit(
             ex[:k],
             y[:k],
             ex[k:],

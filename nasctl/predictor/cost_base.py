@@ -1,7 +1,7 @@
 """Additive cost model: latency (ms) as a non-negative sum of per-kernel costs, fit on whole graphs.
 
 An engine runs a graph as a sequence of fused kernels, so its latency is close to a sum over the
-fused groups of :class:`~nasctl.predictor.features.GraphFeatures` (``x`` rows). Each group gets a
+fused groups of :class:`~nasctl.predictor.schema.GraphFeatures` (``x`` rows). Each group gets a
 *bucket* (its main op, kernel area, stride, and whether it reaches an output: a depthwise 5x5
 stride-2 conv is one bucket; dead code, which some engines skip, another) and costs
 ``a_b * MACs + c_b * bytes + d_b`` ms; each op type contributes ``e_op`` per occurrence and
@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from nasctl.arch.graph import OPS
-from nasctl.predictor.features import GRAPH_FEATURES, N_OPS, NODE_FEATURES, GraphFeatures
+from nasctl.predictor.batch import batch_of
+from nasctl.predictor.schema import GRAPH_FEATURES, N_OPS, NODE_FEATURES, GraphFeatures
 
 _COL = {n: i for i, n in enumerate(NODE_FEATURES)}
 _HEAVY = ("conv", "dwconv", "gconv", "linear", "matmul")
@@ -106,8 +107,6 @@ class AdditiveModel:
     def design(self, feats: list[GraphFeatures]) -> np.ndarray:
         """(graphs, 1 + 3 * buckets + 2 * N_OPS) matrix: 1, per bucket summed MACs, bytes and
         group count, per op its count and bytes moved (MACs and bytes in millions)."""
-        from nasctl.predictor.dedupe import batch_of
-
         if not feats:
             return np.zeros((0, 1 + 3 * len(self.codes) + 2 * N_OPS))
         fb = batch_of(feats)

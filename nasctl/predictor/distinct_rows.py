@@ -11,13 +11,9 @@ and index is several times slower).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from nasctl.predictor.batch import FeatureBatch
-    from nasctl.predictor.features import GraphFeatures
 
 MIX = np.uint64(0xBF58476D1CE4E5B9)
 POLY = np.uint64(0x94D049BB133111EB)
@@ -77,35 +73,3 @@ def predict_distinct(booster: Any, X: np.ndarray, **kw: Any) -> np.ndarray:
     if reps.size == X.shape[0]:
         return np.asarray(booster.predict(X, **kw))
     return np.asarray(booster.predict(X[reps], **kw))[codes]
-
-
-def layer_sum_ms(model: Any, batch: FeatureBatch) -> np.ndarray:
-    """:meth:`LayerwiseModel.layer_sum_ms` of the graphs of ``batch`` (same values), with the
-    per-layer model run once per distinct group row."""
-    if len(batch) == 0:
-        return np.zeros(0)
-    if batch.xcode is None or batch.xrep is None:
-        reps, codes = distinct_rows(batch.xtab)
-        tab = batch.xtab[reps]
-    else:
-        tab, codes = batch.xtab, batch.xcode
-    per = model.row_ms(tab)
-    return np.bincount(batch.group_graph, weights=per[codes], minlength=len(batch))
-
-
-def batch_of(feats: list[GraphFeatures]) -> FeatureBatch | None:
-    """The :class:`FeatureBatch` whose :meth:`~FeatureBatch.views` ``feats`` are, all of them in
-    order, else None: lets a model take its batch fast path from a plain list of features."""
-    if not feats:
-        return None
-    first = feats[0].__dict__.get("_at")
-    if first is None:
-        return None
-    fb = first[0]
-    if len(feats) != len(fb):
-        return None
-    for i, f in enumerate(feats):
-        at = f.__dict__.get("_at")
-        if at is None or at[0] is not fb or at[1] != i:
-            return None
-    return fb

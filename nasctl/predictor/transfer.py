@@ -1,0 +1,426 @@
+"""Few-shot transfer: a predictor for a new device from a few of its rows and the other devices.
+
+    pred, report = fit_transfer(target_rows, {"dev-a": rows_a, "dev-b": rows_b}, device_id="new")
+    pred.save("pred-new/")  # loads with nasctl.predictor.loading.load_predictor
+
+Each *source* device gets a model of its own (:class:`~nasctl.predictor.gbdt.GBDTModel` on the
+graph-level features plus the genotype one-hot, predicting log ms), so the new device's rows may be
+architectures no source device measured. The new device's log latency is then a ridge regression
+on the sources' predicted log latencies of the same architecture (standardized inputs, an
+intercept, the ridge weight chosen by exact leave-one-out on the new device's rows): a device is
+described by how it weighs the others. With
+ten rows this beats the other heads measured (``bench/bench_transfer_nb201.py --heads``: fixed
+ridge weights, non-negative weights, a device embedding in the principal-component basis of the
+sources with a prior fit on the source devices).
+
+Intervals (90 %): log half-width = ``q * s``, where ``s`` is the root mean square leave-one-out
+error of the head on the new device's own rows (how well a few-shot fit explains this device) and
+``q`` the split-conformal quantile of the same ratio, |error| / ``s``, measured on each *source*
+device left out in turn and fit from as many of its rows as the new device has (``LSO_DRAWS``
+draws each). Nothing about the new device is read except the rows handed in.
+
+:func:`informative` picks the architectures to measure first: a greedy D-optimal design on the
+sources' standardized predictions (each pick maximizes the ridge head's prediction variance).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasctl.arch.arrays import GraphArrays
+from nasctl.arch.graph import Graph
+from nasctl.errors import NasctlError, PredictorError
+from nasctl.predictor import artifacts, ensemble
+from nasctl.predictor.batch import featurize_batch
+from nasctl.predictor.features import featurize_many
+from nasctl.predictor.gbdt import GBDTModel
+from nasctl.predictor.genotype_onehot import GenotypeEncoder
+from nasctl.predictor.inference import CACHE_SIZE, Prediction, gc_paused
+from nasctl.predictor.schema import SCHEMA_VERSION, GraphFeatures, schema_hash
+from nasctl.predictor.transfer_head import (
+    SCALE_FLOOR,
+    fit_head,
+    head_predict,
+    informative,
+    loo_errors,
+    lso_scores,
+)
+
+__all__ = [
+    "Sources",
+    "TransferPredictor",
+    "fit_head",
+    "fit_sources",
+    "fit_transfer",
+    "head_predict",
+    "informative",
+    "row_features",
+    "shared_sources",
+]
+
+KIND = "transfer"
+MIN_TARGET_ROWS = 3  # intercept + one weight + one row to spare
+MIN_SOURCE_ROWS = 20  # rows a source device needs to get a model
+SOURCE_ROWS = 3000  # rows per source device its model is fit on (the same architectures)
+SOURCE_ROUNDS = 300  # boosting rounds of a source model
+ALPHA = 0.1  # intervals target 90 % coverage
+PREDICT_CHUNK = 8192
+Progress = Callable[[str, int, int], None]
+
+
+# -- rows -> features ------------------------------------------------------------------------------
+def _row_key(r: Any) -> str:
+    return f"{getattr(r, 'arch_hash', id(r))}|{getattr(r, 'precision', 'fp32') or 'fp32'}"
+
+
+def row_features(rows: Sequence[Any]) -> list[GraphFeatures]:
+    """Features of TrainingRow-like rows: search-space rows through the space's node arrays
+    (no graphs built), others through their graph; one precision per call of the batch path."""
+    from nasctl.spaces import get_space
+
+    out: list[GraphFeatures | None] = [None] * len(rows)
+    groups: dict[tuple[str | None, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        prec = str(getattr(r, "precision", None) or "fp32")
+        sp = r.space if (r.space and r.genotype) else None
+        groups.setdefault((sp, prec), []).append(i)
+    with gc_paused():
+        for (sp, prec), idx in groups.items():
+            feats: list[GraphFeatures]
+            if sp is not None:
+                try:
+                    space = get_space(sp)
+                except NasctlError:  # an unknown space: build from the rows' graphs
+                    space = None
+                if space is not None:
+                    feats = []
+                    for s in range(0, len(idx), PREDICT_CHUNK):
+                        part = [str(rows[i].genotype) for i in idx[s : s + PREDICT_CHUNK]]
+                        feats.extend(featurize_batch(space.graph_arrays(part), prec).views())
+                    for i, f in zip(idx, feats, strict=True):
+                        out[i] = f
+                    continue
+            feats = featurize_many([rows[i].graph for i in idx], prec)
+            for i, f in zip(idx, feats, strict=True):
+                out[i] = f
+    return out  # type: ignore[return-value]
+
+
+def _ok(rows: Sequence[Any]) -> list[Any]:
+    return [r for r in rows if r.latency_ms is not None and float(r.latency_ms) > 0]
+
+
+def _spaces(rows: Sequence[Any]) -> set[str]:
+    return {str(r.space) if r.space else "onnx" for r in rows}
+
+
+def _subsample(rows: Sequence[Any], n: int, seed: int) -> list[Any]:
+    """Up to ``n`` rows, chosen by a seeded hash of the architecture: source devices that
+    measured the same architectures keep the same ones (featurized once)."""
+    if len(rows) <= n:
+        return list(rows)
+
+    def rank(r: Any) -> str:
+        return hashlib.sha1(f"{seed}|{_row_key(r)}".encode()).hexdigest()
+
+    return sorted(rows, key=rank)[:n]
+
+
+# -- the model -------------------------------------------------------------------------------------
+class TransferPredictor:
+    """A new device's predictor: source-device models, a ridge head on their log predictions,
+    a calibrated log half-width. Answers like :class:`~nasctl.predictor.inference.Predictor`
+    (``predict``, ``predict_genotypes``, ``check_device``, ``save``)."""
+
+    def __init__(
+        self, meta: dict[str, Any], sources: list[GBDTModel], encoder: GenotypeEncoder
+    ) -> None:
+        self.meta, self.sources, self.encoder = meta, sources, encoder
+        self._gcache: dict[tuple[str, str, str], Prediction] = {}
+
+    @property
+    def device_id(self) -> str:
+        return str(self.meta["device_id"])
+
+    # -- inputs ------------------------------------------------------------------------------
+    def source_logs(
+        self, feats: Sequence[GraphFeatures], spaces: Sequence[str | None], genos: Sequence[Any]
+    ) -> np.ndarray:
+        """(n, sources) predicted log ms of each source device."""
+        return source_logs(self.sources, self.encoder, feats, spaces, genos)
+
+    def head_log(self, S: np.ndarray) -> np.ndarray:
+        """Log ms on this device from the sources' log predictions ``S``."""
+        return head_predict(self.meta["head"], S)
+
+    def _answer(self, logs: np.ndarray) -> list[Prediction]:
+        q = float(self.meta["q"])
+        return [
+            Prediction(float(np.exp(v)), float(np.exp(v - q)), float(np.exp(v + q))) for v in logs
+        ]
+
+    # -- prediction --------------------------------------------------------------------------
+    def predict(
+        self, graphs: Sequence[Graph], *, device: str | None = None, precision: str | None = None
+    ) -> list[Prediction]:
+        """Latency (ms) and 90 % interval of each graph."""
+        self.check_device(device)
+        if not graphs:
+            return []
+        prec = precision or str(self.meta.get("precision", "fp32"))
+        feats = featurize_many(list(graphs), prec)
+        S = self.source_logs(
+            feats, [g.meta.get("space") for g in graphs], [g.meta.get("genotype") for g in graphs]
+        )
+        return self._answer(self.head_log(S))
+
+    def predict_genotypes(
+        self,
+        space: str,
+        genotypes: Sequence[str],
+        to_graph: Callable[[str], Graph],
+        *,
+        precision: str | None = None,
+        arrays: Callable[[list[str]], GraphArrays] | None = None,
+    ) -> list[Prediction]:
+        """Like :meth:`Predictor.predict_genotypes`: cached per (``space``, genotype,
+        precision); ``arrays`` (the space's genotypes -> node arrays) skips building graphs."""
+        prec = precision or str(self.meta.get("precision", "fp32"))
+        todo = list(dict.fromkeys(g for g in genotypes if (space, g, prec) not in self._gcache))
+        fresh: dict[str, Prediction] = {}
+        sp_name = to_graph(todo[0]).meta.get("space") if todo else None
+        for s in range(0, len(todo), PREDICT_CHUNK):
+            part = todo[s : s + PREDICT_CHUNK]
+            with gc_paused():
+                if arrays is not None:
+                    feats = featurize_batch(arrays(part), prec).views()
+                else:
+                    feats = featurize_many([to_graph(g) for g in part], prec)
+            S = self.source_logs(feats, [sp_name] * len(part), part)
+            fresh.update(zip(part, self._answer(self.head_log(S)), strict=True))
+        if len(self._gcache) + len(fresh) <= CACHE_SIZE:
+            self._gcache.update({(space, g, prec): p for g, p in fresh.items()})
+        return [fresh.get(g) or self._gcache[(space, g, prec)] for g in genotypes]
+
+    def check_device(self, device: str | None) -> None:
+        """Raise unless ``device`` names the device this predictor was transferred to."""
+        if device is None:
+            return
+        key = device.replace(":", "-").replace("/", "-")
+        if device == self.device_id or self.device_id.startswith(key + "-"):
+            return
+        raise PredictorError(
+            f"this predictor was transferred to device {self.device_id!r}, not {device!r}; "
+            "train one for that device with `nasctl train-predictor --device D --transfer`"
+        )
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, out: str | Path) -> Path:
+        out = Path(out)
+        meta = {
+            **self.meta,
+            "source_bases": [m.base.to_dict() for m in self.sources],
+            "encoder": self.encoder.to_dict(),
+            "libraries": artifacts.library_versions(),
+        }
+        texts = {f"source-{i}.txt": m.to_string() for i, m in enumerate(self.sources)}
+        artifacts.write_dir(out, meta, texts, {})
+        return out
+
+    @classmethod
+    def from_dir(cls, path: Path, meta: dict[str, Any], texts: dict[str, str]) -> TransferPredictor:
+        """From the parts :func:`artifacts.read_dir` returned (see :mod:`loading`)."""
+        if meta.get("schema_version") != SCHEMA_VERSION or meta.get("schema_hash") != schema_hash():
+            raise PredictorError(
+                f"predictor {path} uses feature schema {meta.get('schema_version')!r}; this "
+                f"nasctl computes {SCHEMA_VERSION!r}; retrain it with `nasctl train-predictor`"
+            )
+        try:
+            bases = meta.pop("source_bases")
+            sources = [
+                GBDTModel.from_string(texts[f"source-{i}.txt"], b) for i, b in enumerate(bases)
+            ]
+            enc = GenotypeEncoder.from_dict(meta.pop("encoder"))
+            if len(meta["head"]["w"]) != len(sources):
+                raise ValueError("head and source models disagree in number")
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise PredictorError(f"predictor {path} is inconsistent: {e}; retrain it") from None
+        return cls(meta, sources, enc)
+
+
+def design(
+    encoder: GenotypeEncoder,
+    feats: Sequence[GraphFeatures],
+    spaces: Sequence[str | None],
+    genos: Sequence[Any],
+) -> np.ndarray:
+    """Input of a source model: graph-level features and the genotype one-hot."""
+    g = np.stack([f.g for f in feats]).astype(np.float64)
+    tok = np.stack(
+        [
+            encoder.encode(s, None if x is None else str(x))
+            for s, x in zip(spaces, genos, strict=True)
+        ]
+    )
+    return np.hstack([g, tok.astype(np.float64)])
+
+
+def source_logs(
+    sources: Sequence[GBDTModel],
+    encoder: GenotypeEncoder,
+    feats: Sequence[GraphFeatures],
+    spaces: Sequence[str | None],
+    genos: Sequence[Any],
+) -> np.ndarray:
+    """(n, sources) predicted log ms of each source model."""
+    X = design(encoder, feats, spaces, genos)
+    return np.column_stack([m.predict_log(X) for m in sources])
+
+
+@dataclass
+class Sources:
+    """Source-device models fit for a transfer: ``names`` (device ids), ``models`` (one per
+    device), the genotype ``encoder``; ``mean``/``std``: per source, of its model's predictions
+    on all source rows used (the head standardizes with them); ``own``: per source index, (all
+    models' predictions on that source's rows, its log latencies), for interval calibration."""
+
+    names: list[str]
+    models: list[GBDTModel]
+    encoder: GenotypeEncoder
+    mean: np.ndarray
+    std: np.ndarray
+    own: dict[int, tuple[np.ndarray, np.ndarray]]
+
+    def logs(self, feats: Sequence[GraphFeatures], rows_like: Sequence[Any]) -> np.ndarray:
+        """(n, sources) predicted log ms of rows-like objects (``space``, ``genotype``)."""
+        return source_logs(
+            self.models,
+            self.encoder,
+            feats,
+            [r.space for r in rows_like],
+            [r.genotype for r in rows_like],
+        )
+
+
+def shared_sources(
+    source_rows: Mapping[str, Sequence[Any]], spaces: set[str], device_id: str
+) -> dict[str, list[Any]]:
+    """Rows of each source device in ``spaces`` (devices with fewer than ``MIN_SOURCE_ROWS``
+    such rows left out); raises when none is left."""
+    shared = {
+        d: [r for r in _ok(rows) if _spaces([r]) & spaces]
+        for d, rows in source_rows.items()
+        if d != device_id
+    }
+    shared = {d: rows for d, rows in shared.items() if len(rows) >= MIN_SOURCE_ROWS}
+    if not shared:
+        raise PredictorError(
+            f"no source device has {MIN_SOURCE_ROWS} or more measurements in the search space of "
+            f"{device_id!r} ({', '.join(sorted(spaces))}); measure that space on another device, "
+            "or name devices that did with --from"
+        )
+    return shared
+
+
+def fit_sources(
+    shared: dict[str, list[Any]], *, seed: int = 0, progress: Progress | None = None
+) -> Sources:
+    """A model per source device, each on up to ``SOURCE_ROWS`` of its rows (``shared``: device
+    id -> rows, from :func:`shared_sources`)."""
+    say = progress or (lambda stage, i, n: None)
+    names = sorted(shared)
+    subs = {d: _subsample(shared[d], SOURCE_ROWS, seed) for d in names}
+    uniq: dict[str, Any] = {}
+    for d in names:
+        for r in subs[d]:
+            uniq.setdefault(_row_key(r), r)
+    say("features", 0, len(names) + 1)
+    keys = list(uniq)
+    feats = row_features([uniq[k] for k in keys])
+    pos = {k: i for i, k in enumerate(keys)}
+    enc = GenotypeEncoder.fit(
+        [r.space for d in names for r in subs[d]], [r.genotype for d in names for r in subs[d]]
+    )
+    X_all = design(enc, feats, [uniq[k].space for k in keys], [uniq[k].genotype for k in keys])
+    models = []
+    for i, d in enumerate(names):
+        say(f"source {d}", i + 1, len(names) + 1)
+        idx = [pos[_row_key(r)] for r in subs[d]]
+        y = np.log(np.array([float(r.latency_ms) for r in subs[d]]))
+        models.append(GBDTModel.fit(X_all[idx], y, seed=seed, rounds=SOURCE_ROUNDS))
+    S_all = np.column_stack([m.predict_log(X_all) for m in models])
+    own = {}
+    for j, d in enumerate(names):
+        idx = [pos[_row_key(r)] for r in subs[d]]
+        own[j] = (S_all[idx], np.log(np.array([float(r.latency_ms) for r in subs[d]])))
+    return Sources(names, models, enc, S_all.mean(0), S_all.std(0) + 1e-9, own)
+
+
+def fit_transfer(
+    target_rows: Sequence[Any],
+    source_rows: Mapping[str, Sequence[Any]] | None = None,
+    *,
+    device_id: str,
+    seed: int = 0,
+    sources: Sources | None = None,
+    progress: Progress | None = None,
+) -> tuple[TransferPredictor, dict[str, Any]]:
+    """Transfer to ``device_id`` from its ``target_rows`` (TrainingRow-like) and the rows of each
+    source device (``source_rows``: device id -> rows; or ``sources`` already fit on them by
+    :func:`fit_sources`, e.g. for many target devices). Sources that share no search space
+    with the target rows are left out; see the module docstring for the model."""
+    t0 = time.perf_counter()
+    target = _ok(target_rows)
+    if len(target) < MIN_TARGET_ROWS:
+        raise PredictorError(
+            f"device {device_id!r} has {len(target)} measured architectures; transfer needs at "
+            f"least {MIN_TARGET_ROWS} (10 recommended): measure them with `nasctl profile "
+            f"--device {device_id} --space S --num 10 --pick informative`"
+        )
+    if sources is None:
+        shared = shared_sources(source_rows or {}, _spaces(target), device_id)
+        sources = fit_sources(shared, seed=seed, progress=progress)
+    S_t = sources.logs(row_features(target), target)
+    y_t = np.log(np.array([float(r.latency_ms) for r in target]))
+    head = fit_head(S_t, y_t, sources.mean, sources.std)
+    scores = lso_scores(sources.own, len(target), seed)
+    e_loo = loo_errors(S_t, y_t, sources.mean, sources.std, head["lambda"])
+    scale = float(np.sqrt(np.mean(e_loo**2))) + SCALE_FLOOR
+    if scores.size:
+        q_score = ensemble.conformal_quantile(scores, ALPHA)
+    else:  # a single source: nothing to leave out; the new device's own errors, widened
+        q_score = ensemble.conformal_quantile(e_loo / scale, ALPHA) * 1.5
+    q = float(q_score * scale)
+    precisions = sorted({str(getattr(r, "precision", None) or "fp32") for r in target})
+    meta = {
+        "kind": KIND,
+        "device_id": device_id,
+        "sources": sources.names,
+        "head": head,
+        "q": q,
+        "q_score": float(q_score),
+        "loo_scale": scale,
+        "n_target": len(target),
+        "precision": precisions[0],
+        "seed": seed,
+        "alpha": ALPHA,
+        "schema_version": SCHEMA_VERSION,
+        "schema_hash": schema_hash(),
+    }
+    report = {
+        "device_id": device_id,
+        "sources": sources.names,
+        "n_target": len(target),
+        "weights": dict(zip(sources.names, head["w"], strict=True)),
+        "interval_log_half_width": q,
+        "target_loo_mae_log": float(e_loo.mean()),
+        "train_s": round(time.perf_counter() - t0, 2),
+    }
+    return TransferPredictor(meta, sources.models, sources.encoder), report
