@@ -48,7 +48,8 @@ def train_predictor(
     if transfer:
         from nasctl.cli.transfer_cmd import train_transfer
 
-        with _progress(json_out) as say:
+        with ProgressBar(quiet=json_out) as bar:
+            say = _stages(bar) if bar.enabled else None
             return train_transfer(db, device, out, sources, seed, json_out, say)
     with Store(db, readonly=True) as store:
         if not store.device_ids():
