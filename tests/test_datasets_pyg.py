@@ -13,7 +13,7 @@ from nasctl.datasets.importers import import_table
 from nasctl.datasets.pyg import LatencyDataset, feature_hash
 from nasctl.datasets.store import Store
 from nasctl.errors import StoreError
-from nasctl.predictor.features import GRAPH_FEATURES, NODE_FEATURES
+from nasctl.predictor.schema import GRAPH_FEATURES, NODE_FEATURES
 
 DEVICE = "replay-nb201-titan_rtx_1"
 

@@ -47,7 +47,8 @@ from torch_geometric.data import Data, InMemoryDataset
 from nasctl.datasets.rows import TrainingRow
 from nasctl.datasets.store import Store
 from nasctl.errors import StoreError
-from nasctl.predictor.features import GRAPH_FEATURES, NODE_FEATURES, featurize_many, schema_hash
+from nasctl.predictor.features import featurize_many
+from nasctl.predictor.schema import GRAPH_FEATURES, NODE_FEATURES, schema_hash
 
 #: Version of the ``Data`` layout above; change it when an attribute changes.
 FORMAT_VERSION = "pyg-v1"

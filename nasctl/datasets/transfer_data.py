@@ -41,8 +41,8 @@ def target_rows(store: Store, device: str) -> tuple[str, list[TrainingRow]]:
     except StoreError:
         raise PredictorError(
             f"device {device!r} has no measurements in {store.path}; transfer needs at least "
-            f"{MIN_TARGET_ROWS} (10 recommended): measure them first with `nasctl profile "
-            f"--device {device} --space S --num 10 --pick informative --db {store.path}`"
+            f"{MIN_TARGET_ROWS} (10 recommended): measure them first on that device, e.g. with "
+            "`nasctl profile` picking informative architectures (pick=informative, num=10)"
         ) from None
     return dev, store.training_rows(dev)
 

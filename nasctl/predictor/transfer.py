@@ -218,7 +218,7 @@ class TransferPredictor:
             return
         raise PredictorError(
             f"this predictor was transferred to device {self.device_id!r}, not {device!r}; "
-            "train one for that device with `nasctl train-predictor --device D --transfer`"
+            "transfer one to that device with `nasctl train-predictor` (transfer=True)"
         )
 
     # -- persistence -------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def shared_sources(
         raise PredictorError(
             f"no source device has {MIN_SOURCE_ROWS} or more measurements in the search space of "
             f"{device_id!r} ({', '.join(sorted(spaces))}); measure that space on another device, "
-            "or name devices that did with --from"
+            "or name devices that did as sources"
         )
     return shared
 
@@ -381,8 +381,8 @@ def fit_transfer(
     if len(target) < MIN_TARGET_ROWS:
         raise PredictorError(
             f"device {device_id!r} has {len(target)} measured architectures; transfer needs at "
-            f"least {MIN_TARGET_ROWS} (10 recommended): measure them with `nasctl profile "
-            f"--device {device_id} --space S --num 10 --pick informative`"
+            f"least {MIN_TARGET_ROWS} (10 recommended): measure them on that device, e.g. with "
+            "`nasctl profile` picking informative architectures (pick=informative, num=10)"
         )
     if sources is None:
         shared = shared_sources(source_rows or {}, _spaces(target), device_id)

@@ -356,10 +356,10 @@ class SearchLoop:
             self.space,
             self.device_id,
             want=n,
-            have={**self.stored, **measured},
+            have={**self.latency.stored, **measured},
             seed=self.cfg.seed,
             measure=lambda g: (
-                self._measure(
+                self.budget.measure(
                     self._ensure_estimated([g], generation=-1)[0].genotype, "bootstrap", -1
                 ).measured_ms
             ),
