@@ -197,8 +197,7 @@ def test_tensorrt_devices_explain_what_is_missing(tiny: Path) -> None:
 
 def _optimized(model: onnx.ModelProto, tmp: Path) -> onnx.ModelProto:
     import onnxruntime as ort
-
-    from nasctl.profiler.backends.onnxruntime import session_options
+    from nasctl_agent.backends.ort import session_options
 
     path = tmp / "optimized.onnx"
     ort.InferenceSession(
@@ -216,7 +215,7 @@ def test_ort_kernels_map_back_onto_every_graph_node(space: str, tmp_path: Path) 
     import random
 
     from nasctl.arch.onnx_io import to_onnx
-    from nasctl.profiler.devices import to_graph_ids
+    from nasctl.profiler.layers import to_graph_ids
     from nasctl.profiler.ort_names import map_kernels
     from nasctl.spaces import get_space, list_spaces
 

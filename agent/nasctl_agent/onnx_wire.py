@@ -46,6 +46,7 @@ class InputInfo:
 class ModelInfo:
     inputs: list[InputInfo]
     external: list[str]  # external-data locations, as written in the model
+    error: str | None = None  # why the file could not be read (then inputs/external are empty)
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:

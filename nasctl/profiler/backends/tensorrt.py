@@ -20,16 +20,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from nasctl.errors import BackendError, DeviceError, NasctlError
+from nasctl.profiler.base import Device
 from nasctl.profiler.protocol import Runner, TimingConfig
 from nasctl.records import Measurement, MeasurementRequest
-
-if TYPE_CHECKING:
-    from nasctl.profiler.gpu_devices import TensorRTDevice
 
 Version = tuple[int, int]
 
@@ -285,18 +283,19 @@ class TrtRunner(Runner):
 
 
 def measure_tensorrt(
-    device: TensorRTDevice, request: MeasurementRequest, opts: dict[str, Any]
+    device: Device, request: MeasurementRequest, opts: dict[str, Any]
 ) -> Measurement:
     """Build (or fail as a record), time with the base protocol, then profile per layer."""
-    from nasctl.profiler.devices import load_model_bytes
     from nasctl.profiler.fingerprint import collect
+    from nasctl.profiler.source import load_model
     from nasctl.profiler.trt_reports import graph_names, profile_layers, reconcile
 
     cfg = TimingConfig.from_options(opts)
     dev_id = device.device_id_for(request.precision)
     t0 = time.perf_counter()
     try:
-        model, ids = load_model_bytes(request)
+        src = load_model(request)
+        model, ids = src.data or src.path.read_bytes(), src.graph_ids  # type: ignore[union-attr]
         cache_dir = opts.get("timing_cache_dir")
         cache = Path(cache_dir) / f"{dev_id}.timing.cache" if cache_dir else None
         engine, plan = build_engine(

@@ -4,14 +4,12 @@ each timed step bracketed by CUDA events. ``torch`` is imported lazily."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nasctl.errors import DeviceError, NasctlError
+from nasctl.profiler.base import Device
 from nasctl.profiler.protocol import Runner, TimingConfig
 from nasctl.records import Measurement, MeasurementRequest
-
-if TYPE_CHECKING:
-    from nasctl.profiler.gpu_devices import CudaDevice
 
 
 class TorchCudaRunner(Runner):
@@ -46,7 +44,7 @@ class TorchCudaRunner(Runner):
 
 
 def measure_torch_cuda(
-    device: CudaDevice, request: MeasurementRequest, opts: dict[str, Any]
+    device: Device, request: MeasurementRequest, opts: dict[str, Any]
 ) -> Measurement:
     """Measure a graph request with PyTorch on the GPU (ONNX files are not supported here)."""
     from nasctl.profiler.fingerprint import collect

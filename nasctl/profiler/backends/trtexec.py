@@ -21,9 +21,10 @@ import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nasctl.errors import BackendError, DeviceError, NasctlError
+from nasctl.profiler.base import Device
 from nasctl.profiler.protocol import TimingConfig
 from nasctl.profiler.trt_reports import (
     graph_names,
@@ -33,9 +34,6 @@ from nasctl.profiler.trt_reports import (
     timing_stats,
 )
 from nasctl.records import Measurement, MeasurementRequest
-
-if TYPE_CHECKING:
-    from nasctl.profiler.gpu_devices import TensorRTDevice
 
 Version = tuple[int, int]
 _TAG = re.compile(r"\[TensorRT v(\d{4,6})\]")
@@ -194,19 +192,20 @@ def run_trtexec(cmd: list[str], timeout_s: float = 1800) -> str:
 
 
 def measure_trtexec(
-    device: TensorRTDevice, request: MeasurementRequest, opts: dict[str, Any], trtexec: str
+    device: Device, request: MeasurementRequest, opts: dict[str, Any], trtexec: str
 ) -> Measurement:
     """Build with trtexec, time it (re-timing the saved engine while the quality gate fails),
     and read back whole-graph stats, per-layer times and layer info."""
-    from nasctl.profiler.devices import load_model_bytes
     from nasctl.profiler.fingerprint import collect
+    from nasctl.profiler.source import load_model
 
     cfg = TimingConfig.from_options(opts)
     version = parse_trt_version(_probe(trtexec)) or (0, 0)
     dev_id = device.device_id_for(request.precision)
     t0 = time.perf_counter()
     try:
-        model, ids = load_model_bytes(request)
+        src = load_model(request)
+        model, ids = src.data or src.path.read_bytes(), src.graph_ids  # type: ignore[union-attr]
     except DeviceError:
         raise
     except NasctlError as e:
