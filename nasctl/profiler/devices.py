@@ -25,7 +25,6 @@ from nasctl.errors import DeviceError
 from nasctl.profiler.base import Device
 
 __all__ = [
-    "TRT_MISSING",
     "Device",
     "describe_devices",
     "get_device",
@@ -34,11 +33,6 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[Device]] = {}
-
-TRT_MISSING = (
-    "TensorRT Python module not found; run on the Jetson with JetPack's TensorRT, "
-    "or point at trtexec with --trtexec PATH"
-)
 
 
 def register_device(name: str) -> Callable[[type[Device]], type[Device]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from nasctl.errors import DeviceError, NasctlError
 from nasctl.profiler.base import Device
-from nasctl.profiler.protocol import Runner, TimingConfig
+from nasctl.profiler.protocol import Runner, TimingConfig, measurement_from_timing
 from nasctl.records import Measurement, MeasurementRequest
 
 
@@ -70,7 +70,8 @@ def measure_torch_cuda(
     except RuntimeError as e:  # CUDA OOM and friends
         text = " ".join(str(e).split())[:300]
         return device.failed(request, f"PyTorch failed: {text}", dev_id)
-    return res.to_measurement(
+    return measurement_from_timing(
+        res,
         request,
         dev_id,
         fingerprint=collect(libs=("torch",), gpu=True),
