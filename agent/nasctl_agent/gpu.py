@@ -90,6 +90,11 @@ class TensorRTDevice(AgentDevice):
             return True, f"{what}; TensorRT Python API (no trtexec: use backend tensorrt)"
         return False, f"{what}, but {TRTEXEC_MISSING}"
 
+    def available_for(self, request: Request) -> tuple[bool, str]:
+        if request.options.get("trtexec") or request.backend:
+            return self.hardware()  # the backend named is checked by check_request
+        return self.available()
+
     def check_request(self, request: Request) -> None:
         dla = request.options.get("dla_core")
         if dla is not None:

@@ -112,7 +112,9 @@ class AgentBackedDevice(Device):
         )
 
     def available(self) -> tuple[bool, str]:
-        return self._agent().available()  # type: ignore[no-any-return]
+        req = self._agent_request(self.precision, self.opts)
+        req.backend = self.opts.get("backend")
+        return self._agent().available_for(req)  # type: ignore[no-any-return]
 
     def device_id_for(self, precision: str) -> str:
         return self.request_device_id(
@@ -123,6 +125,7 @@ class AgentBackedDevice(Device):
         merged = {**self.opts, **opts}
         try:
             req = self._agent_request(request.precision, merged)
+            req.backend = merged.get("backend")
             dev = self._agent()
             dev.check_request(req)
             return str(dev.device_id(req))
