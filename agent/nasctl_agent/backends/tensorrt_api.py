@@ -228,7 +228,8 @@ def build_engine(
         flags |= 1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = t.OnnxParser(network, logger)
-    if not parser.parse_from_file(model.path):  # a path: external data from the model's folder
+    # a path: external data is read from the model's folder
+    if not parser.parse_from_file(model.file_path()):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelError(f"TensorRT cannot parse the ONNX: {errs or 'unknown error'}")
     config = builder.create_builder_config()
