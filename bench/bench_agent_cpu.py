@@ -8,7 +8,9 @@ agent), same models, same protocol; and the wall time each measurement takes.
 Writes ``--num`` mbconv models (128-160 px) as ONNX once, then alternates, round by round, one
 process per side (``PYTHONPATH`` = that side's checkout) measuring every model with
 ``get_device("cpu").measure`` (per-layer pass included). Prints a markdown table: per model the
-median of the per-round medians on each side, their ratio, and the wall time per measurement.
+median of the per-round medians on each side, their ratio, the wall time per measurement and
+its overhead (wall time outside warm-up, timed runs and the per-layer pass: model loading,
+session creation, result conversion and layer mapping).
 The machine is shared: quote the load (printed) with the numbers.
 """
 
@@ -97,9 +99,7 @@ def main() -> None:
         f"`{' '.join(sys.argv)}`; load average before/after: "
         f"{load0[0]:.1f} / {load1[0]:.1f} (2 cores)\n"
     )
-    print(
-        "| model | before ms | agent ms | agent/before | before wall s | agent wall s |"
-    )
+    print("| model | before ms | agent ms | agent/before | before wall s | agent wall s |")
     print("|---|---|---|---|---|---|")
     ratios = []
     for m in models:
@@ -114,7 +114,7 @@ def main() -> None:
             f"{statistics.median(x['wall_s'] for x in g):.2f} |"
         )
     geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"| **geometric mean** | | | **{geo:.3f}** | | |")
+    print(f"| **geometric mean** | | | **{geo:.3f}** | | | | |")
 
 
 if __name__ == "__main__":
