@@ -55,9 +55,13 @@ def worker(models: list[str], clock: str) -> dict:
     for m in models:
         t0 = time.perf_counter()
         rec = dev.measure(MeasurementRequest(arch_hash=Path(m).stem, device="cpu", onnx_path=m))
+        wall = time.perf_counter() - t0
+        ts = rec.extra.get("timing_s", {})
+        measured = sum(float(ts.get(k) or 0) for k in ("warmup", "timed", "per_layer"))
         out[m] = {
             "median_ms": rec.median_ms,
-            "wall_s": time.perf_counter() - t0,
+            "wall_s": wall,
+            "overhead_s": wall - measured,
             "status": rec.status,
             "layers": len(rec.layers),
         }
@@ -99,8 +103,11 @@ def main() -> None:
         f"`{' '.join(sys.argv)}`; load average before/after: "
         f"{load0[0]:.1f} / {load1[0]:.1f} (2 cores)\n"
     )
-    print("| model | before ms | agent ms | agent/before | before wall s | agent wall s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| model | before ms | agent ms | agent/before | before wall s | agent wall s "
+        "| before overhead s | agent overhead s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     ratios = []
     for m in models:
         b = [r[str(m)] for r in runs["before"]]
@@ -111,7 +118,9 @@ def main() -> None:
         print(
             f"| {m.stem} | {bm:.3f} | {gm:.3f} | {gm / bm:.3f} | "
             f"{statistics.median(x['wall_s'] for x in b):.2f} | "
-            f"{statistics.median(x['wall_s'] for x in g):.2f} |"
+            f"{statistics.median(x['wall_s'] for x in g):.2f} | "
+            f"{statistics.median(x['overhead_s'] for x in b):.3f} | "
+            f"{statistics.median(x['overhead_s'] for x in g):.3f} |"
         )
     geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     print(f"| **geometric mean** | | | **{geo:.3f}** | | | | |")
