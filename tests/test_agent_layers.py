@@ -70,3 +70,9 @@ def test_agent_is_ruff_clean_for_py38() -> None:
     assert 'target-version = "py38"' in (AGENT / "pyproject.toml").read_text()
     r = subprocess.run([ruff, "check", str(AGENT)], capture_output=True, text=True, cwd=AGENT)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_agent_core_has_no_dependencies() -> None:
+    """The core installs on a bare Jetson: every library is an optional extra."""
+    text = (AGENT / "pyproject.toml").read_text()
+    assert "dependencies = []" in text and 'requires-python = ">=3.8"' in text
