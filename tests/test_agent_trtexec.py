@@ -376,6 +376,10 @@ def test_dla_core_with_gpu_fallback_report(xavier: dict) -> None:
         nasctl_agent.measure(model, _req(xavier, precision="fp32", options={"dla_core": 0}))
     with pytest.raises(RequestError, match="dla_core must be 0 or 1"):
         nasctl_agent.measure(model, _req(xavier, options={"dla_core": 2}))
+    with pytest.raises(RequestError, match="must be an integer"):
+        nasctl_agent.measure(model, _req(xavier, options={"dla_core": "first"}))
+    r = nasctl_agent.measure(model, _req(xavier, options={"dla_core": "0"}))  # --option dla_core=0
+    assert r.device_id.endswith("-fp16-dla0"), r.error
 
 
 # -- the host: nasctl profile through the agent --------------------------------------------------
