@@ -117,3 +117,16 @@ def test_cli_measure_and_info(model: Path, tmp_path: Path) -> None:
     cpu = next(d for d in info["devices"] if d["name"] == "cpu")
     assert cpu["available"] and cpu["device_id_fp32"].startswith("cpu-ort")
     assert info["protocol"] == PROTOCOL_VERSION and "python" in info["fingerprint"]
+
+
+def test_host_refuses_a_result_of_another_protocol(model: Path) -> None:
+    from nasctl.errors import DeviceError
+    from nasctl.profiler.agent_devices import measurement_from_result
+    from nasctl.records import MeasurementRequest
+
+    r = nasctl_agent.measure(model, {"device": "cpu", "timing": FAST, "per_layer": False})
+    req = MeasurementRequest(arch_hash="h", device="cpu", onnx_path=str(model))
+    m = measurement_from_result(req, r.to_dict())
+    assert m.device_id == r.device_id and m.median_ms == r.timing["median_ms"]
+    with pytest.raises(DeviceError, match="protocol"):
+        measurement_from_result(req, {**r.to_dict(), "protocol": PROTOCOL_VERSION + 1})

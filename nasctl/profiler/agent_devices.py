@@ -48,7 +48,10 @@ def measurement_from_result(
 ) -> Measurement:
     """The stored record of an agent result (``Result.to_dict()``), engine layers mapped to the
     graph's nodes. ``source``: the model measured (loaded from ``request`` when omitted)."""
-    res = nasctl_agent.Result.from_dict(result)
+    try:
+        res = nasctl_agent.Result.from_dict(result)
+    except RequestError as e:  # another protocol version: the agent and nasctl do not match
+        raise DeviceError(str(e)) from None
     if res.status == "failed" or res.timing is None:
         return Measurement(
             arch_hash=request.arch_hash,
