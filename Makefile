@@ -5,9 +5,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test test-fast demo bench lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml agent/pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e './agent[ort]'
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -28,6 +29,8 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check nasctl tests bench
+	$(BIN)/ruff check agent
+	$(BIN)/vermin --target=3.8- --no-tips --violations agent/
 	$(BIN)/mypy nasctl
 
 clean:
