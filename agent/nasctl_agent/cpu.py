@@ -1,5 +1,7 @@
-"""The ``cpu`` device: ONNX Runtime on the CPU, ``threads`` intra-op threads (default 1), FP32,
-all graph optimizations, sequential execution. Whole-graph latency from an un-profiled session,
+"""The ``cpu`` device: ONNX Runtime on the CPU, ``threads`` intra-op threads (default 1), FP32 or
+INT8 (the precision is the model's: an ``int8`` request needs explicit Q/DQ nodes, which ORT runs
+as its int8 kernels, ``QLinearConv``/``MatMulInteger``...), all graph optimizations, sequential
+execution. Whole-graph latency from an un-profiled session,
 per-kernel times from a separate profiling session."""
 
 from __future__ import annotations
@@ -7,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from nasctl_agent.devices import AgentDevice, register
-from nasctl_agent.errors import RequestError
+from nasctl_agent.errors import ModelError, RequestError
 from nasctl_agent.model import Model
 from nasctl_agent.protocol import TimingConfig
 from nasctl_agent.request import Request, Result
@@ -42,8 +44,10 @@ def clock_of(options: dict[str, Any]) -> str:
 
 @register("cpu")
 class CpuDevice(AgentDevice):
-    description = "ONNX Runtime CPU, FP32, 1 intra-op thread by default (option threads)"
-    precisions = ("fp32",)
+    description = (
+        "ONNX Runtime CPU, FP32 or INT8 (Q/DQ model), 1 intra-op thread by default (option threads)"
+    )
+    precisions = ("fp32", "int8")
 
     def available(self) -> tuple[bool, str]:
         from nasctl_agent.backends.ort import ORT_MISSING, ort_available, ort_version
@@ -80,6 +84,17 @@ class CpuDevice(AgentDevice):
 
         opts = request.options
         threads, clock = threads_of(opts), clock_of(opts)
+        written = model.info.precision
+        if (
+            written is not None
+            and "int8" in (written, request.precision)
+            and written != request.precision
+        ):
+            raise ModelError(
+                f"the model is {written} but the request asks for {request.precision}: "
+                "the precision is written into the ONNX (INT8 = Q/DQ nodes; nasctl's host "
+                "writes them, or use onnxruntime.quantization.quantize_static)"
+            )
         seed = int(opts.get("seed", 0))
         scoped = ort.reset_peak_rss()
         runner = ort.OrtRunner(

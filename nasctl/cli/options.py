@@ -64,3 +64,26 @@ PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, fp16 or in
 def device_options(**given: object) -> dict[str, object]:
     """Keyword options for ``get_device`` from the flags given (None left out, paths as str)."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None}
+
+
+#: ``--calib-data``: INT8 calibration input batches (issue #15).
+CalibDataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--calib-data",
+        help="INT8: folder of .npy input batches (batch first) to calibrate the Q/DQ model on; "
+        "without it the scales come from stated random N(0,1) data (recorded in each row).",
+    ),
+]
+
+
+def check_calib_data(path: Path | None) -> None:
+    """A one-line error for a calibration folder that is missing or holds no .npy file."""
+    from nasctl.errors import NasctlError
+
+    if path is None:
+        return
+    if not path.is_dir():
+        raise NasctlError(f"--calib-data {path} is not a folder; give a folder of .npy batches")
+    if not any(path.glob("*.npy")):
+        raise NasctlError(f"--calib-data {path} holds no .npy file; add input batches")

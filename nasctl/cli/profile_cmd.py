@@ -9,6 +9,7 @@ import typer
 
 from nasctl.cli.common import handle_errors, print_json
 from nasctl.cli.options import (
+    CalibDataOpt,
     DataDirOpt,
     DbOpt,
     DeviceOpt,
@@ -16,6 +17,7 @@ from nasctl.cli.options import (
     PrecisionOpt,
     ThreadsOpt,
     TrtexecOpt,
+    check_calib_data,
     device_options,
 )
 from nasctl.cli.progress import ProgressBar
@@ -60,6 +62,7 @@ def profile(
         typer.Option("--kernels", help="Measure N single layers (space 'kernels') instead."),
     ] = None,
     precision: PrecisionOpt = "fp32",
+    calib_data: CalibDataOpt = None,
     batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 1,
     threads: ThreadsOpt = None,
     trtexec: TrtexecOpt = None,
@@ -91,7 +94,9 @@ def profile(
         raise NasctlError(f"--pick takes random or informative (with --space); got {pick!r}")
     if batch < 1:
         raise NasctlError(f"--batch must be >= 1; got {batch}")
-    dev = _device(device, precision, threads, trtexec, data_dir, _options(option))
+    check_calib_data(calib_data)
+    extra_opts = {**_options(option), **device_options(calib_data=calib_data)}
+    dev = _device(device, precision, threads, trtexec, data_dir, extra_opts)
     warnings = _warnings()
     # everything a user typed is checked before the store is opened or created
     graphs = read_onnx(onnx) if onnx else []

@@ -17,7 +17,7 @@ from nasctl.errors import DeviceError
 from nasctl.profiler.base import Device
 from nasctl.profiler.layers import ort_layers, trt_layers
 from nasctl.profiler.protocol import TimingConfig, TimingResult, measurement_from_timing
-from nasctl.profiler.source import ModelSource, load_model
+from nasctl.profiler.source import ModelSource, at_precision, load_model
 from nasctl.records import Measurement, MeasurementRequest
 
 
@@ -103,6 +103,18 @@ class AgentBackedDevice(Device):
     request translation and the layer mapping."""
 
     agent_device = ""
+    #: precisions the host writes into the model before the agent measures it
+    writes_precision: tuple[str, ...] = ()
+
+    def load(self, request: MeasurementRequest) -> ModelSource:
+        source = load_model(request)
+        if request.precision not in self.writes_precision:
+            return source
+        opts = {**self.opts, **(request.options or {})}
+        calib = opts.get("calib_data")
+        return at_precision(
+            source, request.precision, str(calib) if calib else None, int(opts.get("seed", 0))
+        )
 
     def _agent(self) -> Any:
         from nasctl_agent.catalog import get_device as agent_get_device
@@ -148,4 +160,7 @@ class AgentBackedDevice(Device):
             result = self._agent().measure(source.model, req)
         except RequestError as e:
             raise DeviceError(str(e)) from None
-        return measurement_from_result(request, result.to_dict(), source)
+        m = measurement_from_result(request, result.to_dict(), source)
+        if source.precision_note is not None:
+            m.extra["precision_written"] = source.precision_note
+        return m

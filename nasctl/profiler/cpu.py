@@ -1,7 +1,9 @@
 """The ``cpu`` device: ONNX Runtime on the CPU, measured by the agent's code
 (:mod:`nasctl_agent.cpu`): ``threads`` intra-op threads (default 1), FP32, all graph
 optimizations, sequential execution; whole-graph latency from an un-profiled session, per-layer
-times from a separate profiling session, mapped back to graph nodes here."""
+times from a separate profiling session, mapped back to graph nodes here. INT8: the host writes
+the model as explicit Q/DQ (:mod:`nasctl.arch.precision`, calibrated on ``calib_data`` or stated
+random data) and ORT runs its int8 kernels; the device id says ``int8``."""
 
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ from nasctl.profiler.devices import register_device
 class CpuDevice(AgentBackedDevice):
     name = "cpu"
     agent_device = "cpu"
-    description = "ONNX Runtime CPU, FP32, 1 intra-op thread by default (option threads)"
-    precisions = ("fp32",)
+    description = (
+        "ONNX Runtime CPU, FP32 or INT8 (Q/DQ written by the host; option calib_data), "
+        "1 intra-op thread by default (option threads)"
+    )
+    precisions = ("fp32", "int8")
+    writes_precision = ("int8",)
     backend_label = "ONNX Runtime"

@@ -62,6 +62,11 @@ def ort_layers(
             kind=info.kind if info else "unknown",
             extra=extra,
         )
+        if not lt.nodes and ids is not None:  # a Q/DQ kernel ORT renamed: its tensor's node
+            named = [n for n in to_graph_ids([la["name"]], ids) if n in ids]
+            if named:
+                lt.nodes, lt.kind = named, "kernel"
+                lt.extra["mapped_by"] = "qdq-tensor-name"
         if lt.kind == "fused" and len(lt.nodes) == 1:  # ONNX parts of one graph node
             lt.kind = "kernel"
         out.append(lt)

@@ -20,6 +20,8 @@ class ModelSource:
     data: bytes | None = None
     path: Path | None = None
     graph_ids: set[str] | None = None
+    #: how the precision was written (INT8: the calibration record), None when not converted
+    precision_note: dict[str, Any] | None = None
 
     @property
     def model(self) -> bytes | str:
@@ -67,3 +69,30 @@ def load_model(request: MeasurementRequest) -> ModelSource:
             raise OnnxReadError(f"ONNX file {p} is empty")
         return ModelSource(path=p)
     raise DeviceError("measurement request has neither graph_json nor onnx_path")
+
+
+def at_precision(
+    source: ModelSource, precision: str, calib_data: str | None = None, seed: int = 0
+) -> ModelSource:
+    """``source`` with ``precision`` written into the model (FP16 tensors, Q/DQ INT8) by
+    :func:`nasctl.arch.precision.with_precision`; a model already at that precision (a user's
+    Q/DQ ONNX) is kept as it is."""
+    import onnx
+
+    from nasctl.arch.precision import with_precision
+
+    proto = source.onnx_proto()
+    if proto is None:
+        raise OnnxReadError("cannot read the model to write its precision")
+    ops = {n.op_type for n in proto.graph.node}
+    if precision == "int8" and ops & {"QuantizeLinear", "DequantizeLinear"}:
+        return source
+    if source.path is not None:  # with its external data, if any
+        proto = onnx.load(str(source.path))
+    out, calib = with_precision(proto, precision, calib_data, seed)
+    note: dict[str, Any] = {"written_by": "nasctl.arch.precision", "precision": precision}
+    if calib is not None:
+        note["calibration"] = calib.to_dict()
+    return ModelSource(
+        data=out.SerializeToString(), graph_ids=source.graph_ids, precision_note=note
+    )
