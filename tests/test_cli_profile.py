@@ -201,7 +201,7 @@ def test_replay_device_answers_from_the_table(tmp_path: Path, shared_data: Path)
         (["--space", "nb201", "--num", "20000"], "only 15625 architectures"),
         (["--device", "tpu", "--space", "mbconv", "--num", "2"], "unknown device 'tpu'"),
         (["--space", "mbconv", "--num", "2", "--option", "repeats"], "KEY=VALUE"),
-        (["--space", "mbconv", "--num", "2", "--precision", "int8"], "precisions fp32"),
+        (["--space", "mbconv", "--num", "2", "--precision", "fp16"], "precisions fp32, int8"),
     ],
 )
 def test_bad_input_exits_1_and_creates_nothing(

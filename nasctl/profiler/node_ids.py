@@ -7,7 +7,9 @@ import re
 
 #: Q/DQ nodes written by ONNX Runtime's quantizer (``<tensor>_QuantizeLinear``, a copy per
 #: consumer ``.../duplicated``) and ORT's renamed folded weights (``ConvBnFusion_W_<tensor>``)
-_QDQ = re.compile(r"^(ConvBnFusion_(W|BN_B)_)?(?P<t>.+?)_(Quantize|Dequantize)Linear(/duplicated)?$")
+_QDQ = re.compile(
+    r"^(ConvBnFusion_(W|BN_B)_)?(?P<t>.+?)_(Quantize|Dequantize)Linear(/duplicated)?$"
+)
 
 
 def _tensor_owner(name: str) -> str:
