@@ -31,6 +31,7 @@ def _register() -> None:
         arch_cmd,
         dataset_cmd,
         devices_cmd,
+        export_cmd,
         predictor_cmd,
         profile_cmd,
         search_cmd,
@@ -52,6 +53,9 @@ def _register() -> None:
     app.command("predict", help="Predict latency with a trained predictor.")(predictor_cmd.predict)
     app.command("search", help="Search a space for the accuracy-latency frontier.")(
         search_cmd.search
+    )
+    app.command("export", help="Export a search's winner: ONNX, PyTorch module, card.")(
+        export_cmd.export
     )
 
 
