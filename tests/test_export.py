@@ -154,7 +154,7 @@ def test_bad_rank_and_existing_out_are_one_line(run_dir: Path, tmp_path: Path) -
     out = tmp_path / "x"
     code, text = _run("export", "--run", run_dir, "--rank", "7", "--out", out)
     assert code == 1 and text.strip().splitlines() == [
-        "error: the run's frontier has 2 points; --rank must be 1..2"
+        "error: --rank must be between 1 and 2: the run's frontier has 2 points"
     ]
     assert not out.exists() and not list(tmp_path.iterdir())
     code, text = _run("export", "--run", tmp_path, "--out", out)

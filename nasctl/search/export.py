@@ -44,7 +44,7 @@ def read_run(run: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     f = run / "frontier.json"
     if not f.is_file():
         raise NasctlError(
-            f"{run} holds no frontier.json; give the --out folder of a finished `nasctl search`"
+            f"{run} holds no frontier.json; give the output folder of a finished nasctl search"
         )
     try:
         doc = json.loads(f.read_text())
@@ -57,7 +57,7 @@ def read_run(run: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def choose(rows: list[dict[str, Any]], rank: int | None, genotype: str | None) -> Chosen:
     """Rank ``rank`` (1-based, most accurate first) of the frontier, or ``genotype``."""
     if genotype is not None and rank is not None:
-        raise NasctlError("give --rank or --genotype, not both")
+        raise NasctlError("rank must not be given with genotype: give one of them")
     if genotype is not None:
         for i, r in enumerate(rows, 1):
             if r.get("genotype") == genotype:
@@ -68,7 +68,7 @@ def choose(rows: list[dict[str, Any]], rank: int | None, genotype: str | None) -
         raise NasctlError("the run's frontier is empty: nothing to export")
     if not 1 <= k <= len(rows):
         raise NasctlError(
-            f"the run's frontier has {len(rows)} points; --rank must be 1..{len(rows)}"
+            f"rank must be between 1 and {len(rows)}: the run's frontier has {len(rows)} points"
         )
     return Chosen(str(rows[k - 1]["genotype"]), k, rows[k - 1])
 
@@ -196,7 +196,7 @@ def export_winner(
     from nasctl.spaces import get_space
 
     if out.exists():
-        raise NasctlError(f"--out {out} exists; give a new folder (nothing was written)")
+        raise NasctlError(f"out={out} exists; give a new folder (nothing was written)")
     doc, rows = read_run(run)
     settings = doc.get("settings") or {}
     chosen = choose(rows, rank, genotype)
