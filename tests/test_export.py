@@ -138,7 +138,10 @@ def test_export_int8_trtexec_flags_exist_in_that_version(
     assert code == 0, text
     card = json.loads((out / "card.json").read_text())
     build = card["tensorrt"]["build"].split()
-    assert build[0] == "trtexec" and build[1:-1][1:] == flags
+    assert build[0] == "trtexec" and build[2:-1] == flags
+    # a cpu run: model.onnx in ORT's fast form (uint8 activations), TensorRT's symmetric one
+    assert build[1] == "--onnx=model_tensorrt.onnx" and (out / "model_tensorrt.onnx").is_file()
+    assert card["calibration"]["activations"] == "uint8 asymmetric"
     known = {
         ln.split()[0]
         for ln in (FLAGS / f"trtexec-{trt}.txt").read_text().splitlines()

@@ -152,3 +152,19 @@ def test_profile_int8_stores_int8_rows_mapped_to_nodes(tmp_path: Path) -> None:
     # a bad calibration folder: one line, exit 1
     res = runner.invoke(app, [*args, "--precision", "int8", "--calib-data", str(tmp_path / "no")])
     assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1
+
+
+def test_int8_uint8_activations_for_ort_cpu(tmp_path: Path) -> None:
+    """The cpu device's form: uint8 asymmetric activations (ORT's U8S8 path), weights still
+    int8 symmetric per-channel; same tolerance against FP32."""
+    fp32 = to_onnx(small_net())
+    q, calib = to_int8(fp32, _calib(tmp_path / "calib"), activations="uint8")
+    assert calib.to_dict()["activations"] == "uint8 asymmetric"
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
+    assert inits["/c2.weight_zero_point"].dtype == np.int8
+    assert any(v.dtype == np.uint8 for k, v in inits.items() if k.endswith("_zero_point"))
+    x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    a, b = _run(fp32, x), _run(q, x)
+    assert np.abs(a - b).max() <= INT8_MAX_REL * np.abs(a).max()
+    with pytest.raises(GraphError, match="activations must be one of"):
+        to_int8(fp32, activations="int4")

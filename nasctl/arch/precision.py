@@ -3,9 +3,12 @@ ONNX Runtime's own, maintained tools (no home-made quantizer):
 
 - FP16: ``onnxruntime.transformers.float16.convert_float_to_float16`` (weights and compute in
   half; graph inputs/outputs stay FP32 unless ``keep_io_types=False``).
-- INT8: ``onnxruntime.quantization.quantize_static`` with ``QuantFormat.QDQ``: signed INT8
-  activations and weights, symmetric (zero point 0, what TensorRT's explicit quantization
-  needs), per-channel weights, MinMax calibration on the user's data (a folder of ``.npy``
+- INT8: ``onnxruntime.quantization.quantize_static`` with ``QuantFormat.QDQ``: weights signed
+  INT8, symmetric, per-channel; activations by ``activations``: ``"int8"`` (signed, symmetric,
+  zero point 0: what TensorRT's explicit quantization needs; the default) or ``"uint8"``
+  (unsigned, asymmetric: ONNX Runtime's fast x86 CPU path, U8S8; the ``cpu`` device's choice,
+  since ORT runs symmetric int8 activations slower than FP32, see docs/benchmarks.md #15);
+  MinMax calibration on the user's data (a folder of ``.npy``
   input batches) or, when none is given, on stated random data (``N(0, 1)``, seeded): the
   :class:`Calibration` returned says which.
 
@@ -32,6 +35,8 @@ from nasctl.errors import GraphError
 PRECISIONS = ("fp32", "fp16", "int8")
 #: random calibration batches when the user gives no data
 RANDOM_CALIB_BATCHES = 8
+#: activation encodings of :func:`to_int8`
+ACTIVATIONS = ("int8", "uint8")
 
 
 @dataclass
@@ -42,12 +47,19 @@ class Calibration:
     source: str
     batches: int
     method: str = "MinMax"
+    activations: str = "int8"
     path: str | None = None
     files: list[str] = field(default_factory=list)
     seed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"source": self.source, "batches": self.batches, "method": self.method}
+        d: dict[str, Any] = {
+            "source": self.source,
+            "batches": self.batches,
+            "method": self.method,
+            "activations": self.activations,
+            "weights": "int8 symmetric per-channel",
+        }
         if self.path is not None:
             d["path"], d["files"] = self.path, self.files
         if self.seed is not None:
@@ -138,7 +150,10 @@ def to_fp16(model: onnx.ModelProto, keep_io_types: bool = True) -> onnx.ModelPro
 
 
 def to_int8(
-    model: onnx.ModelProto, calib_data: str | Path | None = None, seed: int = 0
+    model: onnx.ModelProto,
+    calib_data: str | Path | None = None,
+    seed: int = 0,
+    activations: str = "int8",
 ) -> tuple[onnx.ModelProto, Calibration]:
     """Explicit Q/DQ INT8 (symmetric, per-channel weights), calibrated on ``calib_data`` (a
     folder of ``.npy`` batches) or on stated random data. Raises :class:`GraphError` for
@@ -150,7 +165,13 @@ def to_int8(
         quantize_static,
     )
 
+    if activations not in ACTIVATIONS:
+        raise GraphError(
+            f"activations must be one of {', '.join(ACTIVATIONS)}; got {activations!r}"
+        )
     batches, calib = calibration_batches(model, calib_data, seed)
+    calib.activations = activations + (" symmetric" if activations == "int8" else " asymmetric")
+    act_type = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
     with tempfile.TemporaryDirectory(prefix="nasctl-q-") as tmp:
         src, pre, dst = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         onnx.save_model(model, str(src))
@@ -161,11 +182,14 @@ def to_int8(
                 str(dst),
                 _Reader(batches),
                 quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8,
+                activation_type=act_type,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
                 calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                extra_options={
+                    "ActivationSymmetric": activations == "int8",
+                    "WeightSymmetric": True,
+                },
             )
         except Exception as e:  # ORT's tools raise plain exceptions
             msg = " ".join(str(e).split())[:300]
@@ -194,14 +218,16 @@ def with_precision(
     precision: str,
     calib_data: str | Path | None = None,
     seed: int = 0,
+    activations: str = "int8",
 ) -> tuple[onnx.ModelProto, Calibration | None]:
-    """``model`` (FP32) at ``precision``; the calibration record for INT8, else None."""
+    """``model`` (FP32) at ``precision``; the calibration record for INT8, else None
+    (``activations``: see :func:`to_int8`)."""
     if precision == "fp32":
         return model, None
     if precision == "fp16":
         return to_fp16(model), None
     if precision == "int8":
-        return to_int8(model, calib_data, seed)
+        return to_int8(model, calib_data, seed, activations)
     raise GraphError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
 
 

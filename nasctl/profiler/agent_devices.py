@@ -105,6 +105,8 @@ class AgentBackedDevice(Device):
     agent_device = ""
     #: precisions the host writes into the model before the agent measures it
     writes_precision: tuple[str, ...] = ()
+    #: INT8 activation encoding the engine runs best (see :func:`nasctl.arch.precision.to_int8`)
+    int8_activations = "int8"
 
     def load(self, request: MeasurementRequest) -> ModelSource:
         source = load_model(request)
@@ -113,7 +115,11 @@ class AgentBackedDevice(Device):
         opts = {**self.opts, **(request.options or {})}
         calib = opts.get("calib_data")
         return at_precision(
-            source, request.precision, str(calib) if calib else None, int(opts.get("seed", 0))
+            source,
+            request.precision,
+            str(calib) if calib else None,
+            int(opts.get("seed", 0)),
+            self.int8_activations,
         )
 
     def _agent(self) -> Any:

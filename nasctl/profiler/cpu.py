@@ -3,7 +3,8 @@
 optimizations, sequential execution; whole-graph latency from an un-profiled session, per-layer
 times from a separate profiling session, mapped back to graph nodes here. INT8: the host writes
 the model as explicit Q/DQ (:mod:`nasctl.arch.precision`, calibrated on ``calib_data`` or stated
-random data) and ORT runs its int8 kernels; the device id says ``int8``."""
+random data; activations uint8 asymmetric, ORT's fast CPU path, weights int8 symmetric
+per-channel) and ORT runs its int8 kernels; the device id says ``int8``."""
 
 from __future__ import annotations
 
@@ -21,4 +22,5 @@ class CpuDevice(AgentBackedDevice):
     )
     precisions = ("fp32", "int8")
     writes_precision = ("int8",)
+    int8_activations = "uint8"  # ORT's x86 fast path (U8S8); symmetric int8 runs slower here
     backend_label = "ONNX Runtime"

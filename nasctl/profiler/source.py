@@ -72,7 +72,11 @@ def load_model(request: MeasurementRequest) -> ModelSource:
 
 
 def at_precision(
-    source: ModelSource, precision: str, calib_data: str | None = None, seed: int = 0
+    source: ModelSource,
+    precision: str,
+    calib_data: str | None = None,
+    seed: int = 0,
+    activations: str = "int8",
 ) -> ModelSource:
     """``source`` with ``precision`` written into the model (FP16 tensors, Q/DQ INT8) by
     :func:`nasctl.arch.precision.with_precision`; a model already at that precision (a user's
@@ -89,7 +93,7 @@ def at_precision(
         return source
     if source.path is not None:  # with its external data, if any
         proto = onnx.load(str(source.path))
-    out, calib = with_precision(proto, precision, calib_data, seed)
+    out, calib = with_precision(proto, precision, calib_data, seed, activations)
     note: dict[str, Any] = {"written_by": "nasctl.arch.precision", "precision": precision}
     if calib is not None:
         note["calibration"] = calib.to_dict()

@@ -208,7 +208,15 @@ def export_winner(
     torch.manual_seed(seed)
     net = to_torch(graph)
     params = net.export_params()
-    model, calib = with_precision(to_onnx(graph, params=params), precision, calib_data, seed)
+    fp32 = to_onnx(graph, params=params)
+    # INT8 activations: ORT's fast uint8 form for a cpu run, TensorRT's symmetric int8 else;
+    # a cpu run's INT8 export also gets the symmetric model the TensorRT command builds
+    acts = "uint8" if settings.get("device") == "cpu" else "int8"
+    model, calib = with_precision(fp32, precision, calib_data, seed, acts)
+    trt_model = None
+    if precision == "int8" and acts != "int8":
+        trt_model = with_precision(fp32, precision, calib_data, seed, "int8")[0]
+        trtexec = [a.replace("model.onnx", "model_tensorrt.onnx") for a in trtexec]
     stored = _stored(run, geno, str(settings.get("space")))
     costs = graph_costs(graph).total
     row = chosen.row or {}
@@ -236,7 +244,8 @@ def export_winner(
         "found_by": search_command(settings, run),
         "found_by_note": "rebuilt from the run's summary settings (generations, budgets omitted)",
         "tensorrt": {"version": trt, "build": " ".join(trtexec)},
-        "files": [
+        "files": (["model_tensorrt.onnx"] if trt_model is not None else [])
+        + [
             "model.onnx",
             "graph.json",
             "weights.safetensors",
@@ -252,6 +261,8 @@ def export_winner(
         import onnx
 
         onnx.save_model(model, str(tmp / "model.onnx"))
+        if trt_model is not None:
+            onnx.save_model(trt_model, str(tmp / "model_tensorrt.onnx"))
         (tmp / "graph.json").write_text(graph.to_json())
         save_file(params, str(tmp / "weights.safetensors"))
         (tmp / "model.py").write_text(
