@@ -168,3 +168,20 @@ def test_int8_uint8_activations_for_ort_cpu(tmp_path: Path) -> None:
     assert np.abs(a - b).max() <= INT8_MAX_REL * np.abs(a).max()
     with pytest.raises(GraphError, match="activations must be one of"):
         to_int8(fp32, activations="int4")
+
+
+def test_agent_cpu_measures_only_the_precision_written(tmp_path: Path) -> None:
+    """The agent's cpu device times a Q/DQ model as int8 (its own device id) and refuses, as a
+    failed result, an FP32 model asked as int8 or a Q/DQ model asked as fp32."""
+    import nasctl_agent
+
+    fp32 = to_onnx(small_net())
+    q, _ = to_int8(fp32, activations="uint8")
+    timing = {"warmup": 1, "repeats": 3, "min_time_s": 0.0, "max_attempts": 1}
+    req = {"device": "cpu", "precision": "int8", "timing": timing, "per_layer": False}
+    ok = nasctl_agent.measure(q.SerializeToString(), req)
+    assert ok.status in ("ok", "noisy") and ok.device_id.endswith("-int8-t1")
+    bad = nasctl_agent.measure(fp32.SerializeToString(), req)
+    assert bad.status == "failed" and "the model is fp32" in (bad.error or "")
+    bad = nasctl_agent.measure(q.SerializeToString(), {**req, "precision": "fp32"})
+    assert bad.status == "failed" and "the model is int8" in (bad.error or "")
