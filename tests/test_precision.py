@@ -214,3 +214,15 @@ def test_int8_accuracy_of_a_trained_net_on_digits() -> None:
     assert f > 80 and q > 80 and abs(f - q) <= 5.0
     with pytest.raises(Exception, match="one shape"):
         int8_accuracy(net, x[:4, :, :4], x[1000:], y[1000:])
+
+
+def test_arch_export_writes_the_precision(tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["arch", "export", "--space", "resnet", "--seed", "3", "--json"]
+    res = runner.invoke(app, [*base, "--precision", "fp16", "--out", str(tmp_path / "h.onnx")])
+    assert res.exit_code == 0, res.output
+    m = onnx.load(str(tmp_path / "h.onnx"))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in m.graph.initializer)
+    res = runner.invoke(app, [*base, "--precision", "int4", "--out", str(tmp_path / "x.onnx")])
+    assert res.exit_code == 1 and "--precision must be one of" in res.output
+    assert not (tmp_path / "x.onnx").exists()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from nasctl.cli.common import fail, handle_errors, print_json
-from nasctl.cli.options import JsonOpt
+from nasctl.cli.options import CalibDataOpt, JsonOpt, PrecisionOpt, check_calib_data
 
 if TYPE_CHECKING:
     from nasctl.arch.graph import Graph
@@ -65,8 +65,18 @@ def export(
     weights_seed: Annotated[
         int, typer.Option("--weights-seed", help="Seed of the random initializers.")
     ] = 0,
+    precision: PrecisionOpt = "fp32",
+    calib_data: CalibDataOpt = None,
+    activations: Annotated[
+        str,
+        typer.Option(
+            "--activations",
+            help="INT8 activations: int8 (symmetric, TensorRT) or uint8 (ONNX Runtime CPU).",
+        ),
+    ] = "int8",
     json_out: JsonOpt = False,
 ) -> None:
+    check_calib_data(calib_data)
     if not space:
         fail("arch export needs --space (and --genotype or --seed)")
     if out is None:
@@ -76,7 +86,21 @@ def export(
     from nasctl.arch.hashing import graph_hash
     from nasctl.arch.onnx_io import save_onnx
 
-    path = save_onnx(graph, out, seed=weights_seed)
+    calib = None
+    if precision == "fp32":
+        path = save_onnx(graph, out, seed=weights_seed)
+    else:
+        import onnx
+
+        from nasctl.arch.onnx_io import to_onnx
+        from nasctl.arch.precision import with_precision
+
+        model, calib = with_precision(
+            to_onnx(graph, seed=weights_seed), precision, calib_data, weights_seed, activations
+        )
+        path = out
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(model, str(path))
     info = {
         "path": str(path),
         "space": graph.meta.get("space"),
@@ -84,6 +108,8 @@ def export(
         "nodes": len(graph),
         "hash": graph_hash(graph),
         "file_bytes": path.stat().st_size,
+        "precision": precision,
+        "calibration": calib.to_dict() if calib else None,
     }
     if json_out:
         print_json(info)
