@@ -27,7 +27,8 @@ def to_onnx_model(net: Any, example: Any) -> Any:
     net.eval()
     with torch.no_grad():
         torch.onnx.export(
-            net, (example,), buf, dynamo=False, opset_version=17, do_constant_folding=True,
+            net, (example,), buf,  # type: ignore[arg-type]  # a file object works too
+            dynamo=False, opset_version=17, do_constant_folding=True,
             input_names=["input"], output_names=["logits"],
             dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}},
         )  # fmt: skip
