@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import DeviceOpt, handle_errors, print_json
+from nasctl.cli.fleet_cmd import FleetOpt, FleetWaitOpt, fleet_collect, remote_device
 
 
 @handle_errors
@@ -52,6 +53,8 @@ def profile(
     layers: Annotated[
         bool, typer.Option("--layers/--no-layers", help="Also record per-layer times.")
     ] = True,
+    fleet: FleetOpt = None,
+    fleet_wait: FleetWaitOpt = 60.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     from nasctl.datasets.collect import check_num, collect, onnx_jobs, read_onnx, space_jobs
@@ -62,7 +65,10 @@ def profile(
     space, num = _check_what(space, num, onnx, kernels)
     if batch < 1:
         raise NasctlError(f"--batch must be >= 1; got {batch}")
-    dev = _device(device, precision, threads, trtexec, data_dir, _options(option))
+    if fleet:
+        dev = remote_device(fleet, device, precision, fleet_wait)
+    else:
+        dev = _device(device, precision, threads, trtexec, data_dir, _options(option))
     warnings = _warnings()
     # everything a user typed is checked before the store is opened or created
     models = read_onnx(list(onnx)) if onnx else []
@@ -79,7 +85,7 @@ def profile(
             assert num is not None
             jobs, total = space_jobs(store, the_space, num, seed), num
         with _Bar(json_out, total, f"{dev.name} -> {db.name}") as tick:
-            summary = collect(
+            summary = (fleet_collect(dev) if fleet else collect)(
                 store,
                 dev,
                 jobs,

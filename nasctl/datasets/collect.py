@@ -171,17 +171,18 @@ def collect(
     return summary
 
 
-def _measure(
-    device: MeasuringDevice,
+def request_for(
+    device_name: str,
     job: Job,
     precision: str,
     batch: int,
     per_layer: bool,
     options: dict[str, Any] | None,
-) -> Measurement:
-    req = MeasurementRequest(
+) -> MeasurementRequest:
+    """The request that measures ``job`` on the device called ``device_name``."""
+    return MeasurementRequest(
         arch_hash=job.arch_hash,
-        device=device.name,
+        device=device_name,
         precision=precision,
         batch=batch,
         graph_json=None if job.onnx_path else job.graph.to_json(),
@@ -192,15 +193,31 @@ def _measure(
         per_layer=per_layer,
         options=dict(options or {}),
     )
-    try:
-        m = device.measure(req)
-    except DeviceError:
-        raise
-    except NasctlError as e:  # the model failed, not the device: record it and go on
-        m = Measurement(job.arch_hash, device.device_id, precision, batch, "failed", error=str(e))
+
+
+def check_answer(device: MeasuringDevice, job: Job, m: Measurement) -> Measurement:
+    """``m`` if it answers ``job`` on ``device``; a DeviceError (nothing stored) otherwise."""
     if m.arch_hash != job.arch_hash or m.device_id != device.device_id:
         raise DeviceError(
             f"device {device.name!r} answered for {m.arch_hash[:12]} on {m.device_id}; asked "
             f"{job.arch_hash[:12]} on {device.device_id} (a bug in the device; nothing stored)"
         )
     return m
+
+
+def _measure(
+    device: MeasuringDevice,
+    job: Job,
+    precision: str,
+    batch: int,
+    per_layer: bool,
+    options: dict[str, Any] | None,
+) -> Measurement:
+    req = request_for(device.name, job, precision, batch, per_layer, options)
+    try:
+        m = device.measure(req)
+    except DeviceError:
+        raise
+    except NasctlError as e:  # the model failed, not the device: record it and go on
+        m = Measurement(job.arch_hash, device.device_id, precision, batch, "failed", error=str(e))
+    return check_answer(device, job, m)

@@ -1,0 +1,157 @@
+"""The fleet's wire contract, shared by the worker (``nasctl-agent worker``) and the host
+(``nasctl.fleet``): one definition, imported by both sides.
+
+Standard library only and Python >= 3.8 (a Jetson Xavier NX runs JetPack 5.1's Python 3.8).
+
+Messages are JSON (Celery's ``accept_content=["json"]``; pickle is refused on both sides).
+A job message is ``{"protocol": PROTOCOL_VERSION, "request": {...}, "payload": {...}}`` where
+``request`` is a ``nasctl.records.MeasurementRequest`` as a dict (without ``graph_json``) and
+``payload`` says where the ONNX bytes are (see :func:`payload_inline` and friends). A result is
+``{"protocol": ..., "measurement": {...}, "worker": {...}}`` where ``measurement`` is a
+``nasctl.records.Measurement`` as a dict whose layer ``nodes`` are the engine's own names (the
+host maps them to graph nodes).
+
+Redis keys (all under ``nasctl:``): ``worker:<name>`` (a worker's announcement, a JSON string
+with a short time to live that its heartbeat renews), ``running:<task id>`` (the lease of the
+worker measuring a job), ``started:<task id>`` (who took a job), ``sent:<task id>`` (the host sent
+it), ``blob:<sha256>:<i>`` (chunks of a large ONNX).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+#: Bumped when a message or key changes meaning; host and worker must agree.
+PROTOCOL_VERSION = 1
+TASK_NAME = "nasctl.measure"
+KEY_PREFIX = "nasctl:"
+#: A worker's announcement and its job's lease (``running:<id>``) live this long unless its
+#: heartbeat (every fifth of it) renews them (seconds; ``nasctl-agent worker --lease-s``).
+LEASE_TTL_S = 10.0
+#: ONNX up to this size travels inside the message (base64); larger ones as Redis chunks.
+INLINE_MAX_BYTES = 1 << 20
+CHUNK_BYTES = 8 << 20
+#: The largest ONNX a job may carry through Redis (larger: a path both sides see).
+MAX_BLOB_BYTES = 1 << 30
+#: How long sent markers, leases' records and chunks are kept (seconds).
+KEEP_S = 7 * 24 * 3600
+
+
+def queue_name(device_id: str) -> str:
+    """The queue of one device key: ``nasctl.<device id>``."""
+    return "nasctl." + device_id
+
+
+def key(*parts: str) -> str:
+    return KEY_PREFIX + ":".join(parts)
+
+
+def celery_config(url: str, visibility_timeout_s: float = 3600.0) -> dict[str, Any]:
+    """The Celery settings both sides use: JSON only, acknowledgement after the work, a worker
+    takes one job at a time, a job whose worker is lost goes back to the queue."""
+    conf: dict[str, Any] = {
+        "broker_url": url,
+        "result_backend": url,
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_concurrency": 1,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "result_expires": KEEP_S,
+        "result_extended": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": visibility_timeout_s},
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "worker_hijack_root_logger": False,
+        "task_default_queue": "nasctl.default",
+    }
+    if url.startswith("rediss://"):
+        import ssl
+
+        tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        conf["broker_use_ssl"] = tls
+        conf["redis_backend_use_ssl"] = tls
+    return conf
+
+
+def payload_inline(data: bytes) -> dict[str, Any]:
+    return {
+        "kind": "inline",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "data": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def payload_chunks(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> dict[str, Any]:
+    """The reference to ``data`` stored as Redis chunks (the caller stores them with
+    :func:`chunk_keys`)."""
+    n = max(1, -(-len(data) // chunk_bytes))
+    return {
+        "kind": "chunks",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "chunks": n,
+        "chunk_bytes": chunk_bytes,
+    }
+
+
+def payload_path(path: str, data: bytes) -> dict[str, Any]:
+    return {
+        "kind": "path",
+        "path": path,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def chunk_keys(payload: dict[str, Any]) -> list:
+    return [key("blob", payload["sha256"], str(i)) for i in range(int(payload["chunks"]))]
+
+
+def read_payload(payload: dict[str, Any], redis: Any | None = None) -> bytes:
+    """The ONNX bytes a payload points at, checked against its size and sha256. Raises
+    ``ValueError`` with a one-line reason."""
+    kind = payload.get("kind")
+    if kind == "inline":
+        data = base64.b64decode(payload["data"])
+    elif kind == "path":
+        with open(payload["path"], "rb") as f:
+            data = f.read()
+    elif kind == "chunks":
+        if redis is None:
+            raise ValueError("a chunked payload needs the broker's Redis")
+        parts = redis.mget(chunk_keys(payload))
+        if any(p is None for p in parts):
+            raise ValueError(
+                "the model's chunks {} are gone from Redis (expired or flushed); the host "
+                "sends them again when the command is rerun".format(payload.get("sha256", "?")[:12])
+            )
+        data = b"".join(parts)
+    else:
+        raise ValueError(f"unknown payload kind {kind!r}")
+    if len(data) != int(payload.get("size", -1)):
+        raise ValueError(f"payload is {len(data)} bytes; the message says {payload['size']}")
+    if hashlib.sha256(data).hexdigest() != payload.get("sha256"):
+        raise ValueError("payload sha256 does not match the message (corrupt or changed file)")
+    return data
+
+
+def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
+    """A short digest of the parts of a fingerprint that must agree between workers of one key
+    (everything but per-machine fields such as the host name and the time)."""
+    skip = {"hostname", "host", "node", "pid", "time", "timestamp", "uptime_s", "serial"}
+    kept = {k: v for k, v in fingerprint.items() if k not in skip}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

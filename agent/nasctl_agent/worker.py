@@ -1,0 +1,322 @@
+"""``nasctl-agent worker``: serve one device key of a fleet (Celery + Redis).
+
+The worker consumes the queue of its device key (``nasctl.<device id>``), one job at a time
+(concurrency 1, prefetch 1, the solo pool: the measurement runs in the worker's own process),
+acknowledges a job after measuring it, and announces itself (device, device id, fingerprint,
+protocol version, the job in hand) in Redis under a key that its heartbeat renews five times
+per lease (``--lease-s``). A worker that dies stops renewing; the
+host sees the job's lease lapse and sends the job again (same task id). A job already answered,
+or held by another live worker, is not measured twice.
+
+Needs the ``worker`` extra (``pip install './agent[worker]'``: celery and redis).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from nasctl_agent import fleet_protocol as fp
+
+
+class WorkerError(Exception):
+    """A worker cannot start (bad device, broker unreachable): one line for the user."""
+
+
+class DeviceServer:
+    """What a worker measures with: ``device_id``, ``fingerprint`` and ``measure``."""
+
+    def __init__(self, device: str, precision: str, options: dict[str, Any]) -> None:
+        from nasctl_agent.replay import ReplayTable, split_device
+
+        self.device, self.precision, self.options = device, precision, dict(options)
+        kind, spec = split_device(device)
+        if kind == "replay":
+            data_dir = options.get("data_dir") or os.environ.get("NASCTL_DATA_DIR") or "."
+            try:
+                self.replay: ReplayTable | None = ReplayTable(spec or "", str(data_dir))
+            except ValueError as e:
+                raise WorkerError(str(e)) from None
+            self.device_id = self.replay.device_id
+            self.fingerprint = self.replay.fingerprint()
+        else:
+            self.replay = None
+            self.device_id, self.fingerprint = _agent_identity(device, precision, options)
+
+    def measure(self, request: dict[str, Any], onnx: bytes) -> dict[str, Any]:
+        if self.replay is not None:
+            return self.replay.measure(request, bool(self.options.get("emulate_time")))
+        return _agent_measure(self.device, request, onnx, self.options)
+
+
+def _agent_identity(
+    device: str, precision: str, options: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """(device id, fingerprint) of an agent device, from the agent's measuring code."""
+    from nasctl_agent import api  # type: ignore[attr-defined]
+
+    try:
+        return api.identity(device, precision, options)
+    except Exception as e:  # the agent's own one-line errors
+        raise WorkerError(str(e)) from None
+
+
+def _agent_measure(
+    device: str, request: dict[str, Any], onnx: bytes, options: dict[str, Any]
+) -> dict[str, Any]:
+    from nasctl_agent import api  # type: ignore[attr-defined]
+
+    return api.measure_request(device, request, onnx, options)
+
+
+class Announcer:
+    """The worker's announcement and the lease of the job in hand, renewed by a thread."""
+
+    def __init__(self, redis: Any, info: dict[str, Any], lease_s: float = fp.LEASE_TTL_S) -> None:
+        self.redis, self.info = redis, info
+        self.lease_ms = int(lease_s * 1000)
+        self.every_s = lease_s / 5
+        self.key = fp.key("worker", info["name"])
+        self.job: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nasctl-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.redis.delete(self.key)
+        except Exception:
+            pass
+
+    def beat(self) -> None:
+        self.info["job"] = self.job
+        self.info["seen"] = time.time()
+        pipe = self.redis.pipeline()
+        pipe.set(self.key, json.dumps(self.info), px=self.lease_ms)
+        if self.job:
+            pipe.set(fp.key("running", self.job), self.info["name"], px=self.lease_ms)
+        pipe.execute()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.beat()
+            except Exception:  # Redis away: Celery reconnects; the next beat tries again
+                pass
+
+
+def make_app(url: str, server: DeviceServer, announcer_box: list[Announcer]) -> Any:
+    """The Celery app with the ``nasctl.measure`` task bound to ``server``."""
+    from celery import Celery
+    from celery.exceptions import Ignore
+
+    app = Celery("nasctl_agent")
+    app.conf.update(fp.celery_config(url))
+
+    @app.task(name=fp.TASK_NAME, bind=True)
+    def measure(self: Any, msg: dict[str, Any]) -> dict[str, Any]:
+        ann = announcer_box[0]
+        tid = self.request.id
+        if not isinstance(msg, dict) or msg.get("protocol") != fp.PROTOCOL_VERSION:
+            got = msg.get("protocol") if isinstance(msg, dict) else type(msg).__name__
+            return _error_result(
+                f"job speaks fleet protocol {got}; this worker speaks {fp.PROTOCOL_VERSION} "
+                "(install the nasctl-agent that matches the host's nasctl)",
+                ann.info,
+            )
+        meta = app.backend.get_task_meta(tid)
+        if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
+            return meta["result"]  # answered before (a re-sent job): not measured twice
+        r = ann.redis
+        lease = fp.key("running", tid)
+        if not r.set(lease, ann.info["name"], nx=True, px=ann.lease_ms):
+            owner = r.get(lease)
+            if owner is not None and owner.decode() != ann.info["name"]:
+                raise Ignore()  # a live worker holds it; it answers
+        r.set(fp.key("started", tid), ann.info["name"], ex=fp.KEEP_S)
+        ann.job = tid
+        try:
+            ann.beat()
+            try:
+                onnx = fp.read_payload(msg["payload"], r)
+            except (ValueError, OSError, KeyError) as e:
+                m = _failed(msg.get("request") or {}, server, f"model not received: {e}")
+            else:
+                m = server.measure(msg["request"], onnx)
+        finally:
+            ann.job = None
+            ann.info["jobs_done"] = ann.info.get("jobs_done", 0) + 1
+        return {"protocol": fp.PROTOCOL_VERSION, "measurement": m, "worker": _public(ann.info)}
+
+    return app
+
+
+def _public(info: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "hostname", "device", "device_id", "protocol", "fingerprint_digest")
+    return {k: info.get(k) for k in keys}
+
+
+def _error_result(error: str, info: dict[str, Any]) -> dict[str, Any]:
+    return {"protocol": fp.PROTOCOL_VERSION, "error": error, "worker": _public(info)}
+
+
+def _failed(request: dict[str, Any], server: DeviceServer, error: str) -> dict[str, Any]:
+    return {
+        "arch_hash": request.get("arch_hash", ""),
+        "device_id": server.device_id,
+        "precision": request.get("precision", server.precision),
+        "batch": int(request.get("batch", 1)),
+        "status": "failed",
+        "error": error,
+    }
+
+
+def redis_client(url: str) -> Any:
+    """A Redis client for ``url``, checked with a PING (one-line ``WorkerError`` otherwise)."""
+    import redis
+
+    try:
+        kw: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
+        client = redis.Redis.from_url(url, **kw)
+        client.ping()
+    except redis.AuthenticationError:
+        raise WorkerError(f"Redis at {mask(url)} refused the password") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+        raise WorkerError(f"cannot reach the broker at {mask(url)}: {e}") from None
+    except redis.ResponseError as e:
+        raise WorkerError(f"Redis at {mask(url)}: {e}") from None
+    return client
+
+
+def mask(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return "{}{}{}:***@{}".format(scheme, sep, creds.split(":", 1)[0], host)
+
+
+def serve(
+    url: str,
+    device: str,
+    precision: str = "fp32",
+    name: str | None = None,
+    options: dict[str, Any] | None = None,
+    loglevel: str = "WARNING",
+    lease_s: float = fp.LEASE_TTL_S,
+) -> None:
+    """Serve ``device`` on the fleet at ``url`` until stopped (SIGTERM/Ctrl-C: warm shutdown)."""
+    server = DeviceServer(device, precision, options or {})
+    r = redis_client(url)
+    host = socket.gethostname()
+    name = name or f"{device}@{host}:{os.getpid()}"
+    info: dict[str, Any] = {
+        "name": name,
+        "hostname": host,
+        "pid": os.getpid(),
+        "device": device,
+        "precision": precision,
+        "device_id": server.device_id,
+        "queue": fp.queue_name(server.device_id),
+        "protocol": fp.PROTOCOL_VERSION,
+        "fingerprint": server.fingerprint,
+        "fingerprint_digest": fp.fingerprint_digest(server.fingerprint),
+        "started": time.time(),
+        "jobs_done": 0,
+    }
+    ann = Announcer(r, info, lease_s)
+    app = make_app(url, server, [ann])
+    ann.start()
+    try:
+        worker = app.Worker(
+            hostname=name,
+            queues=[info["queue"]],
+            concurrency=1,
+            pool="solo",
+            prefetch_multiplier=1,
+            loglevel=loglevel,
+            without_gossip=True,
+            without_mingle=True,
+            task_events=True,
+        )
+        worker.start()
+    finally:
+        ann.stop()
+
+
+def add_parser(sub: Any) -> None:
+    """The ``worker`` subcommand of ``nasctl-agent`` (an argparse subparsers object)."""
+    p = sub.add_parser("worker", help="serve one device key of a fleet (Celery + Redis)")
+    p.add_argument("--broker", required=True, help="redis://[:PASSWORD@]HOST:PORT/DB or rediss://")
+    p.add_argument("--device", required=True, help="cpu, t4, xavier, replay:<table>/<column>...")
+    p.add_argument("--precision", default="fp32", help="fp32, fp16 or int8")
+    p.add_argument("--dla-core", type=int, default=None, help="DLA core (xavier)")
+    p.add_argument("--name", default=None, help="worker name (default device@host:pid)")
+    p.add_argument("--data-dir", default=None, help="tables for replay devices")
+    p.add_argument(
+        "--emulate-time",
+        action="store_true",
+        help="replay: sleep for the recorded latency x runs (a device-bound stand-in)",
+    )
+    p.add_argument(
+        "--lease-s",
+        type=float,
+        default=fp.LEASE_TTL_S,
+        help="seconds after which the host re-sends the job of a worker that stopped beating",
+    )
+    p.add_argument("--loglevel", default="WARNING")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: Any) -> int:
+    options: dict[str, Any] = {"emulate_time": args.emulate_time}
+    if args.data_dir:
+        options["data_dir"] = args.data_dir
+    if args.dla_core is not None:
+        options["dla_core"] = args.dla_core
+    try:
+        serve(
+            args.broker,
+            args.device,
+            args.precision,
+            args.name,
+            options,
+            args.loglevel,
+            args.lease_s,
+        )
+    except WorkerError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+    except ImportError as e:
+        sys.stderr.write(
+            f"error: {e}; the worker needs the worker extra: pip install './agent[worker]'\n"
+        )
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="nasctl-agent")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
