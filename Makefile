@@ -5,9 +5,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test demo bench lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml agent/pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e './agent[ort]'
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
