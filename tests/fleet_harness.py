@@ -98,7 +98,7 @@ class Worker:
     def __init__(self, url: str, device: str, *args: str, name: str, logdir: Path) -> None:
         self.name = name
         self.log = logdir / f"{name}.log"
-        cmd = [sys.executable, "-m", "nasctl_agent.worker", "worker", "--broker", url]
+        cmd = [sys.executable, "-m", "nasctl_agent", "worker", "--broker", url]
         cmd += ["--device", device, "--name", name, "--lease-s", str(LEASE_S), *args]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(

@@ -39,27 +39,47 @@ class ReplayTable:
     def fingerprint(self) -> dict[str, Any]:
         return {"replay": self.path, "table": self.table, "column": self.column}
 
-    def measure(self, request: dict[str, Any], emulate_time: bool = False) -> dict[str, Any]:
-        """A ``Measurement`` dict for ``request`` (a ``MeasurementRequest`` dict)."""
-        genotype = request.get("genotype") or ""
-        runs = max(1, int((request.get("options") or {}).get("repeats", 1)))
-        base = {
-            "arch_hash": request["arch_hash"],
-            "device_id": self.device_id,
-            "precision": request.get("precision", "fp32"),
-            "batch": int(request.get("batch", 1)),
-            "fingerprint": self.fingerprint(),
-        }
+    def measure(
+        self, request: dict[str, Any], job: dict[str, Any], emulate_time: bool = False
+    ) -> dict[str, Any]:
+        """An agent Result dict for ``request`` (an agent Request dict) of ``job`` (its
+        ``genotype``)."""
+        genotype = str(job.get("genotype") or "")
+        runs = max(1, int((request.get("timing") or {}).get("repeats", 1)))
+        device = f"replay:{self.table}/{self.column}"
         ms = self.rows.get(genotype)
         if ms is None:
             why = f"genotype not in table {self.table}: {genotype[:120]}"
             if not genotype:
-                why = "replay needs the request's genotype (arch string)"
-            return dict(base, status="failed", error=why)
+                why = "replay needs the job's genotype (arch string)"
+            return result_dict(request, device, self.device_id, "failed", error=why)
         if emulate_time:
             time.sleep(ms * runs / 1000.0)
-        stats = {"median_ms": ms, "mean_ms": ms, "p90_ms": ms, "std_ms": 0.0, "cv": 0.0}
-        return dict(base, status="ok", runs=runs, warmup=0, **stats)
+        timing = {"median_ms": ms, "mean_ms": ms, "p90_ms": ms, "std_ms": 0.0, "cv": 0.0}
+        timing.update({"runs": runs, "attempts": 1, "warmup_runs": 0, "status": "ok"})
+        out = result_dict(request, device, self.device_id, "ok", timing=timing)
+        out["fingerprint"] = self.fingerprint()
+        return out
+
+
+def result_dict(
+    request: dict[str, Any], device: str, device_id: str, status: str, **fields: Any
+) -> dict[str, Any]:
+    """An agent Result dict (``nasctl_agent.Result.to_dict()`` shape) without measuring."""
+    from nasctl_agent.request import PROTOCOL_VERSION, Result
+
+    r = Result(
+        device=device,
+        device_id=device_id,
+        backend="replay" if device.startswith("replay:") else "",
+        precision=str(request.get("precision", "fp32")),
+        batch=int(request.get("batch", 1)),
+        status=status,
+        protocol=PROTOCOL_VERSION,
+    )
+    out = r.to_dict()
+    out.update(fields)
+    return out
 
 
 def _read(path: str, column: str) -> dict[str, float]:

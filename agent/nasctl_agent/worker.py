@@ -22,6 +22,8 @@ import time
 from typing import Any
 
 from nasctl_agent import fleet_protocol as fp
+from nasctl_agent._version import __version__
+from nasctl_agent.request import PROTOCOL_VERSION as AGENT_PROTOCOL
 
 
 class WorkerError(Exception):
@@ -29,49 +31,57 @@ class WorkerError(Exception):
 
 
 class DeviceServer:
-    """What a worker measures with: ``device_id``, ``fingerprint`` and ``measure``."""
+    """What a worker measures with: ``device_id``, ``fingerprint`` and ``measure``.
+
+    An agent device (cpu, t4, xavier, jetson, cuda-trt) measures through
+    :func:`nasctl_agent.measure_json`; ``replay:<table>/<column>`` answers from a table.
+    ``options`` are the worker's own backend options (``dla_core``...), laid over each job's."""
 
     def __init__(self, device: str, precision: str, options: dict[str, Any]) -> None:
         from nasctl_agent.replay import ReplayTable, split_device
 
-        self.device, self.precision, self.options = device, precision, dict(options)
+        self.device, self.precision = device, precision
+        self.emulate_time = bool(options.pop("emulate_time", False))
+        data_dir = options.pop("data_dir", None)
+        self.options = dict(options)
         kind, spec = split_device(device)
+        self.replay: ReplayTable | None = None
         if kind == "replay":
-            data_dir = options.get("data_dir") or os.environ.get("NASCTL_DATA_DIR") or "."
+            data_dir = data_dir or os.environ.get("NASCTL_DATA_DIR") or "."
             try:
-                self.replay: ReplayTable | None = ReplayTable(spec or "", str(data_dir))
+                self.replay = ReplayTable(spec or "", str(data_dir))
             except ValueError as e:
                 raise WorkerError(str(e)) from None
             self.device_id = self.replay.device_id
             self.fingerprint = self.replay.fingerprint()
-        else:
-            self.replay = None
-            self.device_id, self.fingerprint = _agent_identity(device, precision, options)
+            return
+        from nasctl_agent import AgentError, Request
+        from nasctl_agent.devices import get_device
 
-    def measure(self, request: dict[str, Any], onnx: bytes) -> dict[str, Any]:
+        try:
+            dev = get_device(device)
+            req = Request(device=device, precision=precision, options=dict(self.options))
+            dev.prepare(req)
+            self.device_id = dev.device_id(req)
+            self.fingerprint = dev.fingerprint(req)
+        except AgentError as e:
+            raise WorkerError(" ".join(str(e).split())) from None
+
+    def measure(self, request: dict[str, Any], job: dict[str, Any], onnx: bytes) -> dict[str, Any]:
+        """The agent's Result dict for ``request``; a request this worker cannot serve raises
+        ``AgentError`` (the host reports it in one line)."""
         if self.replay is not None:
-            return self.replay.measure(request, bool(self.options.get("emulate_time")))
-        return _agent_measure(self.device, request, onnx, self.options)
+            return self.replay.measure(request, job, self.emulate_time)
+        from nasctl_agent import measure_json
 
-
-def _agent_identity(
-    device: str, precision: str, options: dict[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """(device id, fingerprint) of an agent device, from the agent's measuring code."""
-    from nasctl_agent import api  # type: ignore[attr-defined]
-
-    try:
-        return api.identity(device, precision, options)
-    except Exception as e:  # the agent's own one-line errors
-        raise WorkerError(str(e)) from None
-
-
-def _agent_measure(
-    device: str, request: dict[str, Any], onnx: bytes, options: dict[str, Any]
-) -> dict[str, Any]:
-    from nasctl_agent import api  # type: ignore[attr-defined]
-
-    return api.measure_request(device, request, onnx, options)
+        request = dict(request)
+        if request.get("device") != self.device or request.get("precision") != self.precision:
+            raise ValueError(
+                f"job for {request.get('device')} ({request.get('precision')}) reached a worker "
+                f"of {self.device} ({self.precision})"
+            )
+        request["options"] = {**(request.get("options") or {}), **self.options}
+        return measure_json(onnx, request)
 
 
 class Announcer:
@@ -149,19 +159,23 @@ def make_app(url: str, server: DeviceServer, announcer_box: list[Announcer]) -> 
             try:
                 onnx = fp.read_payload(msg["payload"], r)
             except (ValueError, OSError, KeyError) as e:
-                m = _failed(msg.get("request") or {}, server, f"model not received: {e}")
+                res = _failed(msg.get("request") or {}, server, f"model not received: {e}")
             else:
-                m = server.measure(msg["request"], onnx)
+                try:
+                    res = server.measure(msg["request"], msg.get("job") or {}, onnx)
+                except Exception as e:  # the request, not the model: the host says it in a line
+                    return _error_result(" ".join(str(e).split())[:500], ann.info)
         finally:
             ann.job = None
             ann.info["jobs_done"] = ann.info.get("jobs_done", 0) + 1
-        return {"protocol": fp.PROTOCOL_VERSION, "measurement": m, "worker": _public(ann.info)}
+        return {"protocol": fp.PROTOCOL_VERSION, "result": res, "worker": _public(ann.info)}
 
     return app
 
 
 def _public(info: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "hostname", "device", "device_id", "protocol", "fingerprint_digest")
+    keys = ("name", "hostname", "device", "device_id", "protocol", "agent_protocol")
+    keys += ("agent_version", "fingerprint_digest")
     return {k: info.get(k) for k in keys}
 
 
@@ -170,14 +184,10 @@ def _error_result(error: str, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failed(request: dict[str, Any], server: DeviceServer, error: str) -> dict[str, Any]:
-    return {
-        "arch_hash": request.get("arch_hash", ""),
-        "device_id": server.device_id,
-        "precision": request.get("precision", server.precision),
-        "batch": int(request.get("batch", 1)),
-        "status": "failed",
-        "error": error,
-    }
+    """A failed agent Result for a job whose model could not be read."""
+    from nasctl_agent.replay import result_dict
+
+    return result_dict(request, server.device, server.device_id, "failed", error=error)
 
 
 def redis_client(url: str) -> Any:
@@ -229,6 +239,8 @@ def serve(
         "device_id": server.device_id,
         "queue": fp.queue_name(server.device_id),
         "protocol": fp.PROTOCOL_VERSION,
+        "agent_protocol": AGENT_PROTOCOL,
+        "agent_version": __version__,
         "fingerprint": server.fingerprint,
         "fingerprint_digest": fp.fingerprint_digest(server.fingerprint),
         "started": time.time(),

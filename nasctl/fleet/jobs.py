@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nasctl.fleet.connect import Fleet, FleetError
-from nasctl.records import Measurement, MeasurementRequest
+from nasctl.records import LayerTiming, Measurement, MeasurementRequest
 
 STATUSES = ("ok", "noisy", "failed")
 
@@ -77,10 +77,57 @@ def prepare(
             f"fleet's {p.MAX_BLOB_BYTES / 2**20:.0f} MiB limit for models sent through Redis; put "
             "it in a folder both host and workers see and pass --fleet-shared-dir"
         )
-    wire = request.to_dict()
-    wire["graph_json"] = None  # the worker gets ONNX, never graphs
-    msg = {"protocol": p.PROTOCOL_VERSION, "request": wire, "payload": payload}
+    job = {"arch_hash": request.arch_hash, "genotype": request.genotype, "model": request.model}
+    msg = {
+        "protocol": p.PROTOCOL_VERSION,
+        "request": agent_request(request),
+        "job": job,  # the worker gets ONNX and these labels, never graphs
+        "payload": payload,
+    }
     return Prepared(task_id(request, device_id), request, msg, ids)
+
+
+#: timing-protocol keys of a request's options (the rest are backend options)
+TIMING_KEYS = (
+    "warmup",
+    "warmup_s",
+    "repeats",
+    "min_time_s",
+    "max_repeats",
+    "cv_threshold",
+    "max_attempts",
+)
+
+
+def agent_request(request: MeasurementRequest) -> dict[str, Any]:
+    """The agent's request JSON (``nasctl_agent.Request``) for ``request``."""
+    from nasctl_agent import PROTOCOL_VERSION
+
+    opts = dict(request.options or {})
+    timing = {k: _number(opts.pop(k)) for k in TIMING_KEYS if k in opts}
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "device": request.device,
+        "precision": request.precision,
+        "batch": request.batch,
+        "shapes": None,
+        "timing": timing,
+        "per_layer": request.per_layer,
+        "backend": None,
+        "options": {k: _number(v) for k, v in opts.items()},
+    }
+
+
+def _number(v: Any) -> Any:
+    """CLI option strings as numbers where they are numbers."""
+    if not isinstance(v, str):
+        return v
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            continue
+    return v
 
 
 def _under(path: Path, folder: Path) -> bool:
@@ -96,8 +143,6 @@ def read_result(
 ) -> tuple[Measurement, dict[str, Any]]:
     """The measurement and the worker's identity from a finished task's meta, checked: a
     malformed answer raises FleetError (nothing of it is stored)."""
-    from nasctl.profiler.devices import to_graph_ids
-
     label = job.request.model or job.request.genotype or job.request.arch_hash[:12]
     if meta.get("status") == "FAILURE":  # the task raised: the model failed there, go on
         err = meta.get("result")
@@ -121,7 +166,7 @@ def read_result(
     if res.get("error"):
         raise FleetError(f"{who} refused {label}: {res['error']}")
     try:
-        m = Measurement.from_dict(res["measurement"])
+        m = measurement_from_result(job.request, res["result"], job.node_ids)
         _check(m)
     except (KeyError, TypeError, ValueError) as e:
         raise FleetError(
@@ -135,10 +180,54 @@ def read_result(
             f"{who} answered for {got[0][:12]} on {got[1]} ({got[2]}, batch {got[3]}); asked "
             f"{want[0][:12]} on {want[1]} ({want[2]}, batch {want[3]}); nothing stored"
         )
-    for la in m.layers:
-        la.nodes = to_graph_ids(list(la.nodes) or [la.name], job.node_ids)
     m.extra.setdefault("fleet", {}).update({"worker": who, "task_id": job.tid})
     return m, worker
+
+
+def measurement_from_result(
+    request: MeasurementRequest, result: dict[str, Any], node_ids: set[str] | None
+) -> Measurement:
+    """The store's record of an agent Result dict. Raises KeyError/TypeError/ValueError on a
+    result of the wrong shape."""
+    from nasctl.profiler.devices import to_graph_ids
+
+    if not isinstance(result, dict):
+        raise TypeError(f"result is a {type(result).__name__}")
+    timing = result.get("timing") or {}
+    if not isinstance(timing, dict):
+        raise TypeError("timing must be an object")
+    layers = []
+    for la in result.get("layers") or []:
+        name = la["name"]
+        nodes = to_graph_ids([name], node_ids)
+        layers.append(
+            LayerTiming(name, la["time_ms"], nodes, "kernel", dict(la.get("extra") or {}))
+        )
+    extra = {
+        k: result.get(k)
+        for k in ("backend", "timing_method", "protocol_config", "memory", "timing_s", "notes")
+        if result.get(k)
+    }
+    extra.update(result.get("extra") or {})
+    return Measurement(
+        arch_hash=request.arch_hash,
+        device_id=result["device_id"],
+        precision=result["precision"],
+        batch=result["batch"],
+        status=result["status"],
+        median_ms=timing.get("median_ms"),
+        mean_ms=timing.get("mean_ms"),
+        p90_ms=timing.get("p90_ms"),
+        std_ms=timing.get("std_ms"),
+        cv=timing.get("cv"),
+        runs=int(timing.get("runs") or 0),
+        warmup=int(timing.get("warmup_runs") or 0),
+        attempts=int(timing.get("attempts") or 1),
+        error=result.get("error"),
+        fingerprint=result.get("fingerprint") or {},
+        layers=layers,
+        extra=extra,
+    )
 
 
 def _check(m: Measurement) -> None:

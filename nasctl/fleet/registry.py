@@ -24,6 +24,7 @@ class WorkerInfo:
     device_id: str
     precision: str
     protocol: int
+    agent_protocol: int
     queue: str
     fingerprint: dict[str, Any] = field(default_factory=dict)
     fingerprint_digest: str = ""
@@ -42,6 +43,7 @@ class WorkerInfo:
                 device_id=str(d["device_id"]),
                 precision=str(d.get("precision", "fp32")),
                 protocol=int(d["protocol"]),
+                agent_protocol=int(d.get("agent_protocol", -1)),
                 queue=str(d["queue"]),
                 fingerprint=dict(d.get("fingerprint") or {}),
                 fingerprint_digest=str(d.get("fingerprint_digest", "")),
@@ -76,14 +78,21 @@ def serving(fleet: Fleet, device: str, precision: str) -> list[WorkerInfo]:
 
 
 def check_agree(ws: list[WorkerInfo], protocol_version: int) -> None:
-    """Refuse workers of another protocol, or workers of one key whose fingerprints disagree."""
+    """Refuse workers of another protocol (the fleet's or the agent's request/result one), or
+    workers of one key whose fingerprints disagree."""
+    from nasctl_agent import PROTOCOL_VERSION as AGENT_PROTOCOL
+
     for w in ws:
-        if w.protocol != protocol_version:
-            raise FleetError(
-                f"worker {w.name} speaks fleet protocol {w.protocol}; this nasctl speaks "
-                f"{protocol_version}: install the matching nasctl-agent on {w.hostname or 'it'} "
-                "(pip install './agent[worker]') and restart it"
-            )
+        for what, theirs, ours in (
+            ("fleet", w.protocol, protocol_version),
+            ("nasctl-agent", w.agent_protocol, AGENT_PROTOCOL),
+        ):
+            if theirs != ours:
+                raise FleetError(
+                    f"worker {w.name} speaks {what} protocol {theirs}; this nasctl speaks {ours}: "
+                    f"install the matching nasctl-agent on {w.hostname or 'it'} "
+                    "(pip install './agent[worker]') and restart the worker"
+                )
     ids = sorted({w.device_id for w in ws})
     if len(ids) > 1:
         which = "; ".join(f"{i} ({', '.join(w.name for w in ws if w.device_id == i)})" for i in ids)

@@ -44,12 +44,14 @@ class RemoteDevice:
     ) -> None:
         self.fleet = Fleet(url)
         self.proto = self.fleet.proto
-        self.name, self.precision = device, precision
+        self.name = self.asked = device
+        self.precision = precision
         self.wait_s, self.shared_dir = wait_s, shared_dir
         self.poll_s, self.watch_s = poll_s, watch_s
         ws = self._wait_for_workers()
         check_agree(ws, self.proto.PROTOCOL_VERSION)
         self.device_id, self.queue = ws[0].device_id, ws[0].queue
+        self.name = ws[0].device  # the agent's name for it (``--device`` may give the id)
         self.digest = ws[0].fingerprint_digest
         self.workers = len(ws)
         self.resent = 0
@@ -159,15 +161,15 @@ class RemoteDevice:
         deadline = time.monotonic() + self.wait_s
         while True:
             ws = self.fleet.retrying(
-                serving, self.fleet, self.name, self.precision, wait_s=self.wait_s
+                serving, self.fleet, self.asked, self.precision, wait_s=self.wait_s
             )
             if ws:
                 return ws
             if time.monotonic() >= deadline:
                 raise FleetError(
-                    f"no worker serves device {self.name!r} ({self.precision}) on "
+                    f"no worker serves device {self.asked!r} ({self.precision}) on "
                     f"{mask(self.fleet.url)} after {self.wait_s:g} s; start one on the device: "
-                    f"nasctl-agent worker --broker {mask(self.fleet.url)} --device {self.name} "
+                    f"nasctl-agent worker --broker {mask(self.fleet.url)} --device {self.asked} "
                     f"--precision {self.precision} (then rerun; stored results are kept)"
                 )
             time.sleep(min(0.5, self.wait_s / 10 or 0.1))
