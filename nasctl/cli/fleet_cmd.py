@@ -38,13 +38,6 @@ def remote_device(url: str, device: str, precision: str, wait_s: float) -> Any:
     return RemoteDevice(url, device, precision, wait_s=wait_s)
 
 
-def fleet_collect(dev: Any) -> Any:
-    """The collection function for a fleet device."""
-    from nasctl.fleet import collect_fleet
-
-    return collect_fleet
-
-
 @app.command("status")
 @handle_errors
 def status(

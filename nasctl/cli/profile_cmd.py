@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import DeviceOpt, handle_errors, print_json
-from nasctl.cli.fleet_cmd import FleetOpt, FleetWaitOpt, fleet_collect, remote_device
+from nasctl.cli.fleet_cmd import FleetOpt, FleetWaitOpt, remote_device
 
 
 @handle_errors
@@ -85,7 +85,7 @@ def profile(
             assert num is not None
             jobs, total = space_jobs(store, the_space, num, seed), num
         with _Bar(json_out, total, f"{dev.name} -> {db.name}") as tick:
-            summary = (fleet_collect(dev) if fleet else collect)(
+            summary = (_fleet_collect() if fleet else collect)(
                 store,
                 dev,
                 jobs,
@@ -113,6 +113,12 @@ def profile(
     )
     for f in res["failures"][:5]:
         typer.echo(f"  failed {f['arch']}: {f['error']}", err=True)
+
+
+def _fleet_collect() -> Any:
+    from nasctl.fleet import collect_fleet
+
+    return collect_fleet
 
 
 def _check_what(

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import DeviceOpt, handle_errors, print_json
+from nasctl.cli.fleet_cmd import FleetOpt, FleetWaitOpt, remote_device
 
 
 @handle_errors
@@ -140,6 +141,8 @@ def search(
         Path | None,
         typer.Option("--data-dir", help="Tables for replay devices.", envvar="NASCTL_DATA_DIR"),
     ] = None,
+    fleet: FleetOpt = None,
+    fleet_wait: FleetWaitOpt = 60.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     from nasctl.search.loop import SearchConfig, SearchLoop
@@ -181,7 +184,8 @@ def search(
         bootstrap_model=bootstrap_model,
         device_opts=opts,
     )
-    loop = SearchLoop(cfg)  # checks every setting before anything runs
+    remote = remote_device(fleet, device, "fp32", fleet_wait) if fleet else None
+    loop = SearchLoop(cfg, device=remote)  # checks every setting before anything runs
     with _Progress(quiet=json_out) as prog:
         loop.progress = prog
         result = loop.run()

@@ -48,6 +48,7 @@ class Prepared:
 def prepare(
     fleet: Fleet,
     request: MeasurementRequest,
+    device: str,
     device_id: str,
     shared_dir: Path | None = None,
 ) -> Prepared:
@@ -80,7 +81,7 @@ def prepare(
     job = {"arch_hash": request.arch_hash, "genotype": request.genotype, "model": request.model}
     msg = {
         "protocol": p.PROTOCOL_VERSION,
-        "request": agent_request(request),
+        "request": agent_request(request, device),
         "job": job,  # the worker gets ONNX and these labels, never graphs
         "payload": payload,
     }
@@ -99,15 +100,16 @@ TIMING_KEYS = (
 )
 
 
-def agent_request(request: MeasurementRequest) -> dict[str, Any]:
-    """The agent's request JSON (``nasctl_agent.Request``) for ``request``."""
+def agent_request(request: MeasurementRequest, device: str) -> dict[str, Any]:
+    """The agent's request JSON (``nasctl_agent.Request``) for ``request`` on the workers'
+    ``device``."""
     from nasctl_agent import PROTOCOL_VERSION
 
     opts = dict(request.options or {})
     timing = {k: _number(opts.pop(k)) for k in TIMING_KEYS if k in opts}
     return {
         "protocol": PROTOCOL_VERSION,
-        "device": request.device,
+        "device": device,
         "precision": request.precision,
         "batch": request.batch,
         "shapes": None,

@@ -82,7 +82,7 @@ class RemoteDevice:
                 if req is None:
                     more = False
                     break
-                job = prepare(self.fleet, req, self.device_id, self.shared_dir)
+                job = prepare(self.fleet, req, self.name, self.device_id, self.shared_dir)
                 if job.tid not in pending:
                     self._submit(job)
                 pending[job.tid] = job
