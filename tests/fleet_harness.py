@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env() -> dict[str, str]:
+def env() -> dict[str, str]:
     env = dict(os.environ)
     paths = [str(REPO), str(REPO / "agent"), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
@@ -102,7 +103,7 @@ class Worker:
         cmd += ["--device", device, "--name", name, "--lease-s", str(LEASE_S), *args]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, env=env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def kill(self) -> None:
@@ -164,17 +165,36 @@ class Fleet:
         time.sleep(0.3)
 
     def close(self) -> None:
+        for w in self.workers:  # all at once: a warm shutdown takes a moment each
+            if w.proc.poll() is None:
+                os.killpg(w.proc.pid, signal.SIGTERM)
         for w in self.workers:
             w.stop()
         self.redis.stop()
 
 
-def run_cli(*args: Any, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """``nasctl ARGS`` in a child process (so a test can kill it)."""
-    cmd = [sys.executable, "-m", "nasctl.cli.main", *map(str, args)]
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout_s)
+def run_cli(*args: Any) -> subprocess.CompletedProcess[str]:
+    """``nasctl ARGS`` in this process (typer's CliRunner): exit code, stdout, stderr."""
+    from typer.testing import CliRunner
+
+    from nasctl.cli.main import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    if res.exception and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
+
+
+def in_background(fn: Any, *args: Any) -> threading.Thread:
+    """``fn(*args)`` in a daemon thread (a fault injected while the host runs here)."""
+    t = threading.Thread(target=fn, args=args, daemon=True)
+    t.start()
+    return t
 
 
 def start_cli(*args: Any) -> subprocess.Popen[str]:
+    """``nasctl ARGS`` in a child process (so a test can kill it)."""
     cmd = [sys.executable, "-m", "nasctl.cli.main", *map(str, args)]
-    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_harness import Fleet, run_cli, start_cli
+from fleet_harness import Fleet, in_background, run_cli, start_cli
 
 from nasctl.datasets.store import Store
 
@@ -113,19 +113,27 @@ def test_a_worker_killed_mid_measurement_loses_nothing(
 ) -> None:
     ws = _replay(fleet, "1080ti_1", shared_data, 2, name=None)
     db = tmp_path / "k.db"
-    host = start_cli(*_profile(fleet, "1080ti_1", db, 4, "--option", "repeats=100", "--json"))
-    victim = None
-    deadline = time.monotonic() + 20
-    while victim is None and time.monotonic() < deadline:
-        ann = fleet.announcements()
-        victim = next((w for w in ws if (ann.get(w.name) or {}).get("job")), None)
-        time.sleep(0.05)
-    assert victim is not None, "no worker took a job"
-    job = fleet.announcements()[victim.name]["job"]
-    time.sleep(0.2)
-    victim.kill()  # SIGKILL mid-measurement (a job takes ~1 s here)
-    out, err = host.communicate(timeout=60)
-    assert host.returncode == 0, err
+    taken: dict[str, str] = {}
+
+    def kill_a_busy_worker() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ann = fleet.announcements()
+            busy = next((w for w in ws if (ann.get(w.name) or {}).get("job")), None)
+            if busy is not None:
+                taken[busy.name] = ann[busy.name]["job"]
+                time.sleep(0.2)
+                busy.kill()  # SIGKILL mid-measurement (a job takes ~1 s here)
+                return
+            time.sleep(0.05)
+
+    killer = in_background(kill_a_busy_worker)
+    res = run_cli(*_profile(fleet, "1080ti_1", db, 4, "--option", "repeats=100", "--json"))
+    killer.join()
+    assert res.returncode == 0, res.stderr
+    assert taken, "no worker took a job"
+    ((victim_name, job),) = taken.items()
+    victim = next(w for w in ws if w.name == victim_name)
     rows = _rows(db)
     assert len(rows) == 4 and len({r[0] for r in rows}) == 4
     assert all(r[2] == "ok" for r in rows)
@@ -164,13 +172,17 @@ def test_redis_restarted_mid_run_waits_and_goes_on(tmp_path: Path, shared_data: 
         ws = _replay(f, "titanx_1", shared_data, 1)
         db = tmp_path / "r.db"
         args = _profile(f, "titanx_1", db, 5, "--option", "repeats=30", "--json")
-        host = start_cli(*args)
-        deadline = time.monotonic() + 30
-        while len(_rows(db)) < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        f.redis.restart(down_s=1.0)
-        out, err = host.communicate(timeout=60)
-        assert host.returncode == 0, err
+
+        def restart_after_first_row() -> None:
+            deadline = time.monotonic() + 30
+            while len(_rows(db)) < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            f.redis.restart(down_s=1.0)
+
+        restarter = in_background(restart_after_first_row)
+        res = run_cli(*args)
+        restarter.join()
+        assert res.returncode == 0, res.stderr
         rows = _rows(db)
         assert len(rows) == 5 and len({r[0] for r in rows}) == 5
         # Redis down past --fleet-wait: one line, and the same command resumes later

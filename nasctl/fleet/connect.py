@@ -78,6 +78,10 @@ class Fleet:
         try:
             return fn(*args, **kwargs)
         except redis.AuthenticationError:
+            if urlsplit(self.url).password is None:
+                raise FleetError(
+                    f"Redis at {mask(self.url)} needs a password: redis://:PASSWORD@HOST:PORT/DB"
+                ) from None
             raise FleetError(
                 f"Redis at {mask(self.url)} refused the password; give it as "
                 "redis://:PASSWORD@HOST:PORT/DB"
