@@ -128,7 +128,7 @@ class Fleet:
     """A Redis server and the workers started on it; everything stopped by :meth:`close`."""
 
     def __init__(self, tmp: Path, password: str | None = None) -> None:
-        (tmp / "redis").mkdir(exist_ok=True)
+        (tmp / "redis").mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
         self.redis = RedisServer(tmp / "redis", password)
         self.workers: list[Worker] = []

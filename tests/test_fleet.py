@@ -101,11 +101,42 @@ def test_profile_through_the_fleet_stores_the_same_rows(
     with Store(a, readonly=True) as s:
         rows = s.training_rows(doc["device_id"])
     assert len(rows) == 2 and all(r.latency_ms > 0 for r in rows)
+    # a user's ONNX over the inline limit travels as Redis chunks, or by path in a shared folder
+    big = _matmul_onnx(tmp_path / "big.onnx", 1.5)
+    for extra in ([], ["--fleet-shared-dir", tmp_path]):
+        res = run_cli(
+            "profile", "--device", "cpu", "--onnx", big, "--db", tmp_path / f"big{len(extra)}.db",
+            "--fleet", fleet.url, "--option", "repeats=3", "--option", "min_time_s=0.02",
+            "--json", *extra,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["ok"] + json.loads(res.stdout)["noisy"] == 1, res.stdout
+        r = fleet.redis.client()
+        blobs = list(r.scan_iter(match="nasctl:blob:*"))
+        assert bool(blobs) is not bool(extra)  # Redis chunks, else the path
+        if blobs:
+            r.delete(*blobs)
+        r.close()
     status = run_cli("fleet", "status", "--fleet", fleet.url, "--json")
     assert status.returncode == 0, status.stderr
     st = json.loads(status.stdout)
     assert {w["name"] for w in st["workers"]} >= {"w0", "w1", "w2"}
     assert any(q["device_id"] == "replay-nb201-titan_rtx_1" for q in st["queues"])
+
+
+def _matmul_onnx(path: Path, mbytes: float) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = int(mbytes * 2**20 / 4 / 256)
+    w = numpy_helper.from_array(np.ones((256, n), dtype=np.float32), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
+    graph = helper.make_graph([node], "g", [x], [y], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
 
 
 def test_a_worker_killed_mid_measurement_loses_nothing(

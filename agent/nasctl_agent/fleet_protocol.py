@@ -65,7 +65,7 @@ def celery_config(url: str, visibility_timeout_s: float = 3600.0) -> dict[str, A
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         "worker_concurrency": 1,
-        "task_track_started": True,
+        "task_track_started": False,  # nasctl:started:<id> says it; one publish less
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "result_expires": KEEP_S,

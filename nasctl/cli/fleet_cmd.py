@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -25,17 +26,30 @@ FleetWaitOpt = Annotated[
     ),
 ]
 
+FleetSharedOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--fleet-shared-dir",
+        help="A folder host and workers see at the same path: --onnx models under it travel "
+        "by path instead of through Redis (models over 1 GiB must).",
+    ),
+]
+
 app = typer.Typer(no_args_is_help=True)
 
 
-def remote_device(url: str, device: str, precision: str, wait_s: float) -> Any:
+def remote_device(
+    url: str, device: str, precision: str, wait_s: float, shared_dir: Path | None = None
+) -> Any:
     """The fleet's workers of ``device`` at ``precision``, as a device."""
     from nasctl.errors import NasctlError
     from nasctl.fleet import RemoteDevice
 
     if wait_s <= 0:
         raise NasctlError(f"--fleet-wait must be > 0 seconds; got {wait_s:g}")
-    return RemoteDevice(url, device, precision, wait_s=wait_s)
+    if shared_dir is not None and not shared_dir.is_dir():
+        raise NasctlError(f"--fleet-shared-dir {shared_dir} is not a folder")
+    return RemoteDevice(url, device, precision, wait_s=wait_s, shared_dir=shared_dir)
 
 
 @app.command("status")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import DeviceOpt, handle_errors, print_json
-from nasctl.cli.fleet_cmd import FleetOpt, FleetWaitOpt, remote_device
+from nasctl.cli.fleet_cmd import FleetOpt, FleetSharedOpt, FleetWaitOpt, remote_device
 
 
 @handle_errors
@@ -55,6 +55,7 @@ def profile(
     ] = True,
     fleet: FleetOpt = None,
     fleet_wait: FleetWaitOpt = 60.0,
+    fleet_shared_dir: FleetSharedOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     from nasctl.datasets.collect import check_num, collect, onnx_jobs, read_onnx, space_jobs
@@ -66,7 +67,7 @@ def profile(
     if batch < 1:
         raise NasctlError(f"--batch must be >= 1; got {batch}")
     if fleet:
-        dev = remote_device(fleet, device, precision, fleet_wait)
+        dev = remote_device(fleet, device, precision, fleet_wait, fleet_shared_dir)
     else:
         dev = _device(device, precision, threads, trtexec, data_dir, _options(option))
     warnings = _warnings()

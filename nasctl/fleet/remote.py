@@ -39,7 +39,7 @@ class RemoteDevice:
         *,
         wait_s: float = 60.0,
         shared_dir: Path | None = None,
-        poll_s: float = 0.05,
+        poll_s: float = 0.25,
         watch_s: float = 0.5,
     ) -> None:
         self.fleet = Fleet(url)
@@ -55,6 +55,8 @@ class RemoteDevice:
         self.digest = ws[0].fingerprint_digest
         self.workers = len(ws)
         self.resent = 0
+        self._pubsub: Any = None
+        self._subscribed: set[str] = set()
 
     # -- the device interface -------------------------------------------------------------------
     def available(self) -> tuple[bool, str]:
@@ -88,6 +90,7 @@ class RemoteDevice:
                 pending[job.tid] = job
             if not pending:
                 return
+            self._subscribe(list(pending))  # before reading: an answer between is not missed
             metas = self._metas(list(pending))
             done = [t for t, meta in metas.items() if meta.get("status") in ("SUCCESS", "FAILURE")]
             for tid in done:
@@ -107,7 +110,7 @@ class RemoteDevice:
                 self._watch(pending)
                 next_watch = time.monotonic() + self.watch_s
             if not done:
-                time.sleep(self.poll_s)
+                self._wait_for_news()
 
     # -- sending and watching -------------------------------------------------------------------
     def _submit(self, job: Prepared) -> None:
@@ -203,6 +206,40 @@ class RemoteDevice:
             out[t] = meta if isinstance(meta, dict) else {"status": "SUCCESS", "result": meta}
         return out
 
+    def _subscribe(self, tids: list[str]) -> None:
+        """Listen on the channels where Celery's Redis backend publishes the answers of
+        ``tids``."""
+        import redis
+
+        backend = self.fleet.app.backend
+        want = {backend.get_key_for_task(t) for t in tids}
+        try:
+            if self._pubsub is None:
+                self._pubsub = self.fleet.redis.pubsub(ignore_subscribe_messages=True)
+                self._subscribed = set()
+            if want - self._subscribed:
+                self._pubsub.subscribe(*(want - self._subscribed))
+            if self._subscribed - want:
+                self._pubsub.unsubscribe(*(self._subscribed - want))
+            self._subscribed = want
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            self._pubsub = None  # Redis away: the next MGET waits for it
+
+    def _wait_for_news(self) -> None:
+        """Sleep until an answer is published or ``poll_s`` passes, whichever is first."""
+        import redis
+
+        if self._pubsub is None:
+            time.sleep(min(self.poll_s, 0.2))
+            return
+        try:
+            msg = self._pubsub.get_message(timeout=self.poll_s)
+            while msg is not None:  # drain: one MGET reads them all
+                msg = self._pubsub.get_message(timeout=0.0)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            self._pubsub = None
+            time.sleep(min(self.poll_s, 0.2))
+
     def _forget(self, tid: str) -> None:
         backend = self.fleet.app.backend
         keys = [backend.get_key_for_task(tid), self._key("sent", tid), self._key("started", tid)]
@@ -212,4 +249,9 @@ class RemoteDevice:
             pass  # the rerun finds the stale answer and checks it again
 
     def close(self) -> None:
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:
+                pass
         self.fleet.close()
