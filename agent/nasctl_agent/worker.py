@@ -107,13 +107,16 @@ class Announcer:
         except Exception:
             pass
 
-    def beat(self) -> None:
+    def beat(self, started: str | None = None) -> None:
+        """Renew the announcement and the job's lease (and record who ``started`` a job)."""
         self.info["job"] = self.job
         self.info["seen"] = time.time()
         pipe = self.redis.pipeline()
         pipe.set(self.key, json.dumps(self.info), px=self.lease_ms)
         if self.job:
             pipe.set(fp.key("running", self.job), self.info["name"], px=self.lease_ms)
+        if started:
+            pipe.set(fp.key("started", started), self.info["name"], ex=fp.KEEP_S)
         pipe.execute()
 
     def _run(self) -> None:
@@ -143,19 +146,21 @@ def make_app(url: str, server: DeviceServer, announcer_box: list[Announcer]) -> 
                 "(install the nasctl-agent that matches the host's nasctl)",
                 ann.info,
             )
-        meta = app.backend.get_task_meta(tid)
+        r, me = ann.redis, ann.info["name"]
+        lease = fp.key("running", tid)
+        pipe = r.pipeline(transaction=False)  # one round trip: answered before? leased?
+        pipe.get(app.backend.get_key_for_task(tid))
+        pipe.set(lease, me, nx=True, px=ann.lease_ms)
+        pipe.get(lease)
+        raw, _, owner = pipe.execute()
+        meta = app.backend.decode_result(raw) if raw else {}
         if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
             return meta["result"]  # answered before (a re-sent job): not measured twice
-        r = ann.redis
-        lease = fp.key("running", tid)
-        if not r.set(lease, ann.info["name"], nx=True, px=ann.lease_ms):
-            owner = r.get(lease)
-            if owner is not None and owner.decode() != ann.info["name"]:
-                raise Ignore()  # a live worker holds it; it answers
-        r.set(fp.key("started", tid), ann.info["name"], ex=fp.KEEP_S)
+        if owner is not None and owner.decode() != me:
+            raise Ignore()  # a live worker holds it; it answers
         ann.job = tid
         try:
-            ann.beat()
+            ann.beat(started=tid)
             try:
                 onnx = fp.read_payload(msg["payload"], r)
             except (ValueError, OSError, KeyError) as e:
@@ -165,9 +170,9 @@ def make_app(url: str, server: DeviceServer, announcer_box: list[Announcer]) -> 
                     res = server.measure(msg["request"], msg.get("job") or {}, onnx)
                 except Exception as e:  # the request, not the model: the host says it in a line
                     return _error_result(" ".join(str(e).split())[:500], ann.info)
+            ann.info["jobs_done"] = ann.info.get("jobs_done", 0) + 1
         finally:
             ann.job = None
-            ann.info["jobs_done"] = ann.info.get("jobs_done", 0) + 1
         return {"protocol": fp.PROTOCOL_VERSION, "result": res, "worker": _public(ann.info)}
 
     return app
