@@ -54,7 +54,7 @@ def scaling(
         assert dev.workers == n, f"{dev.workers} workers announced, expected {n}"
         jobs = per_worker * n
         with Store(tmp / f"scale{n}.db") as store:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             s = collect_fleet(
                 store,
                 dev,
@@ -63,7 +63,7 @@ def scaling(
                 options={"repeats": repeats},
                 per_layer=False,
             )
-            wall = time.perf_counter() - t0
+            wall, host_cpu = time.perf_counter() - t0, time.process_time() - c0
             device_s = sum(r.latency_ms for r in store.training_rows(device)) * repeats / 1000
         dev.close()
         assert s.ok == jobs, s.to_dict()
@@ -76,6 +76,7 @@ def scaling(
                 "device_s": round(device_s, 2),
                 "jobs_per_s": round(jobs / wall, 2),
                 "efficiency": round(ideal / wall, 3),
+                "host_cpu_ms_per_job": round(1000 * host_cpu / jobs, 1),
                 "resent": dev.resent,
             }
         )
@@ -179,12 +180,15 @@ def main() -> None:
         print(json.dumps(doc, indent=2))
         return
     print(f"`{doc['command']}` (load average {doc['loadavg'][0]:.1f}, {doc['cpus']} cpus)\n")
-    print("| workers | jobs | wall s | device s | jobs/s | efficiency (1.0 = linear) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| workers | jobs | wall s | device s | jobs/s | efficiency (1.0 = linear) "
+        "| host CPU ms/job |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in scale:
         print(
             f"| {r['workers']} | {r['jobs']} | {r['wall_s']} | {r['device_s']} | "
-            f"{r['jobs_per_s']} | {r['efficiency']} |"
+            f"{r['jobs_per_s']} | {r['efficiency']} | {r['host_cpu_ms_per_job']} |"
         )
     o = over
     print(
