@@ -30,7 +30,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def _replay(fleet: Fleet, column: str, shared: Path, n: int = 1, **kw: object) -> list:
     dev = f"replay:nb201/{column}"
-    return [fleet.worker(dev, "--data-dir", str(shared), "--emulate-time", **kw) for _ in range(n)]
+    args = ("--data-dir", str(shared), "--emulate-time")
+    ws = [fleet.worker(dev, *args, wait=False, **kw) for _ in range(n)]
+    for w in ws:  # started together: their imports overlap
+        fleet.wait_announced(w)
+    return ws
 
 
 def _rows(db: Path) -> list[tuple]:
@@ -74,8 +78,9 @@ def _profile(fleet: Fleet, column: str, db: Path, num: int, *extra: object) -> l
 def test_profile_through_the_fleet_stores_the_same_rows(
     fleet: Fleet, tmp_path: Path, shared_data: Path
 ) -> None:
-    _replay(fleet, "titan_rtx_1", shared_data, 2)
-    fleet.worker("cpu")
+    cpu = fleet.worker("cpu", wait=False)
+    replay = _replay(fleet, "titan_rtx_1", shared_data, 2)
+    fleet.wait_announced(cpu)
     a, b = tmp_path / "fleet.db", tmp_path / "local.db"
     res = run_cli(*_profile(fleet, "titan_rtx_1", a, 6, "--json"))
     assert res.returncode == 0, res.stderr
@@ -87,7 +92,7 @@ def test_profile_through_the_fleet_stores_the_same_rows(
         fa = {(r.genotype, r.latency_ms) for r in sa.training_rows(key)}
         fb = {(r.genotype, r.latency_ms) for r in sb.training_rows(key)}
     assert len(fa) == 6 and fa == fb
-    assert {json.loads(r[4])["fleet"]["worker"] for r in _rows(a)} <= {"w0", "w1"}
+    assert {json.loads(r[4])["fleet"]["worker"] for r in _rows(a)} <= {w.name for w in replay}
     # the cpu device through a worker: same device id as local, real timings and layers
     cpu = run_cli(
         "profile", "--device", "cpu", "--space", "mbconv", "--num", "2", "--db", a,

@@ -132,3 +132,25 @@ def test_search_through_the_fleet(fleet: Fleet, tmp_path: Path, shared_data: Pat
     lines = (out / "measurements.jsonl").read_text().splitlines()
     fleet_rows = [json.loads(x)["measurement"] for x in lines if '"measurement"' in x]
     assert fleet_rows and all(m["extra"]["fleet"]["worker"] == "w0" for m in fleet_rows)
+
+
+def test_workers_whose_fingerprints_disagree_are_not_mixed(
+    fleet: Fleet, tmp_path: Path, shared_data: Path
+) -> None:
+    device = "replay:nb201/gold_6226"
+    other = tmp_path / "data"
+    other.mkdir()
+    (other / "nb201").symlink_to(shared_data / "nb201")  # same table, another setup's path
+    a = fleet.worker(device, "--data-dir", str(shared_data), name="fp-a", wait=False)
+    b = fleet.worker(device, "--data-dir", str(other), name="fp-b")
+    fleet.wait_announced(a)
+    res = run_cli(*_profile(fleet.url, tmp_path / "a.db", device=device))
+    line = _one_line_error(res, "fp-a", "fp-b", "fingerprints differ", "replay-nb201-gold_6226")
+    assert "replay" in line  # the field that differs is named
+    b.stop()
+    deadline = time.monotonic() + 10
+    while "fp-b" in fleet.announcements() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    res = run_cli(*_profile(fleet.url, tmp_path / "a.db", device=device))
+    assert res.returncode == 0, res.stderr
+    a.stop()
