@@ -26,6 +26,8 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check nasctl tests bench
+	$(BIN)/ruff check agent
+	$(BIN)/vermin --target=3.8- --no-tips --violations agent/
 	$(BIN)/mypy nasctl
 
 clean:

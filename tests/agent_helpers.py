@@ -34,7 +34,7 @@ def conv_model(batch: int | str = 1, channels: int = 8, size: int = 16) -> onnx.
 
 
 def save(model: onnx.ModelProto, path: Path, external: bool = False) -> Path:
-    """Write ``model`` to ``path``; with ``external`` its weights go to ``<stem>.data`` beside it."""
+    """Write ``model`` to ``path``; ``external``: weights go to ``<stem>.data`` beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if external:
         onnx.save_model(

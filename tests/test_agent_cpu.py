@@ -89,8 +89,19 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_measure_and_info(model: Path, tmp_path: Path) -> None:
-    r = _cli("measure", str(model), "--batch", "2", "--repeats", "5", "--min-time-s", "0",
-             "--warmup", "1", "--json")
+    r = _cli(
+        "measure",
+        str(model),
+        "--batch",
+        "2",
+        "--repeats",
+        "5",
+        "--min-time-s",
+        "0",
+        "--warmup",
+        "1",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["batch"] == 2 and out["timing"]["runs"] >= 5

@@ -27,15 +27,6 @@ LAYERS: dict[str, int] = {
 #: import circles still being taken apart (module sets); empty is the goal.
 KNOWN_CIRCLES: list[set[str]] = [
     {"nasctl.predictor.batch", "nasctl.predictor.dedupe", "nasctl.predictor.features"},
-    {
-        "nasctl.profiler.backends.replay",
-        "nasctl.profiler.backends.tensorrt",
-        "nasctl.profiler.backends.torch_cuda",
-        "nasctl.profiler.backends.trtexec",
-        "nasctl.profiler.devices",
-        "nasctl.profiler.gpu_devices",
-        "nasctl.profiler.trt_reports",
-    },
 ]
 
 

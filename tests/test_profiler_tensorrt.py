@@ -1,21 +1,17 @@
-"""TensorRT / trtexec: fused-name mapping, report parsers on the real trtexec outputs in
-shared/data/tensorrt, version-aware command lines and build plans. TensorRT itself cannot run
-here; the one test that builds an engine is marked gpu and skips without tensorrt."""
+"""TensorRT layer names -> graph nodes (the host's part): fused-name mapping and report parsers
+on the real trtexec outputs in shared/data/tensorrt. The agent's trtexec and Python API backends
+are tested in tests/test_agent_trtexec.py / test_agent_tensorrt_api.py; the one test here that
+builds an engine is marked gpu and skips without tensorrt."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import re
-import stat
 from pathlib import Path
 
 import pytest
 
-from nasctl.errors import DeviceError
-from nasctl.profiler.backends.tensorrt import build_plan
-from nasctl.profiler.backends.trtexec import parse_trt_version, precision_flags, trtexec_command
-from nasctl.profiler.protocol import TimingConfig
 from nasctl.profiler.trt_names import map_engine_layers, parse_layer_name
 from nasctl.profiler.trt_reports import (
     layer_info,
@@ -142,154 +138,6 @@ def test_fused_kinds_on_real_profile() -> None:
     assert ref.kind == "reformat" and ref.nodes == ["MaxPool_2"]
 
 
-# -- version-aware choices ---------------------------------------------------------------------
-def test_version_parsing() -> None:
-    assert parse_trt_version("&&&& RUNNING TensorRT.trtexec [TensorRT v8502] # trtexec") == (8, 5)
-    assert parse_trt_version("[TensorRT v100300]") == (10, 3)
-    assert parse_trt_version("[11/25/2026-10:00:00] [I] TensorRT version: 11.1.0") == (11, 1)
-    assert parse_trt_version("no version here") is None
-
-
-def test_trtexec_command_lines() -> None:
-    cfg = TimingConfig(warmup_s=0.2, repeats=50, min_time_s=2.0)
-    c85 = " ".join(
-        trtexec_command(
-            "trtexec",
-            (8, 5),
-            onnx="m.onnx",
-            out_prefix="/t/r",
-            precision="fp16",
-            cfg=cfg,
-            timing_cache="/c/xavier.cache",
-            workspace_mb=512,
-            save_engine="/t/m.engine",
-        )
-    )
-    assert c85 == (
-        "trtexec --onnx=m.onnx --fp16 --memPoolSize=workspace:512 --timingCacheFile=/c/xavier.cache"
-        " --saveEngine=/t/m.engine --warmUp=200 --iterations=50 --duration=2 --avgRuns=1"
-        " --useSpinWait --useCudaGraph --noDataTransfers --separateProfileRun"
-        " --profilingVerbosity=detailed --exportTimes=/t/r.timing.json"
-        " --exportLayerInfo=/t/r.graph.json --exportProfile=/t/r.profile.json"
-    )
-    c10 = trtexec_command(
-        "trtexec",
-        (10, 3),
-        onnx="m.onnx",
-        out_prefix="/t/r",
-        precision="int8",
-        cfg=cfg,
-        shapes="input:8x3x224x224",
-    )
-    assert "--int8" in c10 and "--fp16" in c10 and "--shapes=input:8x3x224x224" in c10
-    assert "--useCudaGraph" in c10 and "--separateProfileRun" in c10
-    c11 = trtexec_command(
-        "trtexec", (11, 0), onnx="m.onnx", out_prefix="/t/r", precision="fp16", cfg=cfg
-    )
-    assert not {"--fp16", "--int8", "--useSpinWait", "--useCudaGraph", "--stronglyTyped"} & set(c11)
-    timing = trtexec_command(
-        "trtexec",
-        (8, 5),
-        onnx=None,
-        out_prefix="/t/r1",
-        precision="fp16",
-        cfg=cfg,
-        load_engine="/t/m.engine",
-        profile=False,
-    )
-    assert timing[1] == "--loadEngine=/t/m.engine" and "--fp16" not in timing
-    assert not any(a.startswith("--exportProfile") for a in timing)
-    assert precision_flags((10, 0), "onnx") == ["--stronglyTyped"]
-    assert precision_flags((8, 5), "fp32") == []
-
-
-def test_build_plan_per_version() -> None:
-    p = build_plan((8, 5), "int8")
-    assert p.explicit_batch_flag and p.flags == ["INT8", "FP16"] and p.calibrator
-    p = build_plan((10, 3), "fp16")
-    assert not p.explicit_batch_flag and p.flags == ["FP16"] and not p.calibrator
-    assert build_plan((10, 3), "int8").notes  # implicit INT8 deprecated since 10.1
-    p = build_plan((11, 0), "fp16")
-    assert p.strongly_typed and p.flags == [] and "ONNX" in p.notes[0]
-    with pytest.raises(DeviceError):
-        build_plan((10, 3), "fp64")
-
-
-# -- the trtexec backend end to end, with a stand-in trtexec that replays real reports ---------
-def _write_fake_trtexec(tmp: Path, base: Path) -> Path:
-    """A shell script that prints a TensorRT 8.5 banner and copies one real engine's reports to
-    the paths given by --exportTimes/--exportProfile/--exportLayerInfo."""
-    script = tmp / "trtexec"
-    script.write_text(f"""#!/bin/sh
-echo "&&&& RUNNING TensorRT.trtexec [TensorRT v8502] # trtexec $*"
-echo "$*" >> "{tmp}/calls.txt"
-for a in "$@"; do
-  case "$a" in
-    --exportTimes=*) cp "{base}.timing.json" "${{a#--exportTimes=}}" ;;
-    --exportProfile=*) cp "{base}.profile.json" "${{a#--exportProfile=}}" ;;
-    --exportLayerInfo=*) cp "{base}.graph.json" "${{a#--exportLayerInfo=}}" ;;
-    --saveEngine=*) echo engine > "${{a#--saveEngine=}}" ;;
-  esac
-done
-echo "&&&& PASSED TensorRT.trtexec [TensorRT v8502]"
-""")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script
-
-
-@needs_data
-def test_trtexec_device_end_to_end_with_replayed_reports(tmp_path: Path) -> None:
-    import onnx
-    from onnx import TensorProto, helper
-
-    from nasctl.profiler import MeasurementRequest, get_device
-
-    base = next(b for b in ENGINES if "pytorch" in str(b) and b.parent.name == "fp16")
-    trtexec = _write_fake_trtexec(tmp_path, base)
-    # an ONNX chain whose node names are the replayed engine's (so the names check out)
-    names = [
-        n
-        for p in map_engine_layers(list(layer_info(read_json(f"{base}.graph.json")))).values()
-        for n in p.nodes
-    ]
-    names = list(dict.fromkeys(names))
-    ts = ["x", *names]
-    g = helper.make_graph(
-        [helper.make_node("Relu", [a], [b], name=b) for a, b in zip(ts, ts[1:], strict=False)],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info(ts[-1], TensorProto.FLOAT, [1, 4])],
-    )
-    onnx.save(helper.make_model(g), tmp_path / "m.onnx")
-    dev = get_device("xavier", trtexec=str(trtexec), timing_cache_dir=str(tmp_path / "cache"))
-    assert dev.available()[0] and dev.device_id == "xaviernx-trt8.5-fp32"
-    m = dev.measure(
-        MeasurementRequest(
-            arch_hash="h",
-            device="xavier",
-            precision="fp16",
-            onnx_path=str(tmp_path / "m.onnx"),
-            options={"max_attempts": 1},
-        )
-    )
-    assert m.status in ("ok", "noisy") and m.device_id == "xaviernx-trt8.5-fp16"
-    expected = timing_stats(read_json(f"{base}.timing.json"))
-    assert m.median_ms == pytest.approx(expected.median_ms) and m.runs == expected.runs
-    assert m.layers and all(la.nodes for la in m.layers)
-    assert 1.0 <= m.extra["layers_sum_ratio"] < 1.5
-    build = [c for c in (tmp_path / "calls.txt").read_text().splitlines() if "--onnx=" in c][0]
-    for flag in (
-        "--fp16",
-        "--useSpinWait",
-        "--useCudaGraph",
-        "--noDataTransfers",
-        "--separateProfileRun",
-        "--profilingVerbosity=detailed",
-        f"--timingCacheFile={tmp_path / 'cache' / 'xaviernx-trt8.5-fp16.timing.cache'}",
-    ):
-        assert flag in build.split(), flag
-
-
 @pytest.mark.gpu
 def test_tensorrt_python_builds_and_times(tmp_path: Path) -> None:
     if importlib.util.find_spec("tensorrt") is None:
@@ -313,12 +161,13 @@ def test_tensorrt_python_builds_and_times(tmp_path: Path) -> None:
     )
     model = tmp_path / "tiny.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
-    dev = get_device("t4", timing_cache_dir=str(tmp_path / "cache"))
+    dev = get_device("cuda-trt", timing_cache_dir=str(tmp_path / "cache"), backend="tensorrt")
     m = dev.measure(
-        MeasurementRequest(arch_hash="h", device="t4", precision="fp16", onnx_path=str(model))
+        MeasurementRequest(arch_hash="h", device="cuda-trt", precision="fp16", onnx_path=str(model))
     )
     assert m.status in ("ok", "noisy"), m.error
-    assert m.median_ms > 0 and m.extra["engine_device_memory_bytes"] >= 0
+    assert m.median_ms > 0 and m.extra["memory"]["activation_bytes"] >= 0
+    assert m.extra["timing_method"] == "cuda-graph+spin-wait+no-transfers"
     assert any({"/conv", "/act"} <= set(la.nodes) for la in m.layers)  # fused conv + relu
     assert list((tmp_path / "cache").glob("*.timing.cache"))
 

@@ -68,6 +68,10 @@ class AgentDevice:
         """(usable here, why not / what it uses)."""
         raise NotImplementedError
 
+    def available_for(self, request: Request) -> tuple[bool, str]:
+        """:meth:`available`, given what the request names (e.g. an explicit trtexec)."""
+        return self.available()
+
     def device_id(self, request: Request) -> str:
         """The dataset id of a measurement of ``request`` on this device."""
         raise NotImplementedError
@@ -94,7 +98,7 @@ class AgentDevice:
     def prepare(self, request: Request) -> TimingConfig:
         """Check ``request`` against this device; the timing config it asks for."""
         request.check()
-        ok, reason = self.available()
+        ok, reason = self.available_for(request)
         if not ok:
             raise RequestError(f"device {self.name!r} is not usable here: {reason}")
         if request.precision not in self.precisions:

@@ -26,6 +26,12 @@ THERMAL_GLOB = "/sys/class/thermal/thermal_zone*"
 _GPU_DEVFREQ = ("gv11b", "ga10b", "gp10b", "gm20b", "gpu")
 
 
+def sysroot(path: str) -> str:
+    """``path`` under ``$NASCTL_AGENT_ROOT`` (default ``/``): the tests' fake Jetson trees."""
+    root = os.environ.get("NASCTL_AGENT_ROOT", "")
+    return os.path.join(root, path.lstrip("/")) if root else path
+
+
 def _read(path: str | Path) -> str | None:
     try:
         return Path(path).read_text(encoding="utf-8", errors="replace").strip()
@@ -163,8 +169,8 @@ def parse_jetpack(dpkg_text: str) -> str | None:
 
 
 # -- Jetson -------------------------------------------------------------------------------------
-def is_jetson(release_path: str = NV_TEGRA_RELEASE) -> bool:
-    return os.path.exists(release_path)
+def is_jetson(release_path: str | None = None) -> bool:
+    return os.path.exists(release_path or sysroot(NV_TEGRA_RELEASE))
 
 
 def parse_nv_tegra_release(text: str) -> str | None:
@@ -186,12 +192,16 @@ def parse_nvpmodel(text: str) -> dict[str, Any]:
     return out
 
 
-def clocks_locked(cpu_glob: str = CPU_GLOB, devfreq_glob: str = DEVFREQ_GLOB) -> bool | None:
+def clocks_locked(cpu_glob: str | None = None, devfreq_glob: str | None = None) -> bool | None:
     """Whether ``jetson_clocks`` is in effect: every CPU's ``scaling_min_freq`` and the GPU's
-    devfreq ``min_freq`` equal their maxima. None when nothing can be read."""
+    devfreq ``min_freq`` equal their caps under the current power mode (``scaling_max_freq``,
+    devfreq ``max_freq``: nvpmodel lowers those), not the hardware maximum (``cpuinfo_max_freq``),
+    which a 10 W or 15 W mode never reaches. None when nothing can be read."""
+    cpu_glob = cpu_glob or sysroot(CPU_GLOB)
     seen = False
     for d in sorted(glob.glob(cpu_glob)):
-        lo, hi = _read(f"{d}/scaling_min_freq"), _read(f"{d}/cpuinfo_max_freq")
+        lo = _read(f"{d}/scaling_min_freq")
+        hi = _read(f"{d}/scaling_max_freq") or _read(f"{d}/cpuinfo_max_freq")
         if lo and hi:
             seen = True
             if int(lo) < int(hi):
@@ -205,7 +215,54 @@ def clocks_locked(cpu_glob: str = CPU_GLOB, devfreq_glob: str = DEVFREQ_GLOB) ->
     return True if seen else None
 
 
-def gpu_devfreq_dirs(devfreq_glob: str = DEVFREQ_GLOB) -> list[str]:
+def clock_caps(cpu_glob: str | None = None, devfreq_glob: str | None = None) -> dict[str, Any]:
+    """The power mode's caps and the hardware maxima: ``cpu_cap_khz`` (highest
+    ``scaling_max_freq``), ``cpu_hw_max_khz``, ``gpu_cap_hz`` (devfreq ``max_freq``),
+    ``gpu_hw_max_hz`` (highest ``available_frequencies``)."""
+    out: dict[str, Any] = {}
+    cpu_glob = cpu_glob or sysroot(CPU_GLOB)
+    caps = [_read(f"{d}/scaling_max_freq") for d in sorted(glob.glob(cpu_glob))]
+    hws = [_read(f"{d}/cpuinfo_max_freq") for d in sorted(glob.glob(cpu_glob))]
+    if any(caps):
+        out["cpu_cap_khz"] = max(int(c) for c in caps if c)
+    if any(hws):
+        out["cpu_hw_max_khz"] = max(int(h) for h in hws if h)
+    for d in gpu_devfreq_dirs(devfreq_glob):
+        hi = _read(f"{d}/max_freq")
+        if hi:
+            out["gpu_cap_hz"] = int(hi)
+        avail = (_read(f"{d}/available_frequencies") or "").split()
+        if avail:
+            out["gpu_hw_max_hz"] = max(int(a) for a in avail if a.isdigit())
+        break
+    return out
+
+
+_SHOW_CPU = re.compile(r"^(cpu\d+):.*?MinFreq=(\d+)\s+MaxFreq=(\d+)\s+CurrentFreq=(\d+)", re.M)
+_SHOW_UNIT = re.compile(
+    r"^(GPU|EMC|DLA\d?\w*)\s+MinFreq=(\d+)\s+MaxFreq=(\d+)\s+CurrentFreq=(\d+)", re.M
+)
+
+
+def parse_jetson_clocks_show(text: str) -> dict[str, Any]:
+    """``sudo jetson_clocks --show`` -> ``{"cpus": {"cpu0": {"min", "max", "cur"}}, "gpu":
+    {...}, "emc": {...}, "mode": "MODE_20W_6CORE", "locked": bool | None}``. MaxFreq there is the
+    power mode's cap; clocks are locked when every CPU's and the GPU's MinFreq equals it."""
+    out: dict[str, Any] = {"cpus": {}}
+    for name, lo, hi, cur in _SHOW_CPU.findall(text):
+        out["cpus"][name] = {"min": int(lo), "max": int(hi), "cur": int(cur)}
+    for name, lo, hi, cur in _SHOW_UNIT.findall(text):
+        out[name.lower()] = {"min": int(lo), "max": int(hi), "cur": int(cur)}
+    m = re.search(r"NV Power Mode:\s*(\S+)", text)
+    if m:
+        out["mode"] = m.group(1)
+    units = list(out["cpus"].values()) + ([out["gpu"]] if "gpu" in out else [])
+    out["locked"] = all(u["min"] >= u["max"] for u in units) if units else None
+    return out
+
+
+def gpu_devfreq_dirs(devfreq_glob: str | None = None) -> list[str]:
+    devfreq_glob = devfreq_glob or sysroot(DEVFREQ_GLOB)
     return [
         d
         for d in sorted(glob.glob(devfreq_glob))
@@ -213,10 +270,10 @@ def gpu_devfreq_dirs(devfreq_glob: str = DEVFREQ_GLOB) -> list[str]:
     ]
 
 
-def temperatures_c(thermal_glob: str = THERMAL_GLOB) -> dict[str, float]:
+def temperatures_c(thermal_glob: str | None = None) -> dict[str, float]:
     """Thermal zone type -> temperature in °C (sysfs gives millidegrees)."""
     out: dict[str, float] = {}
-    for d in sorted(glob.glob(thermal_glob)):
+    for d in sorted(glob.glob(thermal_glob or sysroot(THERMAL_GLOB))):
         name, temp = _read(f"{d}/type"), _read(f"{d}/temp")
         if name and temp and temp.lstrip("-").isdigit():
             out[name] = int(temp) / 1000.0
@@ -224,15 +281,18 @@ def temperatures_c(thermal_glob: str = THERMAL_GLOB) -> dict[str, float]:
 
 
 def jetson_info(
-    release_path: str = NV_TEGRA_RELEASE,
+    release_path: str | None = None,
     nvpmodel_text: str | None = None,
-    cpu_glob: str = CPU_GLOB,
-    devfreq_glob: str = DEVFREQ_GLOB,
-    thermal_glob: str = THERMAL_GLOB,
+    cpu_glob: str | None = None,
+    devfreq_glob: str | None = None,
+    thermal_glob: str | None = None,
 ) -> dict[str, Any]:
     """L4T release, power mode, clocks locked, temperatures (°C), GPU devfreq cur/max (Hz)."""
     info: dict[str, Any] = {}
-    rel = _read(release_path)
+    rel = _read(release_path or sysroot(NV_TEGRA_RELEASE))
+    model = _read(sysroot("/proc/device-tree/model"))
+    if model:
+        info["model"] = model.strip("\x00").strip()
     if rel:
         info["l4t"] = parse_nv_tegra_release(rel)
     jetpack = parse_jetpack(_run(["dpkg-query", "-W", "nvidia-jetpack"]) or "")
@@ -243,6 +303,7 @@ def jetson_info(
     if nvpmodel_text:
         info["nvpmodel"] = parse_nvpmodel(nvpmodel_text)
     info["clocks_locked"] = clocks_locked(cpu_glob, devfreq_glob)
+    info["clock_caps"] = clock_caps(cpu_glob, devfreq_glob)
     for d in gpu_devfreq_dirs(devfreq_glob):
         cur, hi = _read(f"{d}/cur_freq"), _read(f"{d}/max_freq")
         if cur and hi:
@@ -262,7 +323,7 @@ def warn_if_unlocked(info: dict[str, Any] | None = None) -> str | None:
     if info.get("clocks_locked") is False:
         mode = info.get("nvpmodel", {}).get("mode", "unknown")
         return (
-            f"Jetson clocks are not locked (power mode {mode}): latencies will vary; run "
+            f"Jetson clocks are not locked at power mode {mode}'s caps: latencies will vary; run "
             "'sudo jetson_clocks' (and keep the same nvpmodel mode) before profiling"
         )
     return None

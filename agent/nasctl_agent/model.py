@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from nasctl_agent import onnx_wire
 from nasctl_agent.errors import ModelError, RequestError
@@ -70,8 +70,7 @@ def open_model(model: ModelLike, external_data: dict[str, bytes] | None = None) 
         path = os.path.join(path, found[0])
     if not os.path.isfile(path):
         raise ModelError(f"ONNX file {path} does not exist")
-    info = onnx_wire.parse_file(path)
-    m = Model(path=path, info=info)
+    m = Model(path=path, info=_info(lambda: onnx_wire.parse_file(path)))
     check_external_data(m)
     return m
 
@@ -90,12 +89,23 @@ def materialize(data: bytes, external_data: dict[str, bytes]) -> Model:
         path = os.path.join(tmp, "model.onnx")
         with open(path, "wb") as f:
             f.write(data)
-        m = Model(path=path, info=onnx_wire.parse(data), _tmp=tmp)
+        m = Model(path=path, info=_info(lambda: onnx_wire.parse(data)), _tmp=tmp)
         check_external_data(m)
         return m
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _info(parse: Callable[[], onnx_wire.ModelInfo]) -> onnx_wire.ModelInfo:
+    """The model's inputs and external data; a file the reader cannot parse is left to the
+    engine, whose own message says best what is wrong (an empty file is refused here)."""
+    try:
+        return parse()
+    except ModelError as e:
+        if "is empty" in str(e) or "cannot read" in str(e):
+            raise
+        return onnx_wire.ModelInfo(inputs=[], external=[], error=str(e))
 
 
 def _inside(folder: str, location: str) -> str:

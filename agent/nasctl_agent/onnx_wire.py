@@ -7,7 +7,7 @@ Field numbers (onnx.proto3): ModelProto.graph = 7; GraphProto.initializer = 5, .
 ValueInfoProto.name = 1, .type = 2; TypeProto.tensor_type = 1; Tensor.elem_type = 1, .shape = 2;
 TensorShapeProto.dim = 1; Dimension.dim_value = 1, .dim_param = 2; TensorProto.name = 8,
 .external_data = 13 (StringStringEntryProto key = 1, value = 2), .data_location = 14
-(EXTERNAL = 1).
+(EXTERNAL = 1), .data_type = 2; GraphProto.node = 1; NodeProto.op_type = 4.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ ELEM_TYPES = {
 }
 
 
+FLOAT16 = 10
+
+
 @dataclass
 class InputInfo:
     name: str
@@ -46,6 +49,19 @@ class InputInfo:
 class ModelInfo:
     inputs: list[InputInfo]
     external: list[str]  # external-data locations, as written in the model
+    error: str | None = None  # why the file could not be read (then inputs/external are empty)
+    op_types: set[str] = field(default_factory=set)
+    float16: bool = False  # an FP16 input or initializer: the model carries FP16 precision
+
+    @property
+    def precision(self) -> str | None:
+        """The precision written into the model: ``int8`` (Q/DQ nodes), ``fp16`` (FP16 tensors),
+        ``fp32``; None when the file could not be read."""
+        if self.error:
+            return None
+        if self.op_types & {"QuantizeLinear", "DequantizeLinear"}:
+            return "int8"
+        return "fp16" if self.float16 else "fp32"
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -139,6 +155,8 @@ def parse(buf: bytes) -> ModelInfo:
     inputs: list[InputInfo] = []
     inits: set = set()
     external: list[str] = []
+    ops: set = set()
+    fp16 = False
     graph = None
     for num, wt, val in _fields(buf):
         if num == 7 and wt == 2:
@@ -148,14 +166,22 @@ def parse(buf: bytes) -> ModelInfo:
     for num, wt, val in _fields(buf, *graph):  # type: ignore[misc]
         if num == 11 and wt == 2:
             inputs.append(_input(buf, *val))  # type: ignore[misc]
+        elif num == 1 and wt == 2:
+            for n2, w2, v2 in _fields(buf, *val):  # type: ignore[misc]
+                if n2 == 4 and w2 == 2:
+                    ops.add(_str(buf, v2))
         elif num == 5 and wt == 2:
             loc = _external(buf, *val)  # type: ignore[misc]
             for n2, w2, v2 in _fields(buf, *val):  # type: ignore[misc]
                 if n2 == 8 and w2 == 2:
                     inits.add(_str(buf, v2))
+                elif n2 == 2 and w2 == 0 and v2 == FLOAT16:
+                    fp16 = True
             if loc and loc not in external:
                 external.append(loc)
-    return ModelInfo([i for i in inputs if i.name not in inits], external)
+    ins = [i for i in inputs if i.name not in inits]
+    fp16 = fp16 or any(i.elem_type == FLOAT16 for i in ins)
+    return ModelInfo(ins, external, op_types=ops, float16=fp16)
 
 
 def parse_file(path: str) -> ModelInfo:

@@ -1,264 +1,74 @@
-"""The timing protocol, owned by one base class: warm-up, repeated runs, statistics, quality gate.
+"""The timing protocol lives in the agent (:mod:`nasctl_agent.protocol`: one implementation for
+the host and the device); this module re-exports it with the host's error class, and builds the
+host's record from a :class:`TimingResult`.
 
-A backend is a :class:`Runner` (Polygraphy style): the public methods ``activate``/``step``/
-``deactivate`` do the bookkeeping, subclasses override only ``activate_impl`` (build or load,
-allocate inputs), ``step_impl`` (one inference) and ``deactivate_impl``. A backend that times
-itself on the device (CUDA events) overrides ``timed_step_ms`` instead of relying on the host
-clock.
-
-:func:`Runner.measure` runs the protocol:
-
-1. warm-up: runs until ``warmup`` runs are done or ``warmup_s`` seconds passed (at least one);
-2. timed runs: at least ``repeats`` runs *and* at least ``min_time_s`` seconds of timed runs
-   (capped by ``max_repeats``);
-3. statistics in milliseconds: median, mean, p90, std, CV = std / mean;
-4. quality gate: if CV > ``cv_threshold`` (default 0.025, as trtexec), re-measure, up to
-   ``max_attempts`` attempts in all; the attempt with the lowest CV is kept and flagged
-   ``"noisy"`` if it still fails the gate.
+See :mod:`nasctl_agent.protocol` for the protocol itself (warm-up, repeats, min time, CV gate).
 """
 
 from __future__ import annotations
 
-import math
-import time
-from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from nasctl_agent.errors import RequestError
+from nasctl_agent.protocol import Runner, TimingResult, TimingStats, percentile
+from nasctl_agent.protocol import TimingConfig as _AgentTimingConfig
 
 from nasctl.errors import DeviceError
 from nasctl.records import LayerTiming, Measurement, MeasurementRequest
 
+__all__ = [
+    "Runner",
+    "TimingConfig",
+    "TimingResult",
+    "TimingStats",
+    "measurement_from_timing",
+    "percentile",
+]
 
-@dataclass
-class TimingConfig:
-    """Knobs of the protocol (all overridable through ``MeasurementRequest.options``).
 
-    Attributes:
-        warmup: warm-up runs (stops earlier once ``warmup_s`` seconds have passed).
-        warmup_s: warm-up time budget in seconds.
-        repeats: minimum number of timed runs.
-        min_time_s: minimum total timed-run time in seconds (runs continue until reached); 1 s
-            keeps session creation, warm-up and the per-layer pass near 20% of a ~1.3 s
-            measurement of a 128-160 px mbconv net on one CPU thread.
-        max_repeats: hard cap on timed runs per attempt.
-        cv_threshold: quality gate on the coefficient of variation (std / mean).
-        max_attempts: timed attempts in all (1 = no re-measuring).
-    """
-
-    warmup: int = 10
-    warmup_s: float = 0.2
-    repeats: int = 20
-    min_time_s: float = 1.0
-    max_repeats: int = 10_000
-    cv_threshold: float = 0.025
-    max_attempts: int = 3
+class TimingConfig(_AgentTimingConfig):
+    """:class:`nasctl_agent.protocol.TimingConfig` raising :class:`DeviceError` (the host's)."""
 
     @classmethod
     def from_options(cls, *sources: dict[str, Any] | None) -> TimingConfig:
-        """Build from option dicts, later ones winning; unknown keys are ignored."""
-        names = {f.name: f.type for f in fields(cls)}
-        cfg = cls()
-        for src in sources:
-            for key, value in (src or {}).items():
-                if key in names and value is not None:
-                    setattr(cfg, key, _coerce(key, value, getattr(cfg, key)))
-        cfg.check()
-        return cfg
+        try:
+            return super().from_options(*sources)  # type: ignore[return-value]
+        except RequestError as e:
+            raise DeviceError(str(e)) from None
 
     def check(self) -> None:
-        """Raise :class:`DeviceError` on values that make no sense."""
-        if self.repeats < 1 or self.max_repeats < self.repeats:
-            raise DeviceError(
-                f"repeats must be >= 1 and <= max_repeats ({self.max_repeats}); got {self.repeats}"
-            )
-        if self.warmup < 0 or self.warmup_s < 0 or self.min_time_s < 0:
-            raise DeviceError("warmup, warmup_s and min_time_s must be >= 0")
-        if self.max_attempts < 1:
-            raise DeviceError(f"max_attempts must be >= 1; got {self.max_attempts}")
-        if not self.cv_threshold > 0:
-            raise DeviceError(f"cv_threshold must be > 0; got {self.cv_threshold}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        try:
+            super().check()
+        except RequestError as e:
+            raise DeviceError(str(e)) from None
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    try:
-        return type(default)(value)
-    except (TypeError, ValueError):
-        kind = "an integer" if isinstance(default, int) else "a number"
-        raise DeviceError(f"option {key}={value!r} must be {kind}") from None
-
-
-@dataclass
-class TimingStats:
-    """Statistics of one attempt's timed runs, in milliseconds."""
-
-    median_ms: float
-    mean_ms: float
-    p90_ms: float
-    std_ms: float
-    cv: float
-    runs: int
-
-    @classmethod
-    def from_samples(cls, samples_ms: list[float]) -> TimingStats:
-        """Median, mean, p90 (linear interpolation), population std and CV of ``samples_ms``."""
-        if not samples_ms:
-            raise ValueError("no samples")
-        xs = sorted(samples_ms)
-        n = len(xs)
-        mean = sum(xs) / n
-        std = math.sqrt(sum((x - mean) ** 2 for x in xs) / n)
-        return cls(
-            median_ms=percentile(xs, 50.0),
-            mean_ms=mean,
-            p90_ms=percentile(xs, 90.0),
-            std_ms=std,
-            cv=std / mean if mean > 0 else 0.0,
-            runs=n,
-        )
-
-
-def percentile(sorted_xs: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of an ascending list, linear interpolation (numpy's)."""
-    if not sorted_xs:
-        raise ValueError("no samples")
-    pos = (len(sorted_xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_xs) - 1)
-    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
-
-
-@dataclass
-class TimingResult:
-    """Outcome of :meth:`Runner.measure`: the kept attempt's statistics and the protocol facts."""
-
-    stats: TimingStats
-    status: str  # "ok" | "noisy"
-    attempts: int
-    warmup_runs: int
-    cvs: list[float]  # CV of every attempt, in order
-    warmup_s: float  # wall time spent warming up
-    timed_s: float  # wall time spent in timed runs, all attempts
-
-    def to_measurement(
-        self,
-        request: MeasurementRequest,
-        device_id: str,
-        *,
-        fingerprint: dict[str, Any],
-        layers: list[LayerTiming] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> Measurement:
-        """The stored record of this result (every backend builds its record here)."""
-        st = self.stats
-        return Measurement(
-            arch_hash=request.arch_hash,
-            device_id=device_id,
-            precision=request.precision,
-            batch=request.batch,
-            status=self.status,
-            median_ms=st.median_ms,
-            mean_ms=st.mean_ms,
-            p90_ms=st.p90_ms,
-            std_ms=st.std_ms,
-            cv=st.cv,
-            runs=st.runs,
-            warmup=self.warmup_runs,
-            attempts=self.attempts,
-            layers=list(layers or []),
-            fingerprint=fingerprint,
-            extra=dict(extra or {}),
-        )
-
-
-class Runner(ABC):
-    """Base of every timing backend. Use as a context manager or call activate/deactivate."""
-
-    def __init__(self) -> None:
-        self.is_active = False
-
-    # -- lifecycle -----------------------------------------------------------------------------
-    def activate(self) -> None:
-        if not self.is_active:
-            self.activate_impl()
-            self.is_active = True
-
-    def deactivate(self) -> None:
-        if self.is_active:
-            self.is_active = False
-            self.deactivate_impl()
-
-    def __enter__(self) -> Runner:
-        self.activate()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.deactivate()
-
-    def activate_impl(self) -> None:  # noqa: B027 - optional hook
-        """Build/load the model and allocate inputs."""
-
-    def deactivate_impl(self) -> None:  # noqa: B027 - optional hook
-        """Release what ``activate_impl`` took."""
-
-    @abstractmethod
-    def step_impl(self) -> None:
-        """Run one inference, synchronously (return only when the result is ready)."""
-
-    def timed_step_ms(self) -> float:
-        """One inference and its latency in ms. Default: host clock around :meth:`step_impl`."""
-        t0 = time.perf_counter_ns()
-        self.step_impl()
-        return (time.perf_counter_ns() - t0) / 1e6
-
-    # -- protocol ------------------------------------------------------------------------------
-    def warm_up(self, cfg: TimingConfig) -> int:
-        """Run warm-up steps; return how many ran."""
-        deadline = time.perf_counter() + cfg.warmup_s
-        n = 0
-        while n < max(cfg.warmup, 1):
-            self.step_impl()
-            n += 1
-            if time.perf_counter() >= deadline:
-                break
-        return n
-
-    def timed_runs(self, cfg: TimingConfig) -> list[float]:
-        """Timed steps until both ``repeats`` and ``min_time_s`` are reached (ms each)."""
-        samples: list[float] = []
-        total_ms = 0.0
-        min_ms = cfg.min_time_s * 1e3
-        while len(samples) < cfg.max_repeats and (len(samples) < cfg.repeats or total_ms < min_ms):
-            dt = self.timed_step_ms()
-            samples.append(dt)
-            total_ms += dt
-        return samples
-
-    def measure(self, cfg: TimingConfig | None = None) -> TimingResult:
-        """Run the whole protocol (activating first if needed) and return the kept attempt."""
-        cfg = cfg or TimingConfig()
-        self.activate()
-        t0 = time.perf_counter()
-        warm = self.warm_up(cfg) if cfg.warmup > 0 and cfg.warmup_s > 0 else 0
-        t1 = time.perf_counter()
-        best: TimingStats | None = None
-        cvs: list[float] = []
-        for _ in range(cfg.max_attempts):
-            stats = TimingStats.from_samples(self.timed_runs(cfg))
-            cvs.append(stats.cv)
-            if best is None or stats.cv < best.cv:
-                best = stats
-            if stats.cv <= cfg.cv_threshold:
-                break
-        assert best is not None
-        return TimingResult(
-            stats=best,
-            status="ok" if best.cv <= cfg.cv_threshold else "noisy",
-            attempts=len(cvs),
-            warmup_runs=warm,
-            cvs=cvs,
-            warmup_s=t1 - t0,
-            timed_s=time.perf_counter() - t1,
-        )
+def measurement_from_timing(
+    res: TimingResult,
+    request: MeasurementRequest,
+    device_id: str,
+    *,
+    fingerprint: dict[str, Any],
+    layers: list[LayerTiming] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Measurement:
+    """The stored record of a timing result (every device builds its record here)."""
+    st = res.stats
+    return Measurement(
+        arch_hash=request.arch_hash,
+        device_id=device_id,
+        precision=request.precision,
+        batch=request.batch,
+        status=res.status,
+        median_ms=st.median_ms,
+        mean_ms=st.mean_ms,
+        p90_ms=st.p90_ms,
+        std_ms=st.std_ms,
+        cv=st.cv,
+        runs=st.runs,
+        warmup=res.warmup_runs,
+        attempts=res.attempts,
+        layers=list(layers or []),
+        fingerprint=fingerprint,
+        extra=dict(extra or {}),
+    )

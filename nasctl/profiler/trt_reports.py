@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nasctl.errors import BackendError
+from nasctl.profiler.node_ids import to_graph_ids
 from nasctl.profiler.protocol import TimingStats
 from nasctl.profiler.trt_names import _ONNX_LAYER, map_engine_layers
 from nasctl.records import LayerTiming
@@ -96,8 +97,6 @@ def profile_layers(
     layer info is given, its type and tactic. ``known``/``order``: the ONNX node names (to
     filter and expand ranges); ``graph_ids``: map ONNX names ``<id>/<part>`` to graph ids. A
     layer's ``[ONNX Layer: ...]`` metadata, when present, wins over its name."""
-    from nasctl.profiler.devices import to_graph_ids
-
     _, entries = profile_entries(profile)
     names = [e["name"] for e in entries]
     infos = layer_info(info) if info else {}

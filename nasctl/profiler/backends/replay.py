@@ -96,6 +96,17 @@ class ReplayDevice(Device):
                 f"table {table!r} has no column {column!r}; columns: " + ", ".join(cols)
             )
 
+    @classmethod
+    def describe(cls, name: str, **opts: Any) -> dict[str, Any]:
+        """Replay is described by its pattern and the tables found."""
+        tables = replay_tables(opts.get("data_dir"))
+        return {
+            "name": "replay:<table>/<column>",
+            "available": bool(tables),
+            "reason": "tables: " + (", ".join(tables) or "none found"),
+            "description": "answers from a recorded latency table",
+        }
+
     def device_id_for(self, precision: str) -> str:
         return f"replay-{self.table}-{self.column}"
 

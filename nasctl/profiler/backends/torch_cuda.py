@@ -4,14 +4,12 @@ each timed step bracketed by CUDA events. ``torch`` is imported lazily."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nasctl.errors import DeviceError, NasctlError
-from nasctl.profiler.protocol import Runner, TimingConfig
+from nasctl.profiler.base import Device
+from nasctl.profiler.protocol import Runner, TimingConfig, measurement_from_timing
 from nasctl.records import Measurement, MeasurementRequest
-
-if TYPE_CHECKING:
-    from nasctl.profiler.gpu_devices import CudaDevice
 
 
 class TorchCudaRunner(Runner):
@@ -46,7 +44,7 @@ class TorchCudaRunner(Runner):
 
 
 def measure_torch_cuda(
-    device: CudaDevice, request: MeasurementRequest, opts: dict[str, Any]
+    device: Device, request: MeasurementRequest, opts: dict[str, Any]
 ) -> Measurement:
     """Measure a graph request with PyTorch on the GPU (ONNX files are not supported here)."""
     from nasctl.profiler.fingerprint import collect
@@ -72,7 +70,8 @@ def measure_torch_cuda(
     except RuntimeError as e:  # CUDA OOM and friends
         text = " ".join(str(e).split())[:300]
         return device.failed(request, f"PyTorch failed: {text}", dev_id)
-    return res.to_measurement(
+    return measurement_from_timing(
+        res,
         request,
         dev_id,
         fingerprint=collect(libs=("torch",), gpu=True),

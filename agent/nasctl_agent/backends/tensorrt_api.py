@@ -1,0 +1,510 @@
+"""TensorRT Python API backend: ONNX (by path, so external data works) -> engine -> timed the
+way trtexec times (:data:`~nasctl_agent.backends.trt_common.TIMING_METHOD`): each step is one
+``cudaGraphLaunch`` of a captured ``execute_async_v3`` between two CUDA events, its end polled
+with ``cudaEventQuery`` (spin wait), inputs left on the device (no transfers).
+
+Build (NVIDIA's documented API: ``Builder``, ``OnnxParser.parse_from_file``,
+``IBuilderConfig``):
+
+- ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` before 10 (always explicit from 10), and
+  ``STRONGLY_TYPED`` when the precision comes from the ONNX (:func:`trt_common.precision_plan`);
+- dynamic inputs: one ``IOptimizationProfile`` with min = opt = max at the request's shape;
+- ``BuilderFlag.FP16``/``INT8`` where the plan says; INT8 by implicit quantization (< 10.1) with
+  an ``IInt8EntropyCalibrator2`` over the user's ``.npy`` batches, its cache read and written
+  (reused across builds), its device buffers freed after the build;
+- DLA: ``default_device_type = DeviceType.DLA``, ``DLA_core``, ``BuilderFlag.GPU_FALLBACK``;
+  which layers fell back is read from the build log;
+- a timing cache per device id: loaded with ``create_timing_cache``; if
+  ``set_timing_cache(..., ignore_mismatch=False)`` refuses it, the build starts from an empty
+  one (noted); the updated cache is written back atomically;
+- ``ProfilingVerbosity.DETAILED`` so the engine inspector reports layer types and tactics.
+
+``tensorrt``, ``numpy`` and ``cuda-python`` (extra ``nasctl-agent[tensorrt]``) are imported
+lazily; nothing here ran on real TensorRT on the machine this was written on (see the docs).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+from nasctl_agent.backends import trt_common as tc
+from nasctl_agent.errors import MissingBackendError, ModelError, RequestError
+from nasctl_agent.model import Model
+from nasctl_agent.protocol import Runner, TimingConfig
+
+TRT_MISSING = (
+    "the TensorRT Python module is not importable: on a Jetson install JetPack's "
+    "python3-libnvinfer; elsewhere NVIDIA's tensorrt wheel (or use the trtexec backend)"
+)
+
+
+def trt() -> Any:
+    try:
+        import tensorrt
+    except ImportError as e:
+        raise MissingBackendError(TRT_MISSING) from e
+    return tensorrt
+
+
+def cudart() -> Any:
+    try:
+        from cuda.bindings import runtime  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart as runtime
+        except ImportError as e:
+            raise MissingBackendError(
+                "cuda-python is needed next to TensorRT (pip install 'nasctl-agent[tensorrt]')"
+            ) from e
+    return runtime
+
+
+def available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def version() -> tc.Version:
+    return tc.parse_version(trt().__version__)
+
+
+def check(result: Any) -> Any:
+    """Unwrap a cuda-python ``(err, *values)`` tuple, raising :class:`ModelError` on error."""
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise ModelError(f"CUDA error {err}")
+    return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
+
+
+# -- calibration ---------------------------------------------------------------------------------
+def calibration_batches(folder: str, shapes: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """The user's calibration data: ``.npy`` files in ``folder``, sorted by name. With one
+    network input each file is one batch of it; with several, files are named
+    ``<batch>.<input>.npy``. Every array must have its input's shape (at the request's batch)."""
+    import numpy as np
+
+    files = sorted(glob.glob(os.path.join(folder, "*.npy")))
+    if not files:
+        raise RequestError(f"calibration folder {folder} holds no .npy files")
+    names = list(shapes)
+    batches: dict[str, dict[str, Any]] = {}
+    for f in files:
+        stem = os.path.basename(f)[: -len(".npy")]
+        if len(names) == 1:
+            key, name = stem, names[0]
+        else:
+            key, _, name = stem.partition(".")
+            if name not in shapes:
+                raise RequestError(
+                    f"calibration file {f}: name it <batch>.<input>.npy with input one of "
+                    f"{', '.join(names)}"
+                )
+        arr = np.load(f, allow_pickle=False)
+        if list(arr.shape) != list(shapes[name]):
+            raise RequestError(
+                f"calibration file {f} has shape {list(arr.shape)}; input {name!r} needs "
+                f"{shapes[name]}"
+            )
+        batches.setdefault(key, {})[name] = np.ascontiguousarray(arr, dtype=np.float32)
+    out = [b for _, b in sorted(batches.items())]
+    for b in out:
+        if set(b) != set(names):
+            raise RequestError(f"calibration batch lacks inputs {sorted(set(names) - set(b))}")
+    return out
+
+
+def make_calibrator(batches: list[dict[str, Any]], cache_path: str | None) -> Any:
+    """An ``IInt8EntropyCalibrator2`` over ``batches``; its cache is read from and written to
+    ``cache_path`` (so later builds skip calibration). Call ``free()`` after the build."""
+    t, rt = trt(), cudart()
+
+    class Calibrator(t.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            t.IInt8EntropyCalibrator2.__init__(self)
+            self.batches = batches
+            self.index = 0
+            first = batches[0]
+            self.ptrs = {n: check(rt.cudaMalloc(max(a.nbytes, 1))) for n, a in first.items()}
+
+        def get_batch_size(self) -> int:
+            return 1  # explicit batch networks: the batch is in the shapes
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            if self.index >= len(self.batches):
+                return None
+            batch = self.batches[self.index]
+            self.index += 1
+            if any(n not in batch for n in names):  # no data (a cache only): nothing to feed
+                return None
+            for n in names:
+                a = batch[n]
+                check(
+                    rt.cudaMemcpy(
+                        self.ptrs[n],
+                        a.ctypes.data,
+                        a.nbytes,
+                        rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                    )
+                )
+            return [int(self.ptrs[n]) for n in names]
+
+        def read_calibration_cache(self) -> bytes | None:
+            if cache_path and os.path.isfile(cache_path) and os.path.getsize(cache_path) > 0:
+                with open(cache_path, "rb") as f:
+                    return f.read()
+            return None
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            if cache_path:
+                write_bytes_atomically(cache_path, bytes(cache))
+
+        def free(self) -> None:
+            for p in self.ptrs.values():
+                rt.cudaFree(p)
+            self.ptrs = {}
+
+    return Calibrator()
+
+
+def write_bytes_atomically(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# -- build ---------------------------------------------------------------------------------------
+class _Logger:
+    """A TensorRT logger that keeps the messages (to read DLA placement and memory)."""
+
+    def __new__(cls) -> Any:
+        t = trt()
+
+        class Logger(t.ILogger):  # type: ignore[misc, name-defined]
+            def __init__(self) -> None:
+                t.ILogger.__init__(self)
+                self.lines: list[str] = []
+
+            def log(self, severity: Any, msg: str) -> None:
+                self.lines.append(f"[{severity}] [TRT] {msg}")
+
+        return Logger()
+
+
+def build_engine(
+    model: Model,
+    plan: tc.PrecisionPlan,
+    shapes: tc.ShapePlan,
+    *,
+    timing_cache: str | None = None,
+    workspace_mb: int = 1024,
+    dla_core: int | None = None,
+    calibrator: Any = None,
+) -> tuple[bytes, str, list[str]]:
+    """Parse and build; return (serialized engine, build log, notes)."""
+    t = trt()
+    logger = _Logger()
+    notes: list[str] = []
+    builder = t.Builder(logger)
+    flags = 0
+    if version() < (10, 0):
+        flags |= 1 << int(t.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if plan.strongly_typed:
+        flags |= 1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = t.OnnxParser(network, logger)
+    if not parser.parse_from_file(model.path):  # a path: external data from the model's folder
+        errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModelError(f"TensorRT cannot parse the ONNX: {errs or 'unknown error'}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(t.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    config.profiling_verbosity = t.ProfilingVerbosity.DETAILED
+    for name in plan.flags:
+        config.set_flag(getattr(t.BuilderFlag, name.upper()))
+    if shapes.dynamic:  # without a profile a dynamic network does not build
+        profile = builder.create_optimization_profile()
+        for name in shapes.dynamic:
+            s = tuple(shapes.shapes[name])
+            profile.set_shape(name, s, s, s)
+        config.add_optimization_profile(profile)
+        if calibrator is not None:
+            config.set_calibration_profile(profile)
+    if calibrator is not None:
+        config.int8_calibrator = calibrator
+    if dla_core is not None:
+        config.default_device_type = t.DeviceType.DLA
+        config.DLA_core = int(dla_core)
+        config.set_flag(t.BuilderFlag.GPU_FALLBACK)
+    cache = None
+    if timing_cache is not None:
+        blob = b""
+        if os.path.isfile(timing_cache):
+            with open(timing_cache, "rb") as f:
+                blob = f.read()
+        cache = config.create_timing_cache(blob)
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            notes.append(f"timing cache {timing_cache} did not match this TensorRT; started empty")
+            cache = config.create_timing_cache(b"")
+            config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    log = "\n".join(logger.lines)
+    if serialized is None:
+        raise ModelError("TensorRT failed to build the engine: " + _last_error(logger.lines))
+    if timing_cache is not None:
+        updated = config.get_timing_cache()
+        data = bytes(updated.serialize()) if updated is not None else b""
+        if data:
+            write_bytes_atomically(timing_cache, data)
+        else:
+            notes.append("TensorRT returned an empty timing cache; the stored one is kept")
+    return bytes(serialized), log, notes
+
+
+def _last_error(lines: list[str]) -> str:
+    errs = [ln for ln in lines if "ERROR" in ln.upper()]
+    return (errs[-1] if errs else "see the TensorRT log")[:300]
+
+
+# -- run -----------------------------------------------------------------------------------------
+class TrtRunner(Runner):
+    """Runs a deserialized engine the way trtexec does: each timed step is one CUDA graph launch
+    between two events, the end event polled (spin wait); inputs stay on the device."""
+
+    def __init__(self, engine_bytes: bytes, shapes: tc.ShapePlan, use_graph: bool = True) -> None:
+        super().__init__()
+        self.engine_bytes = engine_bytes
+        self.shapes = shapes
+        self.use_graph = use_graph
+        self.engine: Any = None
+        self.context: Any = None
+        self.graph_exec: Any = None
+        self.buffers: list[int] = []
+        self.graph_failed = False
+
+    def activate_impl(self) -> None:
+        t, rt = trt(), cudart()
+        self._rt = t.Runtime(t.Logger(t.Logger.WARNING))
+        self.engine = self._rt.deserialize_cuda_engine(self.engine_bytes)
+        if self.engine is None:
+            raise ModelError("TensorRT cannot deserialize the engine")
+        self.context = self.engine.create_execution_context()
+        self.stream = check(rt.cudaStreamCreate())
+        self.events = (check(rt.cudaEventCreate()), check(rt.cudaEventCreate()))
+        import numpy as np
+
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            if (
+                self.engine.get_tensor_mode(name) == t.TensorIOMode.INPUT
+                and name in self.shapes.shapes
+            ):
+                if -1 in list(self.engine.get_tensor_shape(name)):
+                    self.context.set_input_shape(name, self.shapes.shapes[name])
+            shape = list(self.context.get_tensor_shape(name))
+            itemsize = np.dtype(t.nptype(self.engine.get_tensor_dtype(name))).itemsize
+            ptr = check(rt.cudaMalloc(max(int(np.prod(shape)) * itemsize, 1)))
+            self.buffers.append(ptr)
+            self.context.set_tensor_address(name, int(ptr))
+        self._enqueue()  # one plain run before capture (TensorRT allocates lazily)
+        self._sync()
+        if self.use_graph:
+            self._capture()
+
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise ModelError("TensorRT execution failed")
+
+    def _capture(self) -> None:
+        rt = cudart()
+        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        check(rt.cudaStreamBeginCapture(self.stream, mode))
+        ok = self.context.execute_async_v3(int(self.stream))
+        err, graph = rt.cudaStreamEndCapture(self.stream)
+        if not ok or int(err) != 0 or graph is None:
+            rt.cudaGetLastError()
+            self.graph_failed = True  # recorded: the id then says no graph was used
+            return
+        self._graph = graph
+        self.graph_exec = check(rt.cudaGraphInstantiate(graph, 0))
+
+    def _launch(self) -> None:
+        if self.graph_exec is not None:
+            check(cudart().cudaGraphLaunch(self.graph_exec, self.stream))
+        else:
+            self._enqueue()
+
+    def _sync(self) -> None:
+        rt = cudart()
+        check(rt.cudaStreamSynchronize(self.stream))
+
+    def _spin(self, event: Any) -> None:
+        rt = cudart()
+        not_ready = rt.cudaError_t.cudaErrorNotReady
+        while True:
+            (err,) = rt.cudaEventQuery(event)
+            if err != not_ready:
+                if int(err) != 0:
+                    raise ModelError(f"CUDA error {err}")
+                return
+
+    def step_impl(self) -> None:
+        start, end = self.events
+        self._launch()
+        check(cudart().cudaEventRecord(end, self.stream))
+        self._spin(end)
+
+    def timed_step_ms(self) -> float:
+        rt = cudart()
+        start, end = self.events
+        check(rt.cudaEventRecord(start, self.stream))
+        self._launch()
+        check(rt.cudaEventRecord(end, self.stream))
+        self._spin(end)
+        return float(check(rt.cudaEventElapsedTime(start, end)))
+
+    def profile_layers(self, runs: int = 10) -> list[dict[str, Any]]:
+        """Per-layer times (ms, mean and median over ``runs``) with an ``IProfiler`` attached,
+        in a separate run (as trtexec's separate profile run)."""
+        t = trt()
+        totals: dict[str, list[float]] = {}
+
+        class Profiler(t.IProfiler):  # type: ignore[misc, name-defined]
+            def __init__(self) -> None:
+                t.IProfiler.__init__(self)
+
+            def report_layer_time(self, layer_name: str, ms: float) -> None:
+                totals.setdefault(layer_name, []).append(ms)
+
+        self.context.profiler = Profiler()
+        for _ in range(runs):
+            self._enqueue()
+            self._sync()
+        self.context.profiler = None
+        out = []
+        for name, v in totals.items():
+            s = sorted(v)
+            out.append(
+                {
+                    "name": name,
+                    "time_ms": sum(v) / len(v),
+                    "extra": {"median_ms": s[len(s) // 2], "percentage": None},
+                }
+            )
+        return out
+
+    def layer_info(self) -> dict[str, Any]:
+        """The engine inspector's JSON (``{"Layers": [...], "Bindings": [...]}``)."""
+        t = trt()
+        inspector = self.engine.create_engine_inspector()
+        return json.loads(inspector.get_engine_information(t.LayerInformationFormat.JSON))  # type: ignore[no-any-return]
+
+    def memory(self) -> dict[str, int]:
+        """Activation/scratch device memory of the engine (``device_memory_size_v2`` from 10.1,
+        else ``device_memory_size``); weights from ``streamable_weights_size`` where present."""
+        e = self.engine
+        out = {
+            "activation_bytes": int(
+                getattr(e, "device_memory_size_v2", None) or e.device_memory_size
+            )
+        }
+        w = getattr(e, "streamable_weights_size", None)
+        if w:
+            out["weights_bytes"] = int(w)
+        return out
+
+    def deactivate_impl(self) -> None:
+        rt = cudart()
+        if self.graph_exec is not None:
+            rt.cudaGraphExecDestroy(self.graph_exec)
+            rt.cudaGraphDestroy(self._graph)
+            self.graph_exec = None
+        for p in self.buffers:
+            rt.cudaFree(p)
+        self.buffers = []
+        for ev in self.events:
+            rt.cudaEventDestroy(ev)
+        rt.cudaStreamDestroy(self.stream)
+        self.context = self.engine = None
+
+
+def measure(
+    model: Model,
+    *,
+    precision: str,
+    batch: int,
+    cfg: TimingConfig,
+    per_layer: bool,
+    options: dict[str, Any],
+    shapes: dict[str, list[int]] | None,
+    timing_cache: str | None,
+    result: Any,
+) -> None:
+    """Build (calibrating if the plan says so), time with the base protocol, profile per layer."""
+    ver = version()
+    dla = options.get("dla_core")
+    plan = tc.precision_plan(ver, precision, model.info.precision, dla=dla is not None)
+    sp = tc.shape_plan(model.info, batch, shapes)
+    calibrator = None
+    if plan.calibration:
+        cache = options.get("calib_cache")
+        data = options.get("calib_data")
+        if not data and not (cache and os.path.isfile(str(cache))):
+            raise RequestError(
+                "INT8 by calibration (TensorRT < 10.1) needs --calib-data DIR of .npy batches "
+                "(or an existing --calib-cache); or give a Q/DQ ONNX"
+            )
+        batches = calibration_batches(str(data), sp.shapes) if data else []
+        calibrator = make_calibrator(batches or [{}], cache)
+    t0 = time.perf_counter()
+    try:
+        engine, log, notes = build_engine(
+            model,
+            plan,
+            sp,
+            timing_cache=timing_cache,
+            workspace_mb=int(options.get("workspace_mb", 1024)),
+            dla_core=dla,
+            calibrator=calibrator,
+        )
+    finally:
+        if calibrator is not None:
+            calibrator.free()  # device buffers go back before the engine runs
+    result.timing_s["build"] = time.perf_counter() - t0
+    runner = TrtRunner(engine, sp, use_graph=dla is None)
+    with runner:
+        res = runner.measure(cfg)
+        if per_layer:
+            result.layers = runner.profile_layers(int(options.get("per_layer_runs", 10)))
+            result.engine_graph = {"format": "tensorrt-layer-info", "data": runner.layer_info()}
+        result.memory.update(runner.memory())
+    result.memory.update(
+        {k: v for k, v in tc.memory_from_log(log).items() if k not in result.memory}
+    )
+    result.memory["engine_bytes"] = len(engine)
+    result.status = res.status
+    result.timing = res.to_dict()
+    graph_ok = dla is None and not runner.graph_failed
+    result.timing_method = tc.TIMING_METHOD if graph_ok else tc.NO_GRAPH_METHOD
+    if not graph_ok:
+        result.device_id += tc.NO_GRAPH_SUFFIX
+    if dla is not None:
+        placement = tc.dla_placement(log)
+        result.extra["gpu_fallback_layers"] = tc.mark_dla_layers(result.layers, placement)
+        result.extra["dla_layers"] = placement["dla"]
+    result.notes += plan.notes + notes
+    result.extra["tensorrt"] = f"{ver[0]}.{ver[1]}"
