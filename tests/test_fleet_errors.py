@@ -103,8 +103,10 @@ def test_a_malformed_answer_is_refused_and_nothing_is_stored(fleet: Fleet, tmp_p
     req = request_for(DEVICE, Job(graph_hash(graph), graph, genotype), "fp32", 1, True, {})
     tid = task_id(req, "replay-nb201-titanxp_1")
     host = HostFleet(fleet.url)
-    result = {"status": "ok", "device_id": "replay-nb201-titanxp_1", "precision": "fp32"}
-    result.update(batch=1, timing={"median_ms": -3.0})
+    result = {"protocol": 1, "status": "ok", "device": DEVICE, "backend": "replay"}
+    result.update(device_id="replay-nb201-titanxp_1", precision="fp32", batch=1)
+    stats = dict.fromkeys(("mean_ms", "p90_ms", "std_ms", "cv"), 1.0)
+    result["timing"] = {"median_ms": -3.0, **stats, "runs": 5, "status": "ok", "attempts": 1}
     bad = {"protocol": 1, "result": result, "worker": {}}
     host.app.backend.store_result(tid, bad, "SUCCESS")
     host.redis.set("nasctl:sent:" + tid, "1")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from typing import Any
 
 #: Bumped when a message or key changes meaning; host and worker must agree.
@@ -107,36 +108,36 @@ def payload_chunks(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> dict[str, Any
     }
 
 
-def payload_path(path: str, data: bytes) -> dict[str, Any]:
-    return {
-        "kind": "path",
-        "path": path,
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
+def payload_path(path: str, size: int) -> dict[str, Any]:
+    """A model both sides see at ``path`` (external data next to it): checked by size only."""
+    return {"kind": "path", "path": path, "size": size}
 
 
 def chunk_keys(payload: dict[str, Any]) -> list:
     return [key("blob", payload["sha256"], str(i)) for i in range(int(payload["chunks"]))]
 
 
-def read_payload(payload: dict[str, Any], redis: Any | None = None) -> bytes:
-    """The ONNX bytes a payload points at, checked against its size and sha256. Raises
-    ``ValueError`` with a one-line reason."""
+def read_payload(payload: dict[str, Any], redis: Any | None = None) -> bytes | str:
+    """The model a payload points at: its bytes, checked against size and sha256, or for a
+    ``path`` payload the path (checked by size; the engine reads it and its external data).
+    Raises ``ValueError`` with a one-line reason."""
     kind = payload.get("kind")
+    if kind == "path":
+        path = str(payload["path"])
+        size = os.path.getsize(path)
+        if size != int(payload.get("size", -1)):
+            raise ValueError(f"{path} is {size} bytes here; the host saw {payload.get('size')}")
+        return path
     if kind == "inline":
         data = base64.b64decode(payload["data"])
-    elif kind == "path":
-        with open(payload["path"], "rb") as f:
-            data = f.read()
     elif kind == "chunks":
         if redis is None:
             raise ValueError("a chunked payload needs the broker's Redis")
         parts = redis.mget(chunk_keys(payload))
         if any(p is None for p in parts):
             raise ValueError(
-                "the model's chunks {} are gone from Redis (expired or flushed); the host "
-                "sends them again when the command is rerun".format(payload.get("sha256", "?")[:12])
+                f"the model's chunks {str(payload.get('sha256', '?'))[:12]} are gone from Redis "
+                "(expired or flushed); the host sends them again when the command is rerun"
             )
         data = b"".join(parts)
     else:

@@ -67,7 +67,9 @@ class DeviceServer:
         except AgentError as e:
             raise WorkerError(" ".join(str(e).split())) from None
 
-    def measure(self, request: dict[str, Any], job: dict[str, Any], onnx: bytes) -> dict[str, Any]:
+    def measure(
+        self, request: dict[str, Any], job: dict[str, Any], onnx: bytes | str
+    ) -> dict[str, Any]:
         """The agent's Result dict for ``request``; a request this worker cannot serve raises
         ``AgentError`` (the host reports it in one line)."""
         if self.replay is not None:

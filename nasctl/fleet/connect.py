@@ -74,6 +74,7 @@ class Fleet:
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args)`` with Redis errors turned into one-line FleetErrors."""
         import redis
+        from kombu.exceptions import OperationalError
 
         try:
             return fn(*args, **kwargs)
@@ -92,7 +93,7 @@ class Fleet:
                     f"Redis at {mask(self.url)} needs a password (redis://:PASSWORD@HOST:PORT/DB)"
                 ) from None
             raise FleetError(f"Redis at {mask(self.url)}: {e}") from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+        except (redis.ConnectionError, redis.TimeoutError, OSError, OperationalError) as e:
             raise BrokerDown(
                 f"cannot reach the broker at {mask(self.url)} ({_first_line(e)}); start it "
                 "(redis-server --bind 127.0.0.1 --port 6379) or fix --fleet"

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nasctl.errors import NasctlError, OnnxReadError
 from nasctl.fleet.connect import Fleet, FleetError
-from nasctl.records import LayerTiming, Measurement, MeasurementRequest
+from nasctl.profiler.source import ModelSource
+from nasctl.records import Measurement, MeasurementRequest
 
 STATUSES = ("ok", "noisy", "failed")
 
@@ -42,7 +44,7 @@ class Prepared:
     tid: str
     request: MeasurementRequest
     message: dict[str, Any]
-    node_ids: set[str] | None
+    source: ModelSource
 
 
 def prepare(
@@ -52,84 +54,70 @@ def prepare(
     device_id: str,
     shared_dir: Path | None = None,
 ) -> Prepared:
-    """Write the request's ONNX (graph requests) and build its message. A model over
-    ``INLINE_MAX_BYTES`` is stored as Redis chunks (or sent as a path when it lies under
-    ``shared_dir``, a folder both sides see at the same path); over ``MAX_BLOB_BYTES`` without a
-    shared folder it is refused."""
-    from nasctl.profiler.devices import load_model_bytes
+    """Write the request's ONNX (graph requests) and build its message. A user's ONNX under
+    ``shared_dir`` (a folder both sides see at the same path) is sent as its path, external data
+    included; other models up to ``INLINE_MAX_BYTES`` travel in the message, larger ones as Redis
+    chunks, and over ``MAX_BLOB_BYTES`` they are refused."""
+    from nasctl.profiler.source import load_model
 
-    p = fleet.proto
-    data, ids = load_model_bytes(request)
-    if request.onnx_path and shared_dir and _under(Path(request.onnx_path), shared_dir):
-        payload = p.payload_path(str(Path(request.onnx_path).resolve()), data)
-    elif len(data) <= p.INLINE_MAX_BYTES:
-        payload = p.payload_inline(data)
-    elif len(data) <= p.MAX_BLOB_BYTES:
-        payload = p.payload_chunks(data)
-        keys = p.chunk_keys(payload)
-        step = int(payload["chunk_bytes"])
-        pipe = fleet.redis.pipeline()
-        for i, k in enumerate(keys):
-            pipe.set(k, data[i * step : (i + 1) * step], ex=p.KEEP_S)
-        fleet.call(pipe.execute)
+    source = load_model(request)
+    if source.path is not None and shared_dir and _under(source.path, shared_dir):
+        path = source.path.resolve()
+        payload = dict(fleet.proto.payload_path(str(path), path.stat().st_size))
     else:
+        payload = _send_bytes(fleet, request, source)
+    job = {"arch_hash": request.arch_hash, "genotype": request.genotype, "model": request.model}
+    msg = {
+        "protocol": fleet.proto.PROTOCOL_VERSION,
+        "request": agent_request_dict(request, device),
+        "job": job,  # the worker gets ONNX and these labels, never graphs
+        "payload": payload,
+    }
+    return Prepared(task_id(request, device_id), request, msg, source)
+
+
+def _send_bytes(fleet: Fleet, request: MeasurementRequest, source: ModelSource) -> dict[str, Any]:
+    """The payload of a model's bytes: inline, or stored as Redis chunks."""
+    p = fleet.proto
+    if source.data is not None:
+        data = source.data
+    else:
+        assert source.path is not None
+        try:
+            data = source.path.read_bytes()
+        except OSError as e:
+            raise OnnxReadError(f"cannot read ONNX file {source.path}: {e.strerror or e}") from e
+    if len(data) <= p.INLINE_MAX_BYTES:
+        return dict(p.payload_inline(data))
+    if len(data) > p.MAX_BLOB_BYTES:
         raise FleetError(
             f"{request.model or request.arch_hash[:12]} is {len(data) / 2**20:.0f} MiB, over the "
             f"fleet's {p.MAX_BLOB_BYTES / 2**20:.0f} MiB limit for models sent through Redis; put "
             "it in a folder both host and workers see and pass --fleet-shared-dir"
         )
-    job = {"arch_hash": request.arch_hash, "genotype": request.genotype, "model": request.model}
-    msg = {
-        "protocol": p.PROTOCOL_VERSION,
-        "request": agent_request(request, device),
-        "job": job,  # the worker gets ONNX and these labels, never graphs
-        "payload": payload,
-    }
-    return Prepared(task_id(request, device_id), request, msg, ids)
+    payload = dict(p.payload_chunks(data))
+    step = int(payload["chunk_bytes"])
+    pipe = fleet.redis.pipeline(transaction=False)
+    for i, k in enumerate(p.chunk_keys(payload)):
+        pipe.set(k, data[i * step : (i + 1) * step], ex=p.KEEP_S)
+    fleet.call(pipe.execute)
+    return payload
 
 
-#: timing-protocol keys of a request's options (the rest are backend options)
-TIMING_KEYS = (
-    "warmup",
-    "warmup_s",
-    "repeats",
-    "min_time_s",
-    "max_repeats",
-    "cv_threshold",
-    "max_attempts",
-)
-
-
-def agent_request(request: MeasurementRequest, device: str) -> dict[str, Any]:
-    """The agent's request JSON (``nasctl_agent.Request``) for ``request`` on the workers'
-    ``device``."""
-    from nasctl_agent import PROTOCOL_VERSION
+def agent_request_dict(request: MeasurementRequest, device: str) -> dict[str, Any]:
+    """The agent's request JSON for ``request`` on the workers' ``device`` (the same request a
+    local agent-backed device builds)."""
+    from nasctl.profiler.agent_devices import agent_request
+    from nasctl.profiler.protocol import TimingConfig
 
     opts = dict(request.options or {})
-    timing = {k: _number(opts.pop(k)) for k in TIMING_KEYS if k in opts}
-    return {
-        "protocol": PROTOCOL_VERSION,
-        "device": device,
-        "precision": request.precision,
-        "batch": request.batch,
-        "shapes": None,
-        "timing": timing,
-        "per_layer": request.per_layer,
-        "backend": None,
-        "options": {k: _number(v) for k, v in opts.items()},
-    }
-
-
-def _number(v: Any) -> Any:
-    """CLI option strings as numbers where they are numbers."""
-    if not isinstance(v, str):
-        return v
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            continue
-    return v
+    try:
+        cfg = TimingConfig.from_options(opts)
+    except NasctlError:
+        raise
+    except Exception as e:  # the agent's RequestError: a bad timing option
+        raise FleetError(f"bad timing option: {' '.join(str(e).split())}") from None
+    return dict(agent_request(device, request, opts, cfg).to_dict())
 
 
 def _under(path: Path, folder: Path) -> bool:
@@ -167,10 +155,16 @@ def read_result(
         )
     if res.get("error"):
         raise FleetError(f"{who} refused {label}: {res['error']}")
+    from nasctl_agent import AgentError
+
+    from nasctl.profiler.agent_devices import measurement_from_result
+
     try:
-        m = measurement_from_result(job.request, res["result"], job.node_ids)
+        m = measurement_from_result(job.request, res["result"], job.source)
         _check(m)
-    except (KeyError, TypeError, ValueError) as e:
+    except AgentError as e:  # a result of another agent protocol
+        raise FleetError(f"{who} answered: {' '.join(str(e).split())}; nothing stored") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise FleetError(
             f"malformed answer from {who} for {label} ({' '.join(str(e).split())[:200]}); "
             "nothing of it is stored"
@@ -184,52 +178,6 @@ def read_result(
         )
     m.extra.setdefault("fleet", {}).update({"worker": who, "task_id": job.tid})
     return m, worker
-
-
-def measurement_from_result(
-    request: MeasurementRequest, result: dict[str, Any], node_ids: set[str] | None
-) -> Measurement:
-    """The store's record of an agent Result dict. Raises KeyError/TypeError/ValueError on a
-    result of the wrong shape."""
-    from nasctl.profiler.devices import to_graph_ids
-
-    if not isinstance(result, dict):
-        raise TypeError(f"result is a {type(result).__name__}")
-    timing = result.get("timing") or {}
-    if not isinstance(timing, dict):
-        raise TypeError("timing must be an object")
-    layers = []
-    for la in result.get("layers") or []:
-        name = la["name"]
-        nodes = to_graph_ids([name], node_ids)
-        layers.append(
-            LayerTiming(name, la["time_ms"], nodes, "kernel", dict(la.get("extra") or {}))
-        )
-    extra = {
-        k: result.get(k)
-        for k in ("backend", "timing_method", "protocol_config", "memory", "timing_s", "notes")
-        if result.get(k)
-    }
-    extra.update(result.get("extra") or {})
-    return Measurement(
-        arch_hash=request.arch_hash,
-        device_id=result["device_id"],
-        precision=result["precision"],
-        batch=result["batch"],
-        status=result["status"],
-        median_ms=timing.get("median_ms"),
-        mean_ms=timing.get("mean_ms"),
-        p90_ms=timing.get("p90_ms"),
-        std_ms=timing.get("std_ms"),
-        cv=timing.get("cv"),
-        runs=int(timing.get("runs") or 0),
-        warmup=int(timing.get("warmup_runs") or 0),
-        attempts=int(timing.get("attempts") or 1),
-        error=result.get("error"),
-        fingerprint=result.get("fingerprint") or {},
-        layers=layers,
-        extra=extra,
-    )
 
 
 def _check(m: Measurement) -> None:
