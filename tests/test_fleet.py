@@ -106,6 +106,15 @@ def test_profile_through_the_fleet_stores_the_same_rows(
     with Store(a, readonly=True) as s:
         rows = s.training_rows(doc["device_id"])
     assert len(rows) == 2 and all(r.latency_ms > 0 for r in rows)
+    con = sqlite3.connect(f"file:{a}?mode=ro", uri=True)
+    layers = con.execute(
+        "SELECT l.nodes_json FROM layer_measurements l JOIN measurements m "
+        "ON l.measurement_id = m.id WHERE m.device_id = ?",
+        (doc["device_id"],),
+    ).fetchall()
+    con.close()
+    mapped = [json.loads(n) for (n,) in layers]
+    assert mapped and sum(bool(n) for n in mapped) > len(mapped) / 2  # engine layers -> nodes
     # a user's ONNX over the inline limit travels as Redis chunks, or by path in a shared folder
     big = _matmul_onnx(tmp_path / "big.onnx", 1.5)
     for extra in ([], ["--fleet-shared-dir", tmp_path]):
