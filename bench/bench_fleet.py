@@ -193,7 +193,8 @@ def main() -> None:
     for r in scale:
         print(
             f"| {r['workers']} | {r['jobs']} | {r['wall_s']} | {r['device_s']} | "
-            f"{r['jobs_per_s']} | {r['vs_linear']} | {r['efficiency']} | {r['host_cpu_ms_per_job']} |"
+            f"{r['jobs_per_s']} | {r['vs_linear']} | {r['efficiency']} | "
+            f"{r['host_cpu_ms_per_job']} |"
         )
     o = over
     print(
