@@ -146,7 +146,8 @@ def read_result(
     res = meta.get("result")
     if not isinstance(res, dict):
         raise FleetError(f"malformed answer for {label}: a {type(res).__name__}, not a result")
-    worker = res.get("worker") if isinstance(res.get("worker"), dict) else {}
+    raw_worker = res.get("worker")
+    worker: dict[str, Any] = raw_worker if isinstance(raw_worker, dict) else {}
     who = worker.get("name", "a worker")
     if res.get("protocol") != protocol_version:
         raise FleetError(

@@ -34,7 +34,7 @@ class WorkerInfo:
     seen: float = 0.0
 
     @classmethod
-    def from_json(cls, raw: bytes) -> WorkerInfo | None:
+    def from_json(cls, raw: bytes | str) -> WorkerInfo | None:
         try:
             d = json.loads(raw)
             return cls(
