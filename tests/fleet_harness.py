@@ -22,6 +22,26 @@ REPO = Path(__file__).resolve().parents[1]
 LEASE_S = 1.0
 
 
+def make_certs(folder: Path) -> Path:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl); returns the CA file."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = folder / "tls"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run = [
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 "
+        "-subj /CN=nasctl-test-ca",
+        "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+        "-subj /CN=127.0.0.1",
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+        "-out server.crt -days 2 -extfile san.ext",
+    ]
+    for cmd in run:
+        subprocess.run(cmd.split(), cwd=d, check=True, capture_output=True)
+    return d / "ca.crt"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -38,22 +58,31 @@ def env() -> dict[str, str]:
 class RedisServer:
     """``redis-server`` on 127.0.0.1 with an append-only file (so a restart keeps the queues)."""
 
-    def __init__(self, workdir: Path, password: str | None = None) -> None:
+    def __init__(self, workdir: Path, password: str | None = None, tls: bool = False) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             pytest.skip("redis-server is not installed (make setup installs it)")
         self.exe, self.dir, self.password = exe, workdir, password
         self.port = free_port()
+        self.ca = make_certs(workdir) if tls else None
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.ca is not None:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         args = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.ca is not None:
+            d = self.ca.parent
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            args += ["--tls-cert-file", str(d / "server.crt"), "--tls-key-file"]
+            args += [str(d / "server.key"), "--tls-ca-cert-file", str(self.ca)]
+            args += ["--tls-auth-clients", "no"]
         args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)]
         if self.password:
             args += ["--requirepass", self.password]
@@ -127,10 +156,10 @@ class Worker:
 class Fleet:
     """A Redis server and the workers started on it; everything stopped by :meth:`close`."""
 
-    def __init__(self, tmp: Path, password: str | None = None) -> None:
+    def __init__(self, tmp: Path, password: str | None = None, tls: bool = False) -> None:
         (tmp / "redis").mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
-        self.redis = RedisServer(tmp / "redis", password)
+        self.redis = RedisServer(tmp / "redis", password, tls)
         self.workers: list[Worker] = []
 
     @property

@@ -156,3 +156,19 @@ def test_workers_whose_fingerprints_disagree_are_not_mixed(
     res = run_cli(*_profile(fleet.url, tmp_path / "a.db", device=device))
     assert res.returncode == 0, res.stderr
     a.stop()
+
+
+def test_a_tls_broker_with_a_password(tmp_path: Path, shared_data: Path) -> None:
+    f = Fleet(tmp_path, password="s3cret", tls=True)
+    try:
+        assert f.url.startswith("rediss://:s3cret@127.0.0.1:")
+        f.worker(DEVICE, "--data-dir", str(shared_data))
+        res = run_cli(*_profile(f.url, tmp_path / "a.db", "--json"))
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["measured"] == 2
+        # the server's certificate is checked: without the CA the connection is refused
+        no_ca = f.url.split("?")[0]
+        line = _one_line_error(run_cli(*_profile(no_ca, tmp_path / "b.db")), "cannot reach")
+        assert "certificate verify failed" in line and "s3cret" not in line
+    finally:
+        f.close()

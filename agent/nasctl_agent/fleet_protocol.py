@@ -53,9 +53,10 @@ def key(*parts: str) -> str:
 def celery_config(url: str, visibility_timeout_s: float = 3600.0) -> dict[str, Any]:
     """The Celery settings both sides use: JSON only, acknowledgement after the work, a worker
     takes one job at a time, a job whose worker is lost goes back to the queue."""
+    base, tls = split_tls(url)
     conf: dict[str, Any] = {
-        "broker_url": url,
-        "result_backend": url,
+        "broker_url": base,
+        "result_backend": base,
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "task_serializer": "json",
@@ -77,13 +78,30 @@ def celery_config(url: str, visibility_timeout_s: float = 3600.0) -> dict[str, A
         "worker_hijack_root_logger": False,
         "task_default_queue": "nasctl.default",
     }
-    if url.startswith("rediss://"):
-        import ssl
-
-        tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if tls is not None:
         conf["broker_use_ssl"] = tls
-        conf["redis_backend_use_ssl"] = tls
+        conf["redis_backend_use_ssl"] = dict(tls)
     return conf
+
+
+#: TLS settings a ``rediss://`` URL may carry in its query string
+TLS_QUERY = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
+
+def split_tls(url: str) -> tuple[str, dict[str, Any] | None]:
+    """``(url without its query, TLS settings)`` for Celery: a ``rediss://`` URL always checks
+    the server's certificate (``CERT_REQUIRED``); ``?ssl_ca_certs=/path/ca.pem`` names the CA,
+    ``ssl_certfile``/``ssl_keyfile`` a client certificate. ``redis://``: no TLS (None)."""
+    import ssl
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return url, None
+    query = dict(parse_qsl(parts.query))
+    tls: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    tls.update({k: query[k] for k in TLS_QUERY if query.get(k)})
+    return urlunsplit(parts._replace(query="")), tls
 
 
 def payload_inline(data: bytes) -> dict[str, Any]:
