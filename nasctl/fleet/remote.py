@@ -57,6 +57,8 @@ class RemoteDevice:
         self.resent = 0
         self._pubsub: Any = None
         self._subscribed: set[str] = set()
+        self._idle_watches = 0
+        self._stuck_since: float | None = None
 
     # -- the device interface -------------------------------------------------------------------
     def available(self) -> tuple[bool, str]:
@@ -141,7 +143,10 @@ class RemoteDevice:
         )
 
     def _watch(self, pending: dict[str, Prepared]) -> None:
-        """Stop when no worker serves the key for ``wait_s``; re-send jobs whose worker died."""
+        """Stop when no worker serves the key for ``wait_s``; re-send jobs whose worker died,
+        and jobs that are nowhere (not queued, not started, every worker idle: a message a
+        worker had taken when the broker went away waits in Redis' unacknowledged set for the
+        visibility timeout, an hour)."""
         ws = self._wait_for_workers()
         check_agree(ws, self.proto.PROTOCOL_VERSION)
         self.workers = len(ws)
@@ -150,6 +155,15 @@ class RemoteDevice:
         started = self._call(r.mget, [self._key("started", t) for t in tids])
         leases = self._call(r.mget, [self._key("running", t) for t in tids])
         lost = [t for t, s, lease in zip(tids, started, leases, strict=True) if s and not lease]
+        waiting = [t for t, s in zip(tids, started, strict=True) if not s]
+        idle = all(w.job is None for w in ws) and self._call(r.llen, self.queue) == 0
+        self._idle_watches = self._idle_watches + 1 if waiting and idle else 0
+        if self._idle_watches >= 2:  # twice in a row: not a job between queue and start
+            lost += waiting
+            self._idle_watches = 0
+            self._check_stuck(ws)
+        elif not idle:
+            self._stuck_since = None
         if not lost:
             return
         metas = self._metas(lost)
@@ -159,6 +173,19 @@ class RemoteDevice:
             self._call(r.delete, self._key("started", tid))
             self._send(pending[tid])  # same task id: a copy that turns up later is not measured
             self.resent += 1
+
+    def _check_stuck(self, ws: list[WorkerInfo]) -> None:
+        """Stop when live workers have taken none of the jobs sent again for ``wait_s``."""
+        now = time.monotonic()
+        if self._stuck_since is None:
+            self._stuck_since = now
+        elif now - self._stuck_since > self.wait_s:
+            names = ", ".join(w.name for w in ws)
+            raise FleetError(
+                f"workers {names} of {self.device_id} are alive but took no job for "
+                f"{self.wait_s:g} s (their broker connection may be stuck): restart them, then "
+                "rerun the same command (stored results are kept)"
+            )
 
     def _wait_for_workers(self) -> list[WorkerInfo]:
         deadline = time.monotonic() + self.wait_s
