@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nasctl_agent
 import onnx
 import pytest
-from typer.testing import CliRunner
-
-import nasctl_agent
 from agent_helpers import conv_model, save
+from typer.testing import CliRunner
 
 pytest.importorskip("onnxruntime")
 FAST = {"warmup": 1, "repeats": 3, "min_time_s": 0.0, "max_attempts": 1}

@@ -376,6 +376,10 @@ def test_dla_core_with_gpu_fallback_report(xavier: dict) -> None:
         nasctl_agent.measure(model, _req(xavier, precision="fp32", options={"dla_core": 0}))
     with pytest.raises(RequestError, match="dla_core must be 0 or 1"):
         nasctl_agent.measure(model, _req(xavier, options={"dla_core": 2}))
+    with pytest.raises(RequestError, match="must be an integer"):
+        nasctl_agent.measure(model, _req(xavier, options={"dla_core": "first"}))
+    r = nasctl_agent.measure(model, _req(xavier, options={"dla_core": "0"}))  # --option dla_core=0
+    assert r.device_id.endswith("-fp16-dla0"), r.error
 
 
 # -- the host: nasctl profile through the agent --------------------------------------------------
@@ -400,3 +404,38 @@ def test_host_xavier_device_stores_the_agents_record(xavier: dict) -> None:
     assert m.extra["backend"] == "trtexec" and m.extra["memory"]["device_persistent_bytes"] > 0
     assert m.fingerprint["jetson"]["nvpmodel"]["mode"] == "MODE_20W_6CORE"
     assert os.path.isfile(Path(xavier["cache"]) / "xaviernx-20w6c-trt8.5-fp16.timing.cache")
+
+
+@needs_data
+def test_nasctl_profile_xavier_cli_on_the_device(xavier: dict) -> None:
+    """On a (fake) Xavier NX, ``nasctl profile --device xavier`` stores the agent's record."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from nasctl.cli.main import app
+
+    model = save(conv_model(), xavier["tmp"] / "m.onnx")
+    db = xavier["tmp"] / "x.db"
+    args = [
+        "profile",
+        "--device",
+        "xavier",
+        "--precision",
+        "fp16",
+        "--trtexec",
+        xavier["trtexec"],
+        "--onnx",
+        str(model),
+        "--db",
+        str(db),
+        "--option",
+        "max_attempts=1",
+        "--json",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    con = sqlite3.connect(db)
+    ((dev_id, status),) = con.execute("SELECT device_id, status FROM measurements").fetchall()
+    assert dev_id == "xaviernx-20w6c-trt8.5-fp16" and status in ("ok", "noisy")
+    assert con.execute("SELECT COUNT(*) FROM layer_measurements").fetchone()[0] > 0

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from nasctl_agent._version import __version__
-from nasctl_agent.devices import device_names, get_device
+from nasctl_agent.catalog import device_names, get_device
 from nasctl_agent.model import ModelLike
 from nasctl_agent.request import PROTOCOL_VERSION, Request, Result
 

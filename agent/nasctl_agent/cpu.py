@@ -81,6 +81,7 @@ class CpuDevice(AgentDevice):
         opts = request.options
         threads, clock = threads_of(opts), clock_of(opts)
         seed = int(opts.get("seed", 0))
+        scoped = ort.reset_peak_rss()
         runner = ort.OrtRunner(
             model,
             threads=threads,
@@ -116,5 +117,6 @@ class CpuDevice(AgentDevice):
                 result.engine_graph = prof["engine_graph"]
                 result.timing_s["per_layer"] = prof["wall_s"]
         peak = ort.peak_rss_bytes()
-        if peak is not None:
+        if peak is not None:  # sessions, inputs, per-layer pass: this measurement's peak
             result.memory["peak_rss_bytes"] = peak
+            result.memory["peak_rss_scope"] = "measurement" if scoped else "process"

@@ -7,6 +7,9 @@ the device (precisions, options, hardware), turn the timing options into a
 fingerprint, memory and wall times. A device overrides only what differs:
 :meth:`~AgentDevice.available`, :meth:`~AgentDevice.device_id` and
 :meth:`~AgentDevice.measure_impl` (and :meth:`~AgentDevice.check_request` for its own options).
+
+Devices register themselves here (:func:`register`); :mod:`nasctl_agent.catalog` imports them all
+and looks them up.
 """
 
 from __future__ import annotations
@@ -30,31 +33,6 @@ def register(name: str) -> Callable[[type[AgentDevice]], type[AgentDevice]]:
         return cls
 
     return deco
-
-
-def device_names() -> list[str]:
-    _load_all()
-    return sorted(_DEVICES)
-
-
-def get_device(name: str) -> AgentDevice:
-    """The device called ``name``; :class:`RequestError` for an unknown one."""
-    _load_all()
-    cls = _DEVICES.get(name)
-    if cls is None:
-        raise RequestError(
-            f"unknown device {name!r}; this agent measures {', '.join(sorted(_DEVICES))}"
-        )
-    return cls()
-
-
-def _load_all() -> None:
-    from nasctl_agent import cpu  # noqa: F401  (registers "cpu")
-
-    try:
-        from nasctl_agent import gpu  # noqa: F401  (registers the TensorRT devices)
-    except ImportError:
-        pass
 
 
 class AgentDevice:

@@ -71,22 +71,22 @@ class TensorRTDevice(AgentDevice):
 
             return trtexec_version(self._trtexec(request))
         if backend == "tensorrt":
-            from nasctl_agent.backends import tensorrt_api
+            from nasctl_agent.backends import trt_libs
 
-            return tensorrt_api.version()
+            return trt_libs.version()
         raise RequestError(f"device {self.name!r} measures with trtexec or tensorrt, not {backend}")
 
     def available(self) -> tuple[bool, str]:
         ok, what = self.hardware()
         if not ok:
             return False, what
-        from nasctl_agent.backends import tensorrt_api
+        from nasctl_agent.backends import trt_libs
         from nasctl_agent.backends.trtexec import TRTEXEC_MISSING, find_trtexec
 
         path = find_trtexec()
         if path:
             return True, f"{what}; trtexec at {path}"
-        if tensorrt_api.available():
+        if trt_libs.available():
             return True, f"{what}; TensorRT Python API (no trtexec: use backend tensorrt)"
         return False, f"{what}, but {TRTEXEC_MISSING}"
 

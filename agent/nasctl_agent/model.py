@@ -23,11 +23,14 @@ from nasctl_agent.errors import ModelError, RequestError
 
 @dataclass
 class Model:
-    """A model on disk: ``path`` to the ``.onnx``; ``info`` its inputs and external data."""
+    """A model: ``path`` of the ``.onnx`` on disk (its folder holds any external data), or
+    ``data`` in memory (bytes without external data); ``info`` its inputs, precision and
+    external data."""
 
     path: str
     info: onnx_wire.ModelInfo
     _tmp: str | None = None
+    data: bytes | None = None
 
     @property
     def has_external_data(self) -> bool:
@@ -35,8 +38,19 @@ class Model:
 
     def read_bytes(self) -> bytes:
         """The ``.onnx`` bytes (without external data)."""
+        if self.data is not None:
+            return self.data
         with open(self.path, "rb") as f:
             return f.read()
+
+    def file_path(self) -> str:
+        """A path to the ``.onnx`` (in-memory models are written to a private folder once)."""
+        if not self.path:
+            self._tmp = tempfile.mkdtemp(prefix="nasctl-agent-")
+            self.path = os.path.join(self._tmp, "model.onnx")
+            with open(self.path, "wb") as f:
+                f.write(self.data or b"")
+        return self.path
 
     def close(self) -> None:
         if self._tmp:
@@ -79,6 +93,8 @@ def materialize(data: bytes, external_data: dict[str, bytes]) -> Model:
     """Write ``data`` (and its external-data files) to a private temporary folder."""
     if not data:
         raise ModelError("the ONNX model is empty (0 bytes)")
+    if not external_data:  # measured from memory; written to a file only if a backend needs one
+        return Model(path="", data=data, info=_info(lambda: onnx_wire.parse(data)))
     tmp = tempfile.mkdtemp(prefix="nasctl-agent-")
     try:
         for loc, blob in external_data.items():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass, field
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 from nasctl_agent.errors import ModelError
 
@@ -79,9 +79,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise ModelError("not an ONNX model: bad varint")
 
 
-def _fields(
-    buf: bytes, start: int = 0, end: int | None = None
-) -> Iterator[tuple[int, int, object]]:
+def _fields(buf: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, Any]]:
     """(field number, wire type, value) of a message; length-delimited values are (start, end)."""
     pos, end = start, len(buf) if end is None else end
     while pos < end:
@@ -104,8 +102,8 @@ def _fields(
             raise ModelError(f"not an ONNX model: protobuf wire type {wt}")
 
 
-def _str(buf: bytes, span: object) -> str:
-    s, e = span  # type: ignore[misc]
+def _str(buf: bytes, span: Any) -> str:
+    s, e = span
     return bytes(buf[s:e]).decode("utf-8", errors="replace")
 
 
@@ -115,24 +113,24 @@ def _input(buf: bytes, s: int, e: int) -> InputInfo:
         if num == 1 and wt == 2:
             info.name = _str(buf, val)
         elif num == 2 and wt == 2:
-            for tnum, twt, tval in _fields(buf, *val):  # type: ignore[misc]
+            for tnum, twt, tval in _fields(buf, *val):
                 if tnum == 1 and twt == 2:  # tensor_type
-                    for xnum, xwt, xval in _fields(buf, *tval):  # type: ignore[misc]
+                    for xnum, xwt, xval in _fields(buf, *tval):
                         if xnum == 1 and xwt == 0:
-                            info.elem_type = int(xval)  # type: ignore[arg-type]
+                            info.elem_type = int(xval)
                         elif xnum == 2 and xwt == 2:
                             info.dims = [
                                 _dim(buf, dval)
-                                for dnum, dwt, dval in _fields(buf, *xval)  # type: ignore[misc]
+                                for dnum, dwt, dval in _fields(buf, *xval)
                                 if dnum == 1 and dwt == 2
                             ]
     return info
 
 
-def _dim(buf: bytes, span: object) -> Dim:
-    for num, wt, val in _fields(buf, *span):  # type: ignore[misc]
+def _dim(buf: bytes, span: Any) -> Dim:
+    for num, wt, val in _fields(buf, *span):
         if num == 1 and wt == 0:
-            return int(val) if int(val) > 0 else None  # type: ignore[arg-type]
+            return int(val) if int(val) > 0 else None
         if num == 2 and wt == 2:
             return _str(buf, val)
     return None
@@ -144,7 +142,7 @@ def _external(buf: bytes, s: int, e: int) -> str | None:
         if num == 14 and wt == 0:
             is_external = val == 1
         elif num == 13 and wt == 2:
-            kv = {n: _str(buf, v) for n, w, v in _fields(buf, *val) if w == 2}  # type: ignore[misc]
+            kv = {n: _str(buf, v) for n, w, v in _fields(buf, *val) if w == 2}
             if kv.get(1) == "location":
                 location = kv.get(2)
     return location if is_external else None
@@ -163,16 +161,16 @@ def parse(buf: bytes) -> ModelInfo:
             graph = val
     if graph is None:
         raise ModelError("not an ONNX model: no graph")
-    for num, wt, val in _fields(buf, *graph):  # type: ignore[misc]
+    for num, wt, val in _fields(buf, *graph):
         if num == 11 and wt == 2:
-            inputs.append(_input(buf, *val))  # type: ignore[misc]
+            inputs.append(_input(buf, *val))
         elif num == 1 and wt == 2:
-            for n2, w2, v2 in _fields(buf, *val):  # type: ignore[misc]
+            for n2, w2, v2 in _fields(buf, *val):
                 if n2 == 4 and w2 == 2:
                     ops.add(_str(buf, v2))
         elif num == 5 and wt == 2:
-            loc = _external(buf, *val)  # type: ignore[misc]
-            for n2, w2, v2 in _fields(buf, *val):  # type: ignore[misc]
+            loc = _external(buf, *val)
+            for n2, w2, v2 in _fields(buf, *val):
                 if n2 == 8 and w2 == 2:
                     inits.add(_str(buf, v2))
                 elif n2 == 2 and w2 == 0 and v2 == FLOAT16:
@@ -191,6 +189,6 @@ def parse_file(path: str) -> ModelInfo:
         if size == 0:
             raise ModelError(f"ONNX file {path} is empty")
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return parse(m)  # type: ignore[arg-type]
+            return parse(m)  # type: ignore[arg-type]  # mmap reads like bytes
     except OSError as e:
         raise ModelError(f"cannot read ONNX file {path}: {e.strerror or e}") from e

@@ -63,7 +63,18 @@ OPTIONS = {
     "dla_core": "Jetson: DLA core 0 or 1 (GPU fallback on)",
     "calib_data": "INT8 (TensorRT < 10.1 implicit quantization): folder of .npy batches",
     "calib_cache": "INT8: calibration cache file, reused across builds",
-    "allow_unlocked_clocks": "Jetson: measure even when clocks are not locked (recorded)",
+}
+
+
+#: options that are numbers (a host may pass them as strings: ``--option dla_core=0``)
+_NUMERIC = {
+    "threads": int,
+    "per_layer_runs": int,
+    "per_layer_warmup": int,
+    "seed": int,
+    "dla_core": int,
+    "workspace_mb": int,
+    "timeout_s": float,
 }
 
 
@@ -107,6 +118,14 @@ class Request:
             raise RequestError(
                 f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}"
             )
+        for key, kind in _NUMERIC.items():
+            value = self.options.get(key)
+            if value is not None and not isinstance(value, kind):
+                try:
+                    self.options[key] = kind(value)
+                except (TypeError, ValueError):
+                    what = "an integer" if kind is int else "a number"
+                    raise RequestError(f"option {key}={value!r} must be {what}") from None
         for name, shape in (self.shapes or {}).items():
             if not (isinstance(shape, list) and shape and all(_pos_int(d) for d in shape)):
                 raise RequestError(

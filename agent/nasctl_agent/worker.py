@@ -56,7 +56,7 @@ class DeviceServer:
             self.fingerprint = self.replay.fingerprint()
             return
         from nasctl_agent import AgentError, Request
-        from nasctl_agent.devices import get_device
+        from nasctl_agent.catalog import get_device
 
         try:
             dev = get_device(device)

@@ -102,7 +102,7 @@ class AgentBackedDevice(Device):
     agent_device = ""
 
     def _agent(self) -> Any:
-        from nasctl_agent.devices import get_device as agent_get_device
+        from nasctl_agent.catalog import get_device as agent_get_device
 
         return agent_get_device(self.agent_device)
 

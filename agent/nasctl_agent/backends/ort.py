@@ -322,8 +322,27 @@ def kernel_times_ms(events: list[dict[str, Any]], skip_runs: int = 0) -> dict[st
     return out
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux: ``5`` to ``/proc/self/clear_refs``), so that the
+    peak read after a measurement is that measurement's; False where it cannot be reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_bytes() -> int | None:
-    """Peak resident set size of this process (bytes), from ``getrusage``; None where absent."""
+    """Peak resident set size of this process (bytes): ``VmHWM`` of ``/proc/self/status``
+    (reset by :func:`reset_peak_rss`), else ``getrusage``'s lifetime peak; None where absent."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
         import sys

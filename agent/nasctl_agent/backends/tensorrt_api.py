@@ -20,172 +20,27 @@ Build (NVIDIA's documented API: ``Builder``, ``OnnxParser.parse_from_file``,
 - ``ProfilingVerbosity.DETAILED`` so the engine inspector reports layer types and tactics.
 
 ``tensorrt``, ``numpy`` and ``cuda-python`` (extra ``nasctl-agent[tensorrt]``) are imported
-lazily; nothing here ran on real TensorRT on the machine this was written on (see the docs).
+lazily; calibration lives in :mod:`~nasctl_agent.backends.trt_calibration`; nothing here ran
+on real TensorRT on the machine this was written on (see the docs).
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import tempfile
 import time
 from typing import Any
 
 from nasctl_agent.backends import trt_common as tc
-from nasctl_agent.errors import MissingBackendError, ModelError, RequestError
+from nasctl_agent.backends.trt_calibration import (
+    calibration_batches,
+    make_calibrator,
+    write_bytes_atomically,
+)
+from nasctl_agent.backends.trt_libs import check, cudart, trt, version
+from nasctl_agent.errors import ModelError, RequestError
 from nasctl_agent.model import Model
 from nasctl_agent.protocol import Runner, TimingConfig
-
-TRT_MISSING = (
-    "the TensorRT Python module is not importable: on a Jetson install JetPack's "
-    "python3-libnvinfer; elsewhere NVIDIA's tensorrt wheel (or use the trtexec backend)"
-)
-
-
-def trt() -> Any:
-    try:
-        import tensorrt
-    except ImportError as e:
-        raise MissingBackendError(TRT_MISSING) from e
-    return tensorrt
-
-
-def cudart() -> Any:
-    try:
-        from cuda.bindings import runtime  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart as runtime
-        except ImportError as e:
-            raise MissingBackendError(
-                "cuda-python is needed next to TensorRT (pip install 'nasctl-agent[tensorrt]')"
-            ) from e
-    return runtime
-
-
-def available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorrt") is not None
-
-
-def version() -> tc.Version:
-    return tc.parse_version(trt().__version__)
-
-
-def check(result: Any) -> Any:
-    """Unwrap a cuda-python ``(err, *values)`` tuple, raising :class:`ModelError` on error."""
-    err, *rest = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise ModelError(f"CUDA error {err}")
-    return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
-
-
-# -- calibration ---------------------------------------------------------------------------------
-def calibration_batches(folder: str, shapes: dict[str, list[int]]) -> list[dict[str, Any]]:
-    """The user's calibration data: ``.npy`` files in ``folder``, sorted by name. With one
-    network input each file is one batch of it; with several, files are named
-    ``<batch>.<input>.npy``. Every array must have its input's shape (at the request's batch)."""
-    import numpy as np
-
-    files = sorted(glob.glob(os.path.join(folder, "*.npy")))
-    if not files:
-        raise RequestError(f"calibration folder {folder} holds no .npy files")
-    names = list(shapes)
-    batches: dict[str, dict[str, Any]] = {}
-    for f in files:
-        stem = os.path.basename(f)[: -len(".npy")]
-        if len(names) == 1:
-            key, name = stem, names[0]
-        else:
-            key, _, name = stem.partition(".")
-            if name not in shapes:
-                raise RequestError(
-                    f"calibration file {f}: name it <batch>.<input>.npy with input one of "
-                    f"{', '.join(names)}"
-                )
-        arr = np.load(f, allow_pickle=False)
-        if list(arr.shape) != list(shapes[name]):
-            raise RequestError(
-                f"calibration file {f} has shape {list(arr.shape)}; input {name!r} needs "
-                f"{shapes[name]}"
-            )
-        batches.setdefault(key, {})[name] = np.ascontiguousarray(arr, dtype=np.float32)
-    out = [b for _, b in sorted(batches.items())]
-    for b in out:
-        if set(b) != set(names):
-            raise RequestError(f"calibration batch lacks inputs {sorted(set(names) - set(b))}")
-    return out
-
-
-def make_calibrator(batches: list[dict[str, Any]], cache_path: str | None) -> Any:
-    """An ``IInt8EntropyCalibrator2`` over ``batches``; its cache is read from and written to
-    ``cache_path`` (so later builds skip calibration). Call ``free()`` after the build."""
-    t, rt = trt(), cudart()
-
-    class Calibrator(t.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            t.IInt8EntropyCalibrator2.__init__(self)
-            self.batches = batches
-            self.index = 0
-            first = batches[0]
-            self.ptrs = {n: check(rt.cudaMalloc(max(a.nbytes, 1))) for n, a in first.items()}
-
-        def get_batch_size(self) -> int:
-            return 1  # explicit batch networks: the batch is in the shapes
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            if self.index >= len(self.batches):
-                return None
-            batch = self.batches[self.index]
-            self.index += 1
-            if any(n not in batch for n in names):  # no data (a cache only): nothing to feed
-                return None
-            for n in names:
-                a = batch[n]
-                check(
-                    rt.cudaMemcpy(
-                        self.ptrs[n],
-                        a.ctypes.data,
-                        a.nbytes,
-                        rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                    )
-                )
-            return [int(self.ptrs[n]) for n in names]
-
-        def read_calibration_cache(self) -> bytes | None:
-            if cache_path and os.path.isfile(cache_path) and os.path.getsize(cache_path) > 0:
-                with open(cache_path, "rb") as f:
-                    return f.read()
-            return None
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            if cache_path:
-                write_bytes_atomically(cache_path, bytes(cache))
-
-        def free(self) -> None:
-            for p in self.ptrs.values():
-                rt.cudaFree(p)
-            self.ptrs = {}
-
-    return Calibrator()
-
-
-def write_bytes_atomically(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # -- build ---------------------------------------------------------------------------------------
@@ -228,7 +83,8 @@ def build_engine(
         flags |= 1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = t.OnnxParser(network, logger)
-    if not parser.parse_from_file(model.path):  # a path: external data from the model's folder
+    # a path: external data is read from the model's folder
+    if not parser.parse_from_file(model.file_path()):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelError(f"TensorRT cannot parse the ONNX: {errs or 'unknown error'}")
     config = builder.create_builder_config()

@@ -195,7 +195,7 @@ def profile_to_layers(profile: Any) -> list[dict[str, Any]]:
     out = []
     for e in profile:
         if isinstance(e, dict) and "name" in e:
-            ms = e.get("averageMs", e.get("timeMs", 0.0))
+            ms = e.get("averageMs", e.get("timeMs")) or 0.0
             out.append(
                 {
                     "name": str(e["name"]),

@@ -258,7 +258,7 @@ def measure(
             trtexec_command(
                 trtexec,
                 version,
-                onnx=model.path,  # a path: external data is read from the model's folder
+                onnx=model.file_path(),  # a path: external data is read from the model's folder
                 out_prefix=prefix,
                 save_engine=engine,
                 profile=per_layer,
