@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fleet_harness import LEASE_S, Fleet, RedisServer, env, free_port, run_cli
@@ -100,7 +101,8 @@ def test_a_malformed_answer_is_refused_and_nothing_is_stored(fleet: Fleet, tmp_p
     from nasctl.spaces import get_space
 
     genotype, graph = next(sample_architectures(get_space("nb201"), 2, 0))
-    req = request_for(DEVICE, Job(graph_hash(graph), graph, genotype), "fp32", 1, True, {})
+    named = SimpleNamespace(name=DEVICE)
+    req = request_for(named, Job(graph_hash(graph), graph, genotype), "fp32", 1, True, {})
     tid = task_id(req, "replay-nb201-titanxp_1")
     host = HostFleet(fleet.url)
     result = {"protocol": 1, "status": "ok", "device": DEVICE, "backend": "replay"}

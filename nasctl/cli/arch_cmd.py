@@ -18,7 +18,9 @@ app = typer.Typer(no_args_is_help=True)
 SpaceOpt = Annotated[
     str | None,
     typer.Option(
-        "--space", help="Search space name (see `nasctl spaces`) or package.module:SPACE."
+        "--space",
+        help="Search space name (see `nasctl spaces`) or package.module:SPACE (nasctl imports "
+        "and runs that module: only name code you trust).",
     ),
 ]
 GenotypeOpt = Annotated[

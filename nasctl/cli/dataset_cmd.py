@@ -92,7 +92,13 @@ def import_table(
 @handle_errors
 def import_csv(
     file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
-    space: Annotated[str, typer.Option("--space", help="Search space of the genotypes.")],
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space",
+            help="Search space of the genotypes (a package.module:SPACE is imported and run).",
+        ),
+    ],
     arch_column: Annotated[str, typer.Option("--arch-column", help="Genotype column.")],
     latency_column: Annotated[str, typer.Option("--latency-column", help="Latency column (ms).")],
     device: Annotated[str, typer.Option("--device", help="Dataset id to record them under.")],

@@ -140,7 +140,11 @@ def predict(
         list[Path] | None, typer.Argument(help="ONNX model files to predict.", show_default=False)
     ] = None,
     space: Annotated[
-        str | None, typer.Option("--space", help="Search space of --genotypes-file.")
+        str | None,
+        typer.Option(
+            "--space",
+            help="Search space of --genotypes-file (a package.module:SPACE is imported and run).",
+        ),
     ] = None,
     genotypes_file: Annotated[
         Path | None,
@@ -164,36 +168,41 @@ def predict(
         from nasctl.arch.onnx_io import from_onnx
 
         graphs = [from_onnx(p) for p in models]
-        key, names = "model", [p.name for p in models]
+        key = "model"
+        chunks: Any = [([p.name for p in models], pred.predict(graphs))]
     else:
         if not space:
             raise PredictorError("--genotypes-file needs --space (e.g. --space nb201)")
+        from nasctl.datasets.genotype_file import check_genotype_file, genotype_chunks
         from nasctl.spaces import get_space
 
-        names = _read_genotypes(genotypes_file)  # type: ignore[arg-type]
         sp = get_space(space)
-        for g in names:
-            sp.validate(g)
+        path: Path = genotypes_file  # type: ignore[assignment]
+        check_genotype_file(path, sp.validate)  # every line, before any answer is printed
         key = "genotype"
-        preds = pred.predict_genotypes(sp.name, names, sp.to_graph, arrays=sp.graph_arrays)
-    if models:
-        preds = pred.predict(graphs)
-    rows = [
-        {key: n, "latency_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms}
-        for n, p in zip(names, preds, strict=True)
-    ]
+        chunks = (
+            (part, pred.predict_genotypes(sp.name, part, sp.to_graph, arrays=sp.graph_arrays))
+            for part in genotype_chunks(path)
+        )
+    _write_rows(key, chunks, json_out)
+
+
+def _write_rows(key: str, chunks: Any, json_out: bool) -> None:
+    """Print ``(names, predictions)`` chunks as they come: memory stays that of one chunk; the
+    JSON output is one array, written row by row."""
+    import json
+    import sys
+
+    first = True
     if json_out:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(f"{r[key]}\t{r['latency_ms']:.4g} ms\t[{r['low_ms']:.4g}, {r['high_ms']:.4g}]")
-
-
-def _read_genotypes(path: Path) -> list[str]:
-    from nasctl.errors import PredictorError
-
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
-    genos = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not genos:
-        raise PredictorError(f"{path} has no genotypes (expected one per line)")
-    return genos
+        sys.stdout.write("[")
+    for names, preds in chunks:
+        for n, p in zip(names, preds, strict=True):
+            r = {key: n, "latency_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms}
+            if json_out:
+                sys.stdout.write(("\n  " if first else ",\n  ") + json.dumps(r))
+                first = False
+            else:
+                typer.echo(f"{n}\t{p.latency_ms:.4g} ms\t[{p.low_ms:.4g}, {p.high_ms:.4g}]")
+    if json_out:
+        sys.stdout.write("\n]\n")

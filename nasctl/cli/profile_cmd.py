@@ -17,7 +17,11 @@ def profile(
     db: Annotated[Path, typer.Option("--db", help="SQLite measurement store (one file).")],
     space: Annotated[
         str | None,
-        typer.Option("--space", help="Search space to sample (name or package.module:SPACE)."),
+        typer.Option(
+            "--space",
+            help="Search space to sample: a name, or package.module:SPACE (nasctl imports and "
+            "runs that module: only name code you trust).",
+        ),
     ] = None,
     num: Annotated[
         int | None, typer.Option("--num", help="Number of distinct architectures to measure.")
@@ -79,6 +83,9 @@ def profile(
     if the_space is not None and num is not None:
         check_num(the_space, num)
     with Store(db) as store:
+        if store.replayed:
+            warnings.append(f"stored {store.replayed} measurements kept in the journal earlier")
+            typer.echo(f"warning: {warnings[-1]}", err=True)
         if the_space is None:
             jobs: Any = onnx_jobs(store, models)
             total = len(jobs)
@@ -114,6 +121,12 @@ def profile(
     )
     for f in res["failures"][:5]:
         typer.echo(f"  failed {f['arch']}: {f['error']}", err=True)
+    if res["journaled"]:
+        typer.echo(
+            f"warning: the store stayed locked: {res['journaled']} measurements are kept in "
+            f"{res['journal']}; the next command that opens {db} stores them",
+            err=True,
+        )
 
 
 def _fleet_collect() -> Any:

@@ -14,13 +14,22 @@ from nasctl.cli.fleet_cmd import FleetOpt, FleetWaitOpt, remote_device
 @handle_errors
 def search(
     device: DeviceOpt,
-    space: Annotated[str, typer.Option("--space", help="Search space (name or module:SPACE).")],
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space",
+            help="Search space: a name, or package.module:SPACE (nasctl imports and runs "
+            "that module: only name code you trust).",
+        ),
+    ],
     accuracy: Annotated[
         str,
         typer.Option(
             "--accuracy",
             help="Accuracy estimator: nb201:cifar10|cifar100|imagenet16, "
-            "proxy:synflow|naswot, train:digits, python:module:function.",
+            "proxy:synflow|naswot, train:digits, python:module:function (nasctl imports and "
+            "runs that module: only name code you trust; a resumed run imports only what the "
+            "command line names).",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (re-run to resume).")],

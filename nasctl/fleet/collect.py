@@ -2,7 +2,8 @@
 
 Same resume rule and the same rows as :func:`nasctl.datasets.collect.collect`: architectures
 already stored (ok or noisy) are skipped, the others are sent to the fleet, and each answer is
-checked and committed on its own as it comes back (the host is the store's only writer).
+checked and committed on its own as it comes back, through the one store path
+(:func:`nasctl.datasets.measure.store_result`; the host is the store's only writer).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from nasctl.datasets.collect import Job, Summary, check_answer, request_for
+from nasctl.datasets.collect import Job, Summary, request_for
+from nasctl.datasets.measure import store_result
 from nasctl.datasets.store import Store
 from nasctl.fleet.remote import RemoteDevice
 from nasctl.records import MeasurementRequest
@@ -33,7 +35,7 @@ def collect_fleet(
     as it arrives. A FleetError stops the run; what was committed stays."""
     device_id = device.device_id
     summary = Summary(device=device.name, device_id=device_id, requested=total)
-    sent: dict[str, Job] = {}
+    sent: dict[str, tuple[Job, MeasurementRequest]] = {}
     done = 0
     t0 = time.perf_counter()
 
@@ -49,12 +51,16 @@ def collect_fleet(
                 summary.skipped += 1
                 tick(job.label)
                 continue
-            sent[job.arch_hash] = job
-            yield request_for(device.name, job, precision, batch, per_layer, options)
+            req = request_for(device, job, precision, batch, per_layer, options)
+            sent[job.arch_hash] = (job, req)
+            yield req
 
     for m in device.measure_many(requests()):
-        job = sent.pop(m.arch_hash)
-        store.add_measurement(check_answer(device, job, m))
+        job, req = sent.pop(m.arch_hash)
+        out = store_result(store, req, m, device_id=device_id)
+        if out.journal is not None:  # the store stayed locked: kept in its journal
+            summary.journaled += 1
+            summary.journal = str(out.journal)
         summary.measured += 1
         setattr(summary, m.status, getattr(summary, m.status) + 1)
         if m.status == "failed":

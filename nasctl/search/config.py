@@ -32,7 +32,7 @@ class SearchConfig:
     refine_cap: int = 300
     reuse_stored: bool = True
     score_all: bool | None = None  # None: auto (see SearchLoop.score_all)
-    secure: int = 5  # last device measurements for safe improvements (see SearchLoop._secure)
+    secure: int = 5  # last device measurements for safe improvements (see DeviceBudget.secure)
     focus: bool = True  # latency model fit focused on measurements near the latency budget
     bootstrap_model: str = "gp"  # without predictor_dir: "gp" or "gp+nasctl" (see selftrained)
     db: Path | None = None
