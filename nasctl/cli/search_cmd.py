@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import handle_errors, print_json
+from nasctl.cli.fleet_cmd import FleetOpt, FleetWaitOpt, remote_device
 from nasctl.cli.options import (
     DataDirOpt,
     DeviceOpt,
@@ -156,6 +157,8 @@ def search(
     threads: ThreadsOpt = None,
     trtexec: TrtexecOpt = None,
     data_dir: DataDirOpt = None,
+    fleet: FleetOpt = None,
+    fleet_wait: FleetWaitOpt = 60.0,
     json_out: JsonOpt = False,
 ) -> None:
     from nasctl.search.loop import SearchConfig, SearchLoop
@@ -193,7 +196,8 @@ def search(
         bootstrap_model=bootstrap_model,
         device_opts=opts,
     )
-    loop = SearchLoop(cfg)  # checks every setting before anything runs
+    remote = remote_device(fleet, device, "fp32", fleet_wait) if fleet else None
+    loop = SearchLoop(cfg, device=remote)  # checks every setting before anything runs
     with ProgressBar(quiet=json_out) as bar:
         loop.progress = _Events(bar)
         result = loop.run()
