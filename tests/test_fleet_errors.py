@@ -67,7 +67,7 @@ def test_wrong_password_and_unreachable_broker(tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     _one_line_error(run_cli(*_profile(url, tmp_path / "a.db")), "cannot reach the broker")
     _one_line_error(run_cli("fleet", "status", "--fleet", url), "cannot reach the broker")
-    _one_line_error(run_cli(*_profile("http://x", tmp_path / "a.db")), "--fleet takes redis://")
+    _one_line_error(run_cli(*_profile("http://x", tmp_path / "a.db")), "--fleet must be redis://")
     assert not (tmp_path / "a.db").exists()  # nothing created for a run that could not start
 
 

@@ -46,12 +46,12 @@ def check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise FleetError(
-            f"--fleet takes redis://[:PASSWORD@]HOST:PORT/DB or rediss://...; got {mask(url)!r}"
+            f"fleet must be redis://[:PASSWORD@]HOST:PORT/DB or rediss://...; got {mask(url)!r}"
         )
     try:
         parts.port  # noqa: B018 (raises on a bad port)
     except ValueError:
-        raise FleetError(f"--fleet has a bad port: {mask(url)!r}") from None
+        raise FleetError(f"fleet must be a URL with a valid port; got {mask(url)!r}") from None
     return url
 
 
@@ -96,7 +96,7 @@ class Fleet:
         except (redis.ConnectionError, redis.TimeoutError, OSError, OperationalError) as e:
             raise BrokerDown(
                 f"cannot reach the broker at {mask(self.url)} ({_first_line(e)}); start it "
-                "(redis-server --bind 127.0.0.1 --port 6379) or fix --fleet"
+                "(redis-server --bind 127.0.0.1 --port 6379) or fix fleet=URL"
             ) from None
 
     def retrying(self, fn: Callable[..., T], *args: Any, wait_s: float, **kwargs: Any) -> T:

@@ -93,7 +93,7 @@ def _send_bytes(fleet: Fleet, request: MeasurementRequest, source: ModelSource) 
         raise FleetError(
             f"{request.model or request.arch_hash[:12]} is {len(data) / 2**20:.0f} MiB, over the "
             f"fleet's {p.MAX_BLOB_BYTES / 2**20:.0f} MiB limit for models sent through Redis; put "
-            "it in a folder both host and workers see and pass --fleet-shared-dir"
+            "it in a folder both host and workers see and set fleet_shared_dir=DIR"
         )
     payload = dict(p.payload_chunks(data))
     step = int(payload["chunk_bytes"])

@@ -98,7 +98,7 @@ def check_agree(ws: list[WorkerInfo], protocol_version: int) -> None:
         which = "; ".join(f"{i} ({', '.join(w.name for w in ws if w.device_id == i)})" for i in ids)
         raise FleetError(
             f"workers of this device serve {len(ids)} device ids: {which}; pass one of them as "
-            "--device so measurements of different setups never mix"
+            "device=ID so measurements of different setups never mix"
         )
     digests = {w.fingerprint_digest for w in ws}
     if len(digests) > 1:
