@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,18 @@ class SearchConfig:
         if self.bootstrap is not None:
             return max(0, min(self.bootstrap, self.device_budget))
         return max(3, min(20, round(0.2 * self.device_budget)))
+
+
+def config_defaults() -> dict[str, Any]:
+    """Every :class:`SearchConfig` field with a default -> that default (the one source of the
+    CLI's defaults and the search benchmark's settings)."""
+    out: dict[str, Any] = {}
+    for f in fields(SearchConfig):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 @dataclass

@@ -210,7 +210,8 @@ class DevicePhases:
         c = self.archive.setdefault(genotype, Candidate(genotype, generation=gen))
         graph = self.space.to_graph(genotype)
         h = self.store.add_architecture(graph)
-        m = self.store.get_measurement(h, self.device_id) if self.cfg.reuse_stored else None
+        reuse = self.cfg.reuse_stored and getattr(self.device, "reuses_by_hash", True)
+        m = self.store.get_measurement(h, self.device_id) if reuse else None
         from_store = m is not None and m.status in ("ok", "noisy")
         if not from_store:
             if self.used >= self.cfg.device_budget:
