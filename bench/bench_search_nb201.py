@@ -1,23 +1,32 @@
 """NB201 search benchmark on replay devices: regret vs the true optimum, device measurements used,
 against random search and against search without the predictor, same device budget.
 
+Every search runs ``nasctl search``'s defaults, read from the same object the CLI reads them from
+(:func:`nasctl.search.config.config_defaults`, i.e. :class:`~nasctl.search.config.SearchConfig`);
+``--set KEY=VALUE`` changes one for the predictor variants (sweeps), and the table header prints
+every setting that matters and what was changed.
+
 For each column (a device in ``shared/data/nb201/latency_ms.csv``) and each budget (the 25th and
-50th percentile of that column's latencies) and each seed, three searches run with
+50th percentile of that column's latencies) and each seed, one search per variant runs with
 ``--device-budget`` measurements:
 
-* ``predictor``: ``nasctl search --use-predictor`` (NSGA-II drives the proposals, the loop's own
-  latency model, a Gaussian process on op counts fit near the budget, bootstraps from 20% of the
-  budget, validation every K generations, final expected-improvement measurements);
-  With a cheap estimator on a small enumerable space (here) ``--score-all`` is on by default:
-  before the final measurements the latency model scores all 15,625 cells;
+* ``predictor``: ``nasctl search`` as a user runs it (the defaults: NSGA-II proposals, the loop's
+  own latency model, a Gaussian process on op counts fit near the budget, bootstrap from 20% of
+  the device budget, validation rounds, the whole space scored before the final expected-
+  improvement measurements, the last ``secure`` ones on the safest improvements);
 * ``predictor-evo``: the same with ``--no-score-all``: only cells the evolution (and the
   loop's neighbourhood refinement) proposed are candidates;
 * ``predictor-all``: ``--score-all`` given explicitly (same as ``predictor`` here);
 * ``predictor-nasctl``: ``predictor`` with ``--bootstrap-model gp+nasctl``: once 20 cells are
   measured the loop trains nasctl's own GNN + GBDT predictor on them (again every 10 more) and
   the GP models its residual (:mod:`nasctl.search.latency.selftrained`);
-* ``no-predictor``: NSGA-II where every proposed candidate is measured;
-* ``random``: random genotypes, every one measured.
+* ``no-predictor``: ``--no-predictor --population 10``: NSGA-II where every proposed candidate
+  is measured;
+* ``random``: ``--no-predictor --strategy random --population 10``: every one measured.
+
+Replay devices answer every genotype from its own row (``Device.reuses_by_hash`` is False for
+them): the table lists isomorphic cells with different latencies, and the optimum is defined
+per genotype.
 
 The true optimum is the highest CIFAR-10 accuracy among cells whose table latency is <= budget;
 regret = optimum - accuracy of the best *measured* feasible architecture found (accuracy points).
@@ -25,6 +34,8 @@ Also measured: predictor-scored candidates per minute (loop scoring: strategy as
 lookup, latency model) and the raw latency-model rate over all 15,625 cells.
 
     python bench/bench_search_nb201.py --columns titan_rtx_1,fpga --seeds 10 --out docs/x.md
+    python bench/bench_search_nb201.py --columns pixel3 --quantiles 25 --variants predictor \
+        --set secure=10 --seeds 5          # a sweep point: one default changed
 """
 
 from __future__ import annotations
@@ -137,17 +148,27 @@ def one_run(variant: str, column: str, budget_ms: float, seed: int, args, tmp: P
 
 def header(args) -> str:  # noqa: ANN001
     """The settings every table below ran with: the defaults, and what differs from them."""
-    from nasctl.search.config import config_defaults
+    from nasctl.search.config import SearchConfig, config_defaults
 
     d = config_defaults()
-    shown = ", ".join(f"{k}={args.overrides.get(k, d[k])}" for k in SHOWN)
+    vals = {k: args.overrides.get(k, d[k]) for k in SHOWN}
+    probe = SearchConfig(
+        "nb201", "replay", "nb201:cifar10", Path("."), device_budget=args.device_budget, **vals
+    )
+    resolved = {
+        "bootstrap": probe.n_bootstrap(),
+        "secure": probe.n_secure(),
+        "score_all": "on here: table estimator, 15,625 cells",
+    }
+    shown = ", ".join(
+        f"{k}={v}" if v is not None else f"{k}=auto ({resolved[k]})" for k, v in vals.items()
+    )
     changed = ", ".join(f"{k}={v}" for k, v in args.overrides.items())
     text = (
         f"Device budget {args.device_budget} measurements. Predictor variants run `nasctl "
         f"search`'s defaults (`SearchConfig`): {shown}"
         + (f"; **changed from the defaults: {changed}**" if changed else " (no setting changed)")
-        + ". Other variants: "
-        + "; ".join(f"{v}: {VARIANTS[v]}" for v in args.variants if VARIANTS[v])
+        + "".join(f". {v}: {VARIANTS[v]}" for v in args.variants if VARIANTS[v])
         + ". Regret in CIFAR-10 accuracy points (0 = the true optimum, per genotype). Replay "
         "devices answer every genotype from its own row (`Device.reuses_by_hash` is False). "
         "Timings on a shared 2-core machine."

@@ -36,7 +36,13 @@ from nasctl.search.objectives import (
     measured_feasible,
 )
 from nasctl.search.pareto import front_of
-from nasctl.search.selection import acquisition, candidate_pool, neighbours, prefilter
+from nasctl.search.selection import (
+    acquisition,
+    candidate_pool,
+    neighbours,
+    prefilter,
+    secure_choice,
+)
 
 if TYPE_CHECKING:
     from nasctl.datasets.store import Store
@@ -84,21 +90,20 @@ class DevicePhases:
 
     # -- validation and final phases -----------------------------------------------------------
     def _secure(self, gen: int) -> None:
-        """The last ``secure`` measurements: the most accurate candidate that beats the best
-        measured answer *and* is predicted feasible at the configured confidence (interval's
-        upper end within the budget), one at a time. Expected improvement keeps chasing
-        accurate candidates just over the budget (each a small chance, many of them); this
-        cashes in the safe improvement before the budget ends."""
-        budget = self.cons.latency_budget_ms
-        assert budget is not None
+        """The last ``secure`` measurements, one at a time: the safest improvement of the best
+        measured answer (:func:`~nasctl.search.selection.secure_choice`: the most accurate
+        candidate predicted feasible at the configured confidence, else the one most likely
+        feasible). Expected improvement keeps chasing accurate candidates well over the budget
+        (each a small chance, many of them); this cashes in the likely improvements before the
+        budget ends."""
+        assert self.cons.latency_budget_ms is not None
         self.progress("phase", name="secure", total=self.cfg.device_budget - self.used)
         while self.used < self.cfg.device_budget:
             pool, _ = self._ranked(gen)
-            safe = [c for c in pool if c.high_ms is not None and c.high_ms <= budget]
-            if not safe:
+            i = secure_choice(pool, self.cons, self.z)
+            if i is None:
                 return
-            best = max(safe, key=lambda c: (c.accuracy or 0.0, -(c.mean_ms or 0.0)))
-            self._measure(best.genotype, "secure", gen)
+            self._measure(pool[i].genotype, "secure", gen)
             self._refit()
 
     def _measured(self) -> list[Candidate]:
