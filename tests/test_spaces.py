@@ -326,15 +326,15 @@ def test_nb201_costs_match_published_numbers() -> None:
 
 
 def test_nb201_structure_counts() -> None:
-    """Live edges per op and the cut-off flag; other spaces have none."""
+    """Live edges per op, additions, zero maps, cut-off flag; other spaces have none."""
     sp = get_space("nb201")
     # ops: none, skip, conv1x1, conv3x3, avgpool
     cut = sp.structure_counts("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
-    assert list(cut) == [0, 0, 0, 0, 0, 1.0]  # no op edges: cut off
+    assert list(cut) == [0, 0, 0, 0, 0, 0, 3, 1.0]  # no op edges: three zero maps, cut off
     full = sp.structure_counts(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
     )
-    assert list(full) == [0, 1, 1, 2, 1, 0.0]
+    assert list(full) == [0, 1, 1, 2, 1, 2, 0, 0.0]
     assert (
         get_space("mbconv").structure_counts(get_space("mbconv").sample(random.Random(0))) is None
     )

@@ -79,7 +79,7 @@ class SearchSpace(ABC):
 
     def structure_counts(self, genotype: str) -> Sequence[float] | None:
         """Extra per-genotype counts a latency surrogate may use beside the choice counts (e.g.
-        NB201: live edges per op, whether the output is cut off); None when the space has none."""
+        NB201: live edges per op, additions, zero maps); None when the space has none."""
         return None
 
     def validate(self, genotype: str) -> str:

@@ -154,15 +154,9 @@ class NB201Space(SearchSpace):
         return _format([OPS[int(c)] for c in _order()[index]])
 
     def structure_counts(self, genotype: str) -> tuple[float, ...]:
-        """Live edges per op (on a path from the cell input to its output) and 1.0 when the
-        output is cut off from the input: what a cell's cost depends on beyond its op counts.
-
-        Additions and zero maps per cell are left out: the public tables time networks that
-        compute every edge, zeros included, and these two counts are extreme (0 additions, a
-        zero map) only on the sparsest cells, which a few dozen measurements rarely include;
-        the search's latency model extrapolated them wildly (raspi4 at p25: the optimum, a
-        sparse cell at 15.6 ms, predicted at 32-39 ms, never measured in 3 of 10 seeds; issue
-        17)."""
+        """Live edges per op (on a path from the cell input to its output), additions and zero
+        maps per cell, and 1.0 when the output is cut off from the input: what a cell's cost
+        depends on beyond its op counts."""
         return _structure(_parse(genotype))
 
     def connected(self, genotype: str) -> bool:
@@ -285,4 +279,10 @@ def _structure(ops: tuple[str, ...]) -> tuple[float, ...]:
     for (s, t), o in zip(EDGES, ops, strict=True):
         if o != "none" and s in fwd and t in bwd:
             live[OPS.index(o)] += 1
-    return (*live, 0.0 if 3 in fwd else 1.0)
+    fan_in = [
+        sum(1 for (_, t), o in zip(EDGES, ops, strict=True) if t == j and o != "none")
+        for j in (1, 2, 3)
+    ]
+    adds = sum(max(0, n - 1) for n in fan_in)
+    zeros = sum(1 for n in fan_in if n == 0)
+    return (*live, float(adds), float(zeros), 0.0 if 3 in fwd else 1.0)

@@ -4,8 +4,8 @@ Kernel on two feature blocks of the same candidates::
 
     k(a, b) = s2 * (w_lin * xl_a . xl_b / d_lin + w_rbf * exp(-|xr_a - xr_b|^2 / (2 ls^2))) + noise
 
-``xl`` is the *linear* block (for NB201: how many edges carry each op, and how many live ones;
-latency is close to additive over them, so a Bayesian linear model on them learns a device
+``xl`` is the *linear* block (for NB201: how many edges carry each op, live or dead, sums and zero
+nodes; latency is close to additive over them, so a Bayesian linear model on them learns a device
 from 10 to 20 measurements) and ``xr`` the *RBF* block (the one-hot genotype: what is not
 additive). Hyperparameters (``w_lin``, ``w_rbf``, ``ls``, ``noise``) are picked on a small grid
 by marginal likelihood, ``s2`` in closed form: deterministic, a few ms for 50 points.
