@@ -37,3 +37,7 @@ class PredictorError(NasctlError):
 
 class SearchError(NasctlError):
     """The search loop cannot proceed."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the store's write lock longer than the store's timeout."""

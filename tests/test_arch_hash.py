@@ -6,6 +6,7 @@ import copy
 import random
 import time
 
+import pytest
 from arch_helpers import misc_graph, mixed_graph
 
 from nasctl.arch.graph import Graph, GraphBuilder
@@ -108,6 +109,7 @@ def test_kernel_int_and_list_forms_hash_alike() -> None:
     assert graph_hash(g2) == graph_hash(g)
 
 
+@pytest.mark.slow
 def test_hash_is_fast() -> None:
     g = mixed_graph()
     big = GraphBuilder("big", (1, 16, 32, 32))

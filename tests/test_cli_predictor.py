@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 from typer.testing import CliRunner
 
 from nasctl.cli.main import app
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "latency_ms.csv"
+DATA = SHARED_DATA / "nb201" / "latency_ms.csv"
 DEVICE = "replay-nb201-fpga"
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # every test shares a trained predictor (~10 s)
 
 
 def _store(path: Path, n: int) -> list[str]:

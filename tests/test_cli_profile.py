@@ -266,3 +266,33 @@ def test_devices_lists_cpu_usable_with_its_id() -> None:
     assert all(r["reason"] for r in rows.values())
     code, out = _run("devices")
     assert code == 0 and "cpu" in out and "usable" in out
+
+
+def test_onnx_files_as_arguments_like_predict(tmp_path: Path) -> None:
+    """`nasctl profile --device cpu --db DB a.onnx b.onnx`: positional files (a shell glob), real
+    ONNX Runtime runs; --onnx adds to them; the same files again are skipped as stored."""
+    from nasctl.arch.onnx_io import save_onnx
+
+    b = GraphBuilder("wider", (1, 3, 16, 16))
+    wider = b.build([b.act(b.conv(b.input, 16, 3, id="/c"), "relu", id="/r")])
+    a, c = _ok_onnx(tmp_path / "a.onnx"), save_onnx(wider, tmp_path / "b.onnx")
+    db = tmp_path / "pos.db"
+    code, out = _run("profile", "--device", "cpu", "--db", db, *FAST, a, c, "--json")
+    assert code == 0, out
+    res = json.loads(out)
+    assert res["measured"] == 2 and res["ok"] + res["noisy"] == 2 and res["failed"] == 0
+    with Store(db, readonly=True) as store:
+        rows = {r.model: r for r in store.training_rows("cpu")}
+    assert set(rows) == {"a.onnx", "b.onnx"} and all(r.latency_ms > 0 for r in rows.values())
+    code, out = _run("profile", "--device", "cpu", "--db", db, *FAST, a, "--onnx", c, "--json")
+    assert code == 0 and json.loads(out)["skipped"] == 2, out
+    code, out = _run("profile", "--device", "cpu", "--db", db, a, "--space", "mbconv", "--num", 1)
+    assert code == 1 and "not both" in out
+
+
+def test_devices_names_the_trtexec_flag() -> None:
+    """The profiler says ``trtexec=PATH`` (a keyword); `nasctl devices` says ``--trtexec PATH``."""
+    code, out = _run("devices")
+    assert code == 0 and "trtexec=" not in out
+    if "TensorRT Python module not found" in out:
+        assert "--trtexec PATH" in out

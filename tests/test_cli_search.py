@@ -138,6 +138,10 @@ def test_impossible_budget_says_so_and_shows_fastest(tmp_path: Path) -> None:
         (["--device", "quantum"], "unknown device"),
         (["--latency-budget", "-3"], "--latency-budget must be > 0"),
         (["--space", "nope"], "unknown search space"),
+        # library errors name keywords (population, validate_every); the CLI names the flags
+        (["--population", "1"], "--population must be >= 2; got 1"),
+        (["--validate-every", "0"], "--generations must be >= 0 and --validate-every >= 1"),
+        (["--bootstrap-model", "svm"], "--bootstrap-model must be one of"),
     ],
 )
 def test_bad_input_is_one_line_exit_1(tmp_path: Path, extra: list[str], message: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from nasctl.arch.graph import GraphBuilder
 from nasctl.errors import PredictorError
@@ -20,7 +21,7 @@ from nasctl.predictor.features import (
 )
 from nasctl.predictor.metrics import regression_metrics
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "latency_ms.csv"
+DATA = SHARED_DATA / "nb201" / "latency_ms.csv"
 COLUMN = "titan_rtx_1"  # PyTorch GPU timings: noisy, the hard case for intervals
 
 
@@ -149,6 +150,7 @@ def _synthetic_layers(f, rng: np.random.Generator) -> tuple[list, float]:
     return layers, total
 
 
+@pytest.mark.slow
 def test_layerwise_model_on_per_layer_rows(nb201, tmp_path: Path) -> None:
     ex, _ = nb201
     rng = np.random.default_rng(0)

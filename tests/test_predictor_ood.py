@@ -40,6 +40,7 @@ def nb201_trained() -> tuple[api.Predictor, list[api.Example], np.ndarray]:
     return pred, ex[110:], y_arr[110:]
 
 
+@pytest.mark.slow
 def test_unseen_family_answered_from_roofline(nb201_trained, tmp_path: Path) -> None:
     pred, test_ex, _ = nb201_trained
     check = pred.meta["ood"]

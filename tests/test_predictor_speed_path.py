@@ -7,10 +7,10 @@ import csv
 import hashlib
 import random
 from math import prod
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from predictor_helpers import device_ms
 
 from nasctl.arch import arrays
@@ -20,7 +20,7 @@ from nasctl.predictor import api, batch, dedupe, features, gnn, layerwise, paral
 from nasctl.predictor.features import N_OPS
 from nasctl.spaces import get_space
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "latency_ms.csv"
+DATA = SHARED_DATA / "nb201" / "latency_ms.csv"
 
 #: sha256 (first 32 hex) over graph_hash + to_json of the graphs of :func:`_genotypes`, from the
 #: graph builder and spaces of commit b4a33f7 (before the speed work): graphs must not change.
@@ -307,6 +307,7 @@ def _close(fast: list, plain: list) -> None:  # noqa: ANN001
         assert np.max(np.abs(f - p) / p) < 1e-6, attr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "n"), [("nb201", 600), ("mbconv", 200)])
 def test_fast_path_predicts_as_plain_path(
     predictor: api.Predictor, name: str, n: int, monkeypatch: pytest.MonkeyPatch
@@ -336,6 +337,7 @@ def test_fast_path_predicts_as_plain_path(
     _close(fast_arr, plain)
 
 
+@pytest.mark.slow
 def test_layerwise_on_distinct_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """A predictor with a per-layer model: its layer sums from distinct group rows equal the
     per-group ones, and the fast prediction path answers as the plain one."""
@@ -426,6 +428,7 @@ def test_split_run_orders_results_and_raises() -> None:
     assert parallel.lib_threads() == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk", [7, 1 << 20])
 def test_chunked_gnn_forward_is_the_module_forward(
     predictor: api.Predictor, chunk: int, monkeypatch: pytest.MonkeyPatch

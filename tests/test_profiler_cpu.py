@@ -187,7 +187,7 @@ def test_tensorrt_devices_explain_what_is_missing(tiny: Path) -> None:
         dev = get_device(name)
         ok, reason = dev.available()
         assert not ok and reason == TRT_MISSING
-        with pytest.raises(DeviceError, match="point at trtexec with --trtexec PATH"):
+        with pytest.raises(DeviceError, match="point at trtexec with trtexec=PATH"):
             dev.measure(_req(device=name, onnx_path=str(tiny)))
         with pytest.raises(DeviceError, match="TensorRT Python module not found"):
             _ = dev.device_id

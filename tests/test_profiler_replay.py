@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from nasctl.errors import DeviceError
 from nasctl.profiler import MeasurementRequest, get_device
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(
     not (DATA / "nb201" / "latency_ms.csv").is_file(),
     reason="shared/data not beside the repository",
@@ -68,6 +69,7 @@ def test_replay_bad_names() -> None:
 
 
 @needs_data
+@pytest.mark.slow
 def test_replay_is_fast() -> None:
     rows = [r["arch"] for r in _rows("nb201", 2000)]
     dev = get_device("replay:nb201/gold_6226", data_dir=str(DATA))

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from nasctl.errors import DeviceError
 from nasctl.profiler.backends.tensorrt import build_plan
@@ -26,7 +27,7 @@ from nasctl.profiler.trt_reports import (
     timing_stats,
 )
 
-TRT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tensorrt"
+TRT_DATA = SHARED_DATA / "tensorrt"
 ENGINES = sorted(
     p.with_name(p.name[: -len(".profile.json")])
     for p in TRT_DATA.glob("*/resnet/*/*/*.profile.json")

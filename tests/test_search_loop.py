@@ -139,7 +139,7 @@ def test_bad_input(tmp_path: Path) -> None:
         SearchLoop(_cfg(tmp_path, accuracy="oracle:magic"), device=CountingDevice())
     with pytest.raises(SearchError, match="nb201 space only"):
         SearchLoop(_cfg(tmp_path, space="mbconv"), device=CountingDevice())
-    with pytest.raises(SearchError, match="latency-budget"):
+    with pytest.raises(SearchError, match="latency_budget_ms"):
         Constraints(latency_budget_ms=-1)
     run_search(_cfg(tmp_path / "a", generations=1), device=CountingDevice())
     with pytest.raises(SearchError, match="seed"):

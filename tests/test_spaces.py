@@ -168,6 +168,7 @@ def _check_onnx_matches_torch(g: Graph, seed: int = 0) -> np.ndarray:
     return got
 
 
+@pytest.mark.slow
 def test_onnx_runs_and_matches_torch(space: SearchSpace) -> None:
     for seed in range(2):
         _check_onnx_matches_torch(space.to_graph(space.sample(random.Random(seed))), seed)

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.errors import SpaceError
 from nasctl.spaces.base import SearchSpace
@@ -110,6 +112,7 @@ def _count(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_measures_each_architecture_once(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
     proc = subprocess.Popen(

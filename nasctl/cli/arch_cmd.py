@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from nasctl.cli.common import fail, handle_errors, print_json
+from nasctl.cli.options import JsonOpt
 
 if TYPE_CHECKING:
     from nasctl.arch.graph import Graph
@@ -18,7 +19,9 @@ app = typer.Typer(no_args_is_help=True)
 SpaceOpt = Annotated[
     str | None,
     typer.Option(
-        "--space", help="Search space name (see `nasctl spaces`) or package.module:SPACE."
+        "--space",
+        help="Search space name (see `nasctl spaces`) or package.module:SPACE (nasctl imports "
+        "and runs that module: only name code you trust).",
     ),
 ]
 GenotypeOpt = Annotated[
@@ -28,7 +31,6 @@ SeedOpt = Annotated[
     int | None,
     typer.Option("--seed", help="Sample the space with this seed (same seed, same arch)."),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @app.command("show", help="Nodes, MACs, params, bytes and hash of an ONNX file or a genotype.")

@@ -8,19 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import handle_errors, print_json
+from nasctl.cli.options import DataDirOpt, DbOpt, JsonOpt, PrecisionOpt
+from nasctl.cli.progress import ProgressBar
 
 app = typer.Typer(no_args_is_help=True)
-
-DbOpt = Annotated[Path, typer.Option("--db", help="SQLite measurement store (one file).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Folder holding nb201/ and fbnet/ (default: $NASCTL_DATA_DIR, ../shared/data).",
-        envvar="NASCTL_DATA_DIR",
-    ),
-]
 
 
 @app.command("stats", help="Counts of architectures and measurements, per device and space.")
@@ -81,7 +72,8 @@ def import_table(
     from nasctl.datasets.store import Store
 
     device_id = _replay_id(table, column) or replay_device_id(table, column)
-    with Store(db) as store, _Progress(json_out, f"import {table}/{column}") as tick:
+    with Store(db) as store, ProgressBar(quiet=json_out) as bar:
+        tick = bar.ticker(bar.add(f"import {table}/{column}"))
         res = do_import(
             store, table, column, data_dir, device_id=device_id, limit=limit, progress=tick
         )
@@ -92,19 +84,26 @@ def import_table(
 @handle_errors
 def import_csv(
     file: Annotated[Path, typer.Argument(help="CSV file with a header row.")],
-    space: Annotated[str, typer.Option("--space", help="Search space of the genotypes.")],
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space",
+            help="Search space of the genotypes (a package.module:SPACE is imported and run).",
+        ),
+    ],
     arch_column: Annotated[str, typer.Option("--arch-column", help="Genotype column.")],
     latency_column: Annotated[str, typer.Option("--latency-column", help="Latency column (ms).")],
     device: Annotated[str, typer.Option("--device", help="Dataset id to record them under.")],
     db: DbOpt,
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or int8.")] = "fp32",
+    precision: PrecisionOpt = "fp32",
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size measured.")] = 1,
     json_out: JsonOpt = False,
 ) -> None:
     from nasctl.datasets.importers import import_csv as do_import
     from nasctl.datasets.store import Store
 
-    with Store(db) as store, _Progress(json_out, f"import {file.name}") as tick:
+    with Store(db) as store, ProgressBar(quiet=json_out) as bar:
+        tick = bar.ticker(bar.add(f"import {file.name}"))
         res = do_import(
             store,
             file,
@@ -142,32 +141,3 @@ def _report(res: dict[str, Any], json_out: bool, line: str) -> None:
         print_json(res)
     else:
         typer.echo(line)
-
-
-class _Progress:
-    """A rich progress bar on stderr (off for --json or a non-terminal); yields a tick callback."""
-
-    def __init__(self, quiet: bool, label: str) -> None:
-        import sys
-
-        self.enabled = not quiet and sys.stderr.isatty()
-        self.label = label
-        self.bar: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return None
-        from nasctl.cli.profile_cmd import make_progress
-
-        self.bar = make_progress()
-        self.bar.start()
-        task = self.bar.add_task(self.label, total=None, label="")
-
-        def tick(done: int, total: int) -> None:
-            self.bar.update(task, completed=done, total=total)
-
-        return tick
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()

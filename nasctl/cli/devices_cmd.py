@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from nasctl.cli.common import handle_errors, print_json
+from nasctl.cli.common import flags_of, handle_errors, name_flags, print_json
+from nasctl.cli.options import DataDirOpt, JsonOpt, TrtexecOpt, device_options
 
 
 @handle_errors
 def devices(
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-    trtexec: Annotated[
-        Path | None, typer.Option("--trtexec", help="Path to trtexec (t4, xavier).")
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Tables for replay devices.", envvar="NASCTL_DATA_DIR"),
-    ] = None,
+    json_out: JsonOpt = False,
+    trtexec: TrtexecOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     from nasctl.profiler import describe_devices
 
-    opts = {k: str(v) for k, v in (("trtexec", trtexec), ("data_dir", data_dir)) if v}
+    opts = device_options(trtexec=trtexec, data_dir=data_dir)
+    flags = flags_of(devices)
     rows = [_with_id(r, opts) for r in describe_devices(**opts)]
+    for r in rows:  # reasons in the words of this command (``trtexec=PATH`` -> ``--trtexec PATH``)
+        r["reason"] = name_flags(r["reason"], flags)
     if json_out:
         print_json(rows)
         return
@@ -35,7 +33,7 @@ def devices(
         typer.echo(f"{r['name']:<{width}}  usable: {mark}  {r['reason']}{dev_id}")
 
 
-def _with_id(row: dict[str, Any], opts: dict[str, str]) -> dict[str, Any]:
+def _with_id(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
     """Add the canonical dataset id (fp32) where the device can tell it here."""
     from nasctl.profiler import get_device
 

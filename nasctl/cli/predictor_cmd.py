@@ -9,21 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import handle_errors, print_json
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from nasctl.cli.options import DatasetDeviceOpt, DbOpt, JsonOpt
+from nasctl.cli.progress import ProgressBar
 
 
 @handle_errors
 def train_predictor(
-    db: Annotated[Path, typer.Option("--db", help="SQLite measurement store (one file).")],
-    device: Annotated[
-        str,
-        typer.Option(
-            "--device",
-            help="Device name given to `profile` (cpu) or a full dataset id; an ambiguous "
-            "name lists the matching ids.",
-        ),
-    ],
+    db: DbOpt,
+    device: DatasetDeviceOpt,
     out: Annotated[Path, typer.Option("--out", help="Directory to write the predictor to.")],
     train_size: Annotated[
         int | None,
@@ -49,7 +42,8 @@ def train_predictor(
         device_id = store.resolve_device_id(device)
         rows = store.training_rows(device_id)
     t0 = time.perf_counter()
-    with _progress(json_out) as say:
+    with ProgressBar(quiet=json_out) as bar:
+        say = _stages(bar) if bar.enabled else None
         pred, metrics = train(rows, device_id, seed=seed, train_size=train_size, progress=say)
     pred.save(out)
     metrics["train_s"] = round(time.perf_counter() - t0, 2)
@@ -96,41 +90,18 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-class _progress:
-    """Rich progress bar with ETA on stderr (silent under --json)."""
+def _stages(bar: ProgressBar) -> Any:
+    """``progress(stage, done, total)`` of training: one row for features, one for the models."""
+    rows: dict[str, int | None] = {}
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    def say(stage: str, done: int, total: int) -> None:
+        key = "features" if stage == "features" else "train"
+        if key not in rows:
+            rows[key] = bar.add(key, total=total)
+        desc = "featurizing graphs" if key == "features" else f"training: {stage}"
+        bar.update(rows[key], completed=done, total=total, description=desc)
 
-    def __enter__(self) -> Any:
-        if self.quiet:
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.bar.__enter__()
-        self.tasks: dict[str, Any] = {}
-
-        def say(stage: str, done: int, total: int) -> None:
-            key = "features" if stage == "features" else "train"
-            if key not in self.tasks:
-                self.tasks[key] = self.bar.add_task(key, total=total)
-            desc = "featurizing graphs" if key == "features" else f"training: {stage}"
-            self.bar.update(self.tasks[key], completed=done, total=total, description=desc)
-
-        return say
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.quiet:
-            self.bar.__exit__(None, None, None)
+    return say
 
 
 @handle_errors
@@ -140,7 +111,11 @@ def predict(
         list[Path] | None, typer.Argument(help="ONNX model files to predict.", show_default=False)
     ] = None,
     space: Annotated[
-        str | None, typer.Option("--space", help="Search space of --genotypes-file.")
+        str | None,
+        typer.Option(
+            "--space",
+            help="Search space of --genotypes-file (a package.module:SPACE is imported and run).",
+        ),
     ] = None,
     genotypes_file: Annotated[
         Path | None,
@@ -164,36 +139,41 @@ def predict(
         from nasctl.arch.onnx_io import from_onnx
 
         graphs = [from_onnx(p) for p in models]
-        key, names = "model", [p.name for p in models]
+        key = "model"
+        chunks: Any = [([p.name for p in models], pred.predict(graphs))]
     else:
         if not space:
             raise PredictorError("--genotypes-file needs --space (e.g. --space nb201)")
+        from nasctl.datasets.genotype_file import check_genotype_file, genotype_chunks
         from nasctl.spaces import get_space
 
-        names = _read_genotypes(genotypes_file)  # type: ignore[arg-type]
         sp = get_space(space)
-        for g in names:
-            sp.validate(g)
+        path: Path = genotypes_file  # type: ignore[assignment]
+        check_genotype_file(path, sp.validate)  # every line, before any answer is printed
         key = "genotype"
-        preds = pred.predict_genotypes(sp.name, names, sp.to_graph, arrays=sp.graph_arrays)
-    if models:
-        preds = pred.predict(graphs)
-    rows = [
-        {key: n, "latency_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms}
-        for n, p in zip(names, preds, strict=True)
-    ]
+        chunks = (
+            (part, pred.predict_genotypes(sp.name, part, sp.to_graph, arrays=sp.graph_arrays))
+            for part in genotype_chunks(path)
+        )
+    _write_rows(key, chunks, json_out)
+
+
+def _write_rows(key: str, chunks: Any, json_out: bool) -> None:
+    """Print ``(names, predictions)`` chunks as they come: memory stays that of one chunk; the
+    JSON output is one array, written row by row."""
+    import json
+    import sys
+
+    first = True
     if json_out:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(f"{r[key]}\t{r['latency_ms']:.4g} ms\t[{r['low_ms']:.4g}, {r['high_ms']:.4g}]")
-
-
-def _read_genotypes(path: Path) -> list[str]:
-    from nasctl.errors import PredictorError
-
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
-    genos = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not genos:
-        raise PredictorError(f"{path} has no genotypes (expected one per line)")
-    return genos
+        sys.stdout.write("[")
+    for names, preds in chunks:
+        for n, p in zip(names, preds, strict=True):
+            r = {key: n, "latency_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms}
+            if json_out:
+                sys.stdout.write(("\n  " if first else ",\n  ") + json.dumps(r))
+                first = False
+            else:
+                typer.echo(f"{n}\t{p.latency_ms:.4g} ms\t[{p.low_ms:.4g}, {p.high_ms:.4g}]")
+    if json_out:
+        sys.stdout.write("\n]\n")

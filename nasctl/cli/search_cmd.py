@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from nasctl.cli.common import DeviceOpt, handle_errors, print_json
+from nasctl.cli.common import handle_errors, print_json
+from nasctl.cli.options import (
+    DataDirOpt,
+    DeviceOpt,
+    JsonOpt,
+    ThreadsOpt,
+    TrtexecOpt,
+    device_options,
+)
+from nasctl.cli.progress import ProgressBar
 from nasctl.search.config import config_defaults
 from nasctl.search.objectives import Constraints
 
@@ -20,13 +29,22 @@ C = Constraints()
 @handle_errors
 def search(
     device: DeviceOpt,
-    space: Annotated[str, typer.Option("--space", help="Search space (name or module:SPACE).")],
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space",
+            help="Search space: a name, or package.module:SPACE (nasctl imports and runs "
+            "that module: only name code you trust).",
+        ),
+    ],
     accuracy: Annotated[
         str,
         typer.Option(
             "--accuracy",
             help="Accuracy estimator: nb201:cifar10|cifar100|imagenet16, "
-            "proxy:synflow|naswot, train:digits, python:module:function.",
+            "proxy:synflow|naswot, train:digits, python:module:function (nasctl imports and "
+            "runs that module: only name code you trust; a resumed run imports only what the "
+            "command line names).",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (re-run to resume).")],
@@ -147,12 +165,10 @@ def search(
             "on the measurements once 20 exist, the GP modelling its residual; slower).",
         ),
     ] = D["bootstrap_model"],
-    threads: Annotated[int | None, typer.Option("--threads", help="cpu: intra-op threads.")] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Tables for replay devices.", envvar="NASCTL_DATA_DIR"),
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    threads: ThreadsOpt = None,
+    trtexec: TrtexecOpt = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     from nasctl.search.loop import SearchConfig, SearchLoop
     from nasctl.search.report import write_outputs
@@ -164,11 +180,7 @@ def search(
         max_params=max_params,
         max_memory_mb=max_memory_mb,
     )
-    opts: dict[str, Any] = {}
-    if threads is not None:
-        opts["threads"] = threads
-    if data_dir is not None:
-        opts["data_dir"] = str(data_dir)
+    opts = device_options(threads=threads, trtexec=trtexec, data_dir=data_dir)
     cfg = SearchConfig(
         space=space,
         device=device,
@@ -193,8 +205,8 @@ def search(
         device_opts=opts,
     )
     loop = SearchLoop(cfg)  # checks every setting before anything runs
-    with _Progress(quiet=json_out) as prog:
-        loop.progress = prog
+    with ProgressBar(quiet=json_out) as bar:
+        loop.progress = _Events(bar)
         result = loop.run()
     label = loop.estimator.unit or "accuracy"
     doc = write_outputs(result, out, cons, device, cfg.settings(), label)
@@ -209,46 +221,15 @@ def search(
         raise typer.Exit(1)
 
 
-class _Progress:
-    """Rich progress bar over generations plus a device-measurement counter (stderr)."""
+class _Events:
+    """The loop's ``progress(event, **kw)`` on the bar: generations, plus device use as info."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar: Any = None
-
-    def __enter__(self) -> _Progress:
-        if not self.quiet:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self.bar.__enter__()
-            self.task = self.bar.add_task("generations", total=1, info="")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+    def __init__(self, bar: ProgressBar) -> None:
+        self.bar = bar
+        self.task = bar.add("generations", total=1)
+        self.budget = 0
 
     def __call__(self, event: str, **kw: Any) -> None:
-        if self.bar is None:
-            return
         if event == "start":
             self.budget = kw["budget"]
             self.bar.update(self.task, total=max(kw["generations"], 1))

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from nasctl.cli.common import handle_errors, print_json
+from nasctl.cli.options import JsonOpt
 
 
 @handle_errors
-def spaces(
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-) -> None:
+def spaces(json_out: JsonOpt = False) -> None:
     from nasctl.spaces import get_space, list_spaces
 
     rows: list[dict[str, Any]] = []

@@ -16,24 +16,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from nasctl.arch.graph import Graph
+from nasctl.datasets.measure import measure_and_store
 from nasctl.datasets.store import Store, graph_hash
-from nasctl.errors import DeviceError, NasctlError, SpaceError
-from nasctl.records import Measurement, MeasurementRequest
+from nasctl.errors import NasctlError, SpaceError
+from nasctl.records import MeasurementRequest
 
 #: Give up sampling after this many draws per requested architecture (tiny or degenerate spaces).
 MAX_DRAWS_PER_ARCH = 50
-
-
-class MeasuringDevice(Protocol):
-    name: str
-
-    @property
-    def device_id(self) -> str: ...
-
-    def measure(self, request: MeasurementRequest) -> Measurement: ...
 
 
 @dataclass
@@ -60,8 +52,10 @@ class Summary:
     noisy: int = 0
     failed: int = 0
     seconds: float = 0.0
-    measure_seconds: float = 0.0
+    measure_seconds: float = 0.0  # measuring and storing
     failures: list[dict[str, str]] = field(default_factory=list)
+    journaled: int = 0  # kept in the store's journal (store locked); replayed on its next open
+    journal: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -72,10 +66,10 @@ class Summary:
 def check_num(space: Any, num: int) -> None:
     """Raise :class:`SpaceError` unless ``1 <= num <= space.size()``."""
     if num < 1:
-        raise SpaceError(f"--num must be >= 1; got {num}")
+        raise SpaceError(f"num must be >= 1; got {num}")
     size = space.size()
     if size is not None and size < num:
-        raise SpaceError(f"space {space.name!r} has only {size} architectures; got --num {num}")
+        raise SpaceError(f"space {space.name!r} has only {size} architectures; asked for {num}")
 
 
 def sample_architectures(space: Any, num: int, seed: int) -> Iterator[tuple[str, Graph]]:
@@ -90,7 +84,7 @@ def sample_architectures(space: Any, num: int, seed: int) -> Iterator[tuple[str,
         if draws > MAX_DRAWS_PER_ARCH * num + 100:
             raise SpaceError(
                 f"space {space.name!r} gave only {len(seen)} distinct architectures in "
-                f"{draws - 1} draws; ask for fewer (--num)"
+                f"{draws - 1} draws; ask for fewer (num=N)"
             )
         genotype = space.sample(rng)
         graph = space.to_graph(genotype)
@@ -136,7 +130,7 @@ def onnx_jobs(store: Store, models: list[tuple[Path, Graph]]) -> list[Job]:
 
 def collect(
     store: Store,
-    device: MeasuringDevice,
+    device: Any,
     jobs: Iterator[Job] | list[Job],
     total: int,
     *,
@@ -146,9 +140,11 @@ def collect(
     options: dict[str, Any] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> Summary:
-    """Measure every job not yet stored, one at a time, committing each. A model that fails is
-    stored as failed and the run goes on; a :class:`DeviceError` stops the run (what was
-    committed stays). ``progress(done, total, label)`` is called after each job."""
+    """Measure every job not yet stored, one at a time, committing each
+    (:func:`~nasctl.datasets.measure.measure_and_store`). A model that fails is stored as
+    failed and the run goes on; a :class:`DeviceError` stops the run (what was committed stays).
+    A measurement the locked store could not take is kept in its journal (counted in
+    ``journaled``). ``progress(done, total, label)`` is called after each job."""
     device_id = device.device_id
     summary = Summary(device=device.name, device_id=device_id, requested=total)
     t0 = time.perf_counter()
@@ -157,9 +153,13 @@ def collect(
             summary.skipped += 1
         else:
             t1 = time.perf_counter()
-            m = _measure(device, job, precision, batch, per_layer, options)
+            req = request_for(device, job, precision, batch, per_layer, options)
+            out = measure_and_store(store, device, req)
             summary.measure_seconds += time.perf_counter() - t1
-            store.add_measurement(m)
+            m = out.measurement
+            if out.journal is not None:
+                summary.journaled += 1
+                summary.journal = str(out.journal)
             summary.measured += 1
             setattr(summary, m.status, getattr(summary, m.status) + 1)
             if m.status == "failed":
@@ -171,15 +171,16 @@ def collect(
     return summary
 
 
-def _measure(
-    device: MeasuringDevice,
+def request_for(
+    device: Any,
     job: Job,
     precision: str,
     batch: int,
     per_layer: bool,
     options: dict[str, Any] | None,
-) -> Measurement:
-    req = MeasurementRequest(
+) -> MeasurementRequest:
+    """The request that measures ``job`` on ``device``."""
+    return MeasurementRequest(
         arch_hash=job.arch_hash,
         device=device.name,
         precision=precision,
@@ -192,15 +193,3 @@ def _measure(
         per_layer=per_layer,
         options=dict(options or {}),
     )
-    try:
-        m = device.measure(req)
-    except DeviceError:
-        raise
-    except NasctlError as e:  # the model failed, not the device: record it and go on
-        m = Measurement(job.arch_hash, device.device_id, precision, batch, "failed", error=str(e))
-    if m.arch_hash != job.arch_hash or m.device_id != device.device_id:
-        raise DeviceError(
-            f"device {device.name!r} answered for {m.arch_hash[:12]} on {m.device_id}; asked "
-            f"{job.arch_hash[:12]} on {device.device_id} (a bug in the device; nothing stored)"
-        )
-    return m

@@ -43,7 +43,7 @@ def export(store: Store, fmt: str, out: str | os.PathLike[str]) -> dict[str, Any
         raise DatasetError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     path = Path(out)
     if path.is_dir():
-        raise DatasetError(f"{path} is a directory; --out takes a file name")
+        raise DatasetError(f"{path} is a directory; expected the name of a file to write")
     if not path.parent.exists():
         raise DatasetError(f"folder {path.parent} does not exist; create it first")
     rows = [{c: r.get(c) for c in COLUMNS} for r in store.iter_measurements()]

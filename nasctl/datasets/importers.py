@@ -75,7 +75,7 @@ def column_batch(column: str) -> int:
 def _read_header(path: Path) -> list[str]:
     if not path.is_file():
         raise DatasetError(
-            f"no table at {path}; pass --data-dir DIR (the folder holding "
+            f"no table at {path}; pass data_dir=DIR (the folder holding "
             "nb201/ and fbnet/) or set NASCTL_DATA_DIR"
         )
     with path.open(newline="") as f:
@@ -173,7 +173,7 @@ def import_csv(
     header = _read_header(path)
     _check_columns(path, header, arch_column, latency_column)
     if not device_id.strip():
-        raise DatasetError("--device must be a non-empty dataset id, e.g. 'jetson-orin-trt10-fp16'")
+        raise DatasetError("device must be a non-empty dataset id, e.g. 'jetson-orin-trt10-fp16'")
     source = {"source": str(path.name), "column": latency_column}
     return _import(
         store,

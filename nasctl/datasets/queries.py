@@ -1,17 +1,21 @@
-"""Reading side of the store: lookups, training rows, per-layer rows, stats (milliseconds)."""
+"""Reading side of the store: lookups, training rows, per-layer rows, stats (milliseconds).
+
+:class:`StoreReader` holds the store's connection (given, not opened here); the
+:class:`~nasctl.datasets.store.Store` owns one and answers its read methods through it.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from nasctl.arch.graph import Graph
 from nasctl.datasets.rows import LayerRow, TrainingRow, load_graph
 from nasctl.datasets.schema import SCHEMA_VERSION
+from nasctl.datasets.sqlite_errors import store_errors
 from nasctl.errors import StoreError
 from nasctl.records import LayerTiming, Measurement
 
@@ -19,18 +23,22 @@ from nasctl.records import LayerTiming, Measurement
 DONE_STATUSES = ("ok", "noisy")
 
 
-class StoreQueries:
-    """Read queries of :class:`nasctl.datasets.store.Store` (a mixin over its connection)."""
+class StoreReader:
+    """Read queries over an open store connection (rows as :class:`sqlite3.Row`).
 
-    path: Path
-    _con: sqlite3.Connection
+    Args:
+        con: the store's connection (``row_factory = sqlite3.Row``); not closed here.
+        path: the store's file, for messages.
+        timeout_s: the connection's lock timeout, for messages.
+    """
 
-    def _errors(self) -> AbstractContextManager[None]:  # provided by Store
-        raise NotImplementedError
+    def __init__(self, con: sqlite3.Connection, path: Path, timeout_s: float) -> None:
+        self._con = con
+        self.path = path
+        self.timeout_s = timeout_s
 
-    # -- reading -----------------------------------------------------------------------------
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._errors():
+        with store_errors(self.path, self.timeout_s):
             return self._con.execute(sql, params).fetchall()
 
     def has_measurement(
@@ -263,7 +271,7 @@ class StoreQueries:
 
     def iter_measurements(self) -> Iterator[dict[str, Any]]:
         """Every measurement joined with its architecture, as dicts (for exporters)."""
-        with self._errors():
+        with store_errors(self.path, self.timeout_s):
             cur = self._con.execute(
                 "SELECT m.*, a.space, a.genotype, a.model FROM measurements m JOIN architectures "
                 "a ON a.hash = m.arch_hash ORDER BY m.id"

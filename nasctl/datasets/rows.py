@@ -63,7 +63,13 @@ def load_graph(
     if graph_json:
         return Graph.from_json(graph_json)
     if space and genotype:
-        from nasctl.spaces import get_space
+        from nasctl.spaces import get_space, list_spaces
 
+        if space not in list_spaces():  # never import code that a store names
+            raise StoreError(
+                f"architecture {arch_hash[:12]} has no stored graph and its space {space!r} is "
+                "not a built-in space; nasctl does not import code named in a store "
+                "(re-measure it with the space on the command line: --space pkg.mod:SPACE)"
+            )
         return get_space(space).to_graph(genotype)
     raise StoreError(f"architecture {arch_hash[:12]} has neither a stored graph nor a genotype")

@@ -19,14 +19,17 @@ import os
 import sqlite3
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from nasctl.arch.graph import Graph
-from nasctl.datasets.queries import DONE_STATUSES, StoreQueries
+from nasctl.datasets.queries import DONE_STATUSES, StoreReader
+from nasctl.datasets.rows import LayerRow, TrainingRow
 from nasctl.datasets.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
-from nasctl.errors import StoreError
+from nasctl.datasets.sqlite_errors import store_errors
+from nasctl.errors import StoreError, StoreLockedError
 from nasctl.records import Measurement
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -76,8 +79,10 @@ def _check_file(path: Path) -> None:
         )
 
 
-class Store(StoreQueries):
-    """The measurement store in one SQLite file.
+class Store:
+    """The measurement store in one SQLite file: it writes, and answers reads through its
+    :class:`~nasctl.datasets.queries.StoreReader` (``store.reader``), which holds the same
+    connection.
 
     Args:
         path: database file; created (with parent folders) unless ``readonly``.
@@ -109,6 +114,9 @@ class Store(StoreQueries):
         except BaseException:
             self._con.close()
             raise
+        self.reader = StoreReader(self._con, self.path, self.timeout_s)
+        #: measurements replayed from the sidecar journal on this open (see :mod:`.journal`)
+        self.replayed = 0 if readonly else self._replay_journal()
 
     # -- connection / schema -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -162,7 +170,13 @@ class Store(StoreQueries):
             self._migrate(version)
 
     def _migrate(self, version: int) -> None:
+        """Create or upgrade the schema in one write transaction. The version is read again
+        inside it: another process may have created or upgraded the file since we looked (two
+        profilers started together on a new ``--db``)."""
         with self.transaction():
+            version = self._con.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return
             scripts = ([SCHEMA_V1] if version == 0 else []) + MIGRATIONS[max(version, 1) - 1 :]
             for script in scripts:
                 for stmt in _statements(script):
@@ -174,25 +188,9 @@ class Store(StoreQueries):
             self._con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self._con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self) -> AbstractContextManager[None]:
         """Turn sqlite3 errors into one-line :class:`StoreError` s."""
-        try:
-            yield
-        except sqlite3.OperationalError as e:
-            msg = str(e)
-            if "locked" in msg or "busy" in msg:
-                raise StoreError(
-                    f"database is locked by another process: {self.path} (waited "
-                    f"{self.timeout_s:g} s); wait for it to finish or use another --db"
-                ) from e
-            if "readonly" in msg or "read-only" in msg:
-                raise StoreError(f"{self.path} is read-only: {msg}") from e
-            raise StoreError(f"{self.path}: {msg}") from e
-        except sqlite3.DatabaseError as e:
-            raise StoreError(
-                f"{self.path} is corrupt or not a database ({e}); nothing was changed"
-            ) from e
+        return store_errors(self.path, self.timeout_s)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -218,8 +216,98 @@ class Store(StoreQueries):
         with self._errors():
             self._con.execute("COMMIT")
 
+    def _replay_journal(self) -> int:
+        """Store what an earlier run kept in the journal while this store was locked; a
+        journal that cannot be replayed now (still locked) stays for the next open."""
+        from nasctl.datasets import journal
+
+        def add(ms: list[Measurement]) -> list[Measurement]:
+            known = self._known_hashes({m.arch_hash for m in ms})
+            with self.transaction():
+                for m in ms:
+                    if m.arch_hash in known:
+                        self.add_measurement(m)
+            return [m for m in ms if m.arch_hash not in known]
+
+        try:
+            return journal.replay(self.path, add)
+        except StoreLockedError:
+            return 0
+
+    def _known_hashes(self, hashes: set[str]) -> set[str]:
+        with self._errors():
+            return {
+                h
+                for h in hashes
+                if self._con.execute("SELECT 1 FROM architectures WHERE hash = ?", (h,)).fetchone()
+            }
+
     def close(self) -> None:
         self._con.close()
+
+    # -- reading (see :class:`~nasctl.datasets.queries.StoreReader`) -------------------------
+    def has_measurement(
+        self, arch_hash: str, device_id: str, precision: str = "fp32", batch: int = 1
+    ) -> bool:
+        """True when an ok or noisy measurement of this key is stored (failed ones are retried)."""
+        return self.reader.has_measurement(arch_hash, device_id, precision, batch)
+
+    def measured_hashes(self, device_id: str, precision: str = "fp32", batch: int = 1) -> set[str]:
+        """Hashes with an ok/noisy measurement of this device, precision and batch."""
+        return self.reader.measured_hashes(device_id, precision, batch)
+
+    def hash_of(self, space: str, genotype: str) -> str | None:
+        """The stored architecture hash of a genotype, if seen before (no graph is built)."""
+        return self.reader.hash_of(space, genotype)
+
+    def genotype_hashes(self, space: str) -> dict[str, str]:
+        """Every stored genotype of a space -> its architecture hash."""
+        return self.reader.genotype_hashes(space)
+
+    def get_measurement(
+        self, arch_hash: str, device_id: str, precision: str = "fp32", batch: int = 1
+    ) -> Measurement | None:
+        """The stored measurement of this key (any status) with its layers, or None."""
+        return self.reader.get_measurement(arch_hash, device_id, precision, batch)
+
+    def device_ids(self) -> list[str]:
+        """Every device id with a stored measurement, sorted."""
+        return self.reader.device_ids()
+
+    def resolve_device_id(self, name_or_id: str) -> str:
+        """An exact stored device id, or the one id a device name/prefix matches."""
+        return self.reader.resolve_device_id(name_or_id)
+
+    def training_rows(
+        self,
+        device_id: str,
+        precision: str | None = None,
+        batch: int | None = None,
+        *,
+        include_noisy: bool = True,
+        space: str | None = None,
+    ) -> list[TrainingRow]:
+        """Measured architectures of one device, oldest first
+        (:meth:`StoreReader.training_rows`)."""
+        return self.reader.training_rows(
+            device_id, precision, batch, include_noisy=include_noisy, space=space
+        )
+
+    def layer_rows(self, device_id: str) -> list[LayerRow]:
+        """Every per-layer time of one device (ok/noisy measurements), in stored order."""
+        return self.reader.layer_rows(device_id)
+
+    def graph(self, arch_hash: str) -> Graph:
+        """The graph of a stored architecture."""
+        return self.reader.graph(arch_hash)
+
+    def iter_measurements(self) -> Iterator[dict[str, Any]]:
+        """Every measurement joined with its architecture, as dicts (for exporters)."""
+        return self.reader.iter_measurements()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per status, device and space (:meth:`StoreReader.stats`)."""
+        return self.reader.stats()
 
     def __enter__(self) -> Store:
         return self

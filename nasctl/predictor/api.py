@@ -291,7 +291,7 @@ class Predictor:
             return
         raise PredictorError(
             f"this predictor was trained for device {self.device_id!r}, not {device!r}; "
-            "train one for that device with `nasctl train-predictor --device`"
+            "train one for that device with `nasctl train-predictor`"
         )
 
     # -- persistence -------------------------------------------------------------------------
@@ -551,7 +551,7 @@ def split_indices(n: int, seed: int, train_size: int | None = None) -> tuple[lis
     test, val, train = idx[:n_test], idx[n_test : n_test + n_val], idx[n_test + n_val :]
     if train_size is not None:
         if train_size < 10:
-            raise PredictorError(f"--train-size {train_size} is too small; use at least 10")
+            raise PredictorError(f"train_size {train_size} is too small; use at least 10")
         train = train[:train_size]
     return train, val, test
 

@@ -4,7 +4,9 @@ A predictor directory holds ``meta.json`` (device id, feature schema, training s
 versions, ensemble weights, interval quantiles, model configs), ``gbdt.txt`` (LightGBM text model),
 ``gnn.pt`` (a torch ``state_dict`` loaded with ``weights_only=True``), optionally ``layerwise.txt``,
 and ``manifest.json``: the SHA-256 of every other file. Loading checks the manifest first, so a
-missing or modified file is a :class:`PredictorError`, not a wrong prediction.
+missing or modified file is a :class:`PredictorError`, not a wrong prediction. A manifest entry
+that is not a plain file name inside the folder (``../x``, an absolute path, a symlink out of the
+folder) is refused before any file is read.
 """
 
 from __future__ import annotations
@@ -70,14 +72,31 @@ def write_dir(
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
+def _check_name(path: Path, name: object) -> None:
+    """Refuse a manifest entry that is not a plain file name (no folder part, not absolute,
+    not ``.``/``..``): the manifest must not reach outside the predictor's folder. Checked on
+    the name alone, so the message says nothing about files outside."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+    ):
+        raise PredictorError(
+            f"predictor {path}: {MANIFEST} lists {str(name)[:80]!r}, not a plain file name "
+            "inside the predictor folder; refused (a tampered or foreign manifest)"
+        )
+
+
 def read_dir(path: Path) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
     """Verify the manifest and return (meta, text files, torch state_dicts)."""
     import torch
 
     if not path.is_dir():
         raise PredictorError(
-            f"predictor directory {path} does not exist; train one with "
-            "`nasctl train-predictor --out DIR`"
+            f"predictor directory {path} does not exist; train one with `nasctl train-predictor`"
         )
     try:
         manifest = json.loads((path / MANIFEST).read_text())
@@ -87,8 +106,17 @@ def read_dir(path: Path) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]
             f"{path} is not a predictor directory: {MANIFEST} is missing or "
             f"unreadable ({type(e).__name__})"
         ) from None
+    if not isinstance(files, dict):
+        raise PredictorError(f"{path}: {MANIFEST} has no file list; retrain the predictor")
+    for name in files:  # before any file is touched: names only
+        _check_name(path, name)
+    root = path.resolve()
     for name, digest in files.items():
         f = path / name
+        if f.is_symlink() and f.resolve().parent != root:
+            raise PredictorError(
+                f"predictor {path}: {name} is a link outside the predictor folder; refused"
+            )
         if not f.is_file():
             raise PredictorError(f"predictor {path} is incomplete: {name} is missing; retrain it")
         if _sha256(f) != digest:

@@ -27,7 +27,7 @@ _REGISTRY: dict[str, Callable[..., Device]] = {}
 
 TRT_MISSING = (
     "TensorRT Python module not found; run on the Jetson with JetPack's TensorRT, "
-    "or point at trtexec with --trtexec PATH"
+    "or point at trtexec with trtexec=PATH"
 )
 
 

@@ -117,7 +117,7 @@ class TensorRTDevice(Device):
 class T4Device(TensorRTDevice):
     name = "t4"
     id_prefix = "t4"
-    description = "NVIDIA T4 with TensorRT (Python API, or trtexec with --trtexec PATH)"
+    description = "NVIDIA T4 with TensorRT (Python API, or trtexec with trtexec=PATH)"
 
 
 @register_device("xavier")

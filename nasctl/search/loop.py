@@ -17,7 +17,7 @@ One run (:class:`SearchLoop`):
 4. **Final**: the same selection with the remaining budget but the last ``secure`` (20% of the
    device budget) measurements, which go to the safest improvements: the most accurate candidate
    predicted feasible at the configured confidence, else the most likely feasible one
-   (:meth:`SearchLoop._secure`), then the unmeasured members of the final front (most
+   (:meth:`DeviceBudget.secure`), then the unmeasured members of the final front (most
    accurate first) while budget remains. With ``score_all`` (enumerable
    spaces only: nb201) every genotype of the space is scored by the predictor first, so the
    final choice does not depend on the evolution having proposed the exact cell.
@@ -37,11 +37,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from nasctl.errors import DeviceError, SearchError
+from nasctl.errors import DeviceError, NasctlError, SearchError
 from nasctl.search.accuracy.base import AccuracyEstimator, get_estimator
+from nasctl.search.budget import DeviceBudget, front
 from nasctl.search.config import SearchConfig, SearchResult
+from nasctl.search.latency.intervals import LatencyIntervals
 from nasctl.search.latency.models import (
     LatencyModel,
     PredictorPrior,
@@ -51,9 +51,9 @@ from nasctl.search.latency.models import (
 from nasctl.search.objectives import (
     Candidate,
     best_measured,
+    fastest_measured,
     graph_cost_fields,
 )
-from nasctl.search.phases import DevicePhases
 from nasctl.search.state import SearchState
 from nasctl.search.strategies import Told, make_strategy
 from nasctl.spaces.base import SearchSpace, get_space
@@ -62,13 +62,14 @@ Progress = Callable[..., None]
 BOOTSTRAP_MODELS = ("gp", "gp+nasctl")
 
 
-class SearchLoop(DevicePhases):
+class SearchLoop:
     """Runs one search; collaborators can be injected (tests, benchmarks).
 
-    The device measurement and validation phases, and the result, are in
-    :class:`~nasctl.search.phases.DevicePhases`."""
+    The loop proposes and scores candidates; spending the device measurements (validation
+    rounds, securing the best, the final front, one measurement) is asked of its
+    :class:`~nasctl.search.budget.DeviceBudget`, and the latency model's calibrated intervals
+    live in :class:`~nasctl.search.latency.intervals.LatencyIntervals`."""
 
-    RESIDUALS = 20  # recent out-of-sample errors that set the interval widening
     SCORE_ALL_MAX = 100_000  # auto score_all up to this many genotypes
 
     def __init__(
@@ -83,12 +84,12 @@ class SearchLoop(DevicePhases):
     ) -> None:
         cfg = self.cfg = config
         if cfg.device_budget < 0:
-            raise SearchError(f"--device-budget must be >= 0; got {cfg.device_budget}")
+            raise SearchError(f"device_budget must be >= 0; got {cfg.device_budget}")
         if cfg.generations < 0 or cfg.validate_every < 1:
-            raise SearchError("--generations must be >= 0 and --validate-every >= 1")
+            raise SearchError("generations must be >= 0 and validate_every >= 1")
         if cfg.bootstrap_model not in BOOTSTRAP_MODELS:
             raise SearchError(
-                f"--bootstrap-model must be one of {', '.join(BOOTSTRAP_MODELS)}; "
+                f"bootstrap_model must be one of {', '.join(BOOTSTRAP_MODELS)}; "
                 f"got {cfg.bootstrap_model!r}"
             )
         self.space = space or get_space(cfg.space)
@@ -101,7 +102,6 @@ class SearchLoop(DevicePhases):
         self.device = device
         self.cons = cfg.constraints
         self.z = z_of(self.cons.confidence)
-        self.progress = progress or (lambda *a, **k: None)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.state = SearchState(self.out / "search.db")
@@ -111,23 +111,54 @@ class SearchLoop(DevicePhases):
         self.store = Store(cfg.db or (self.out / "measurements.db"))
         self.device_id = self.device.device_id
         self.model = model if model is not None else self._default_model()
-        self.selftrain = None
+        selftrain = None
         if cfg.use_predictor and not cfg.predictor_dir and cfg.bootstrap_model == "gp+nasctl":
             from nasctl.search.latency.selftrained import SelfTrainedPrior
 
-            self.selftrain = SelfTrainedPrior(self.space, self.device_id, seed=cfg.seed)
-        self.stored = self._stored_latencies() if cfg.use_predictor and cfg.reuse_stored else {}
+            selftrain = SelfTrainedPrior(self.space, self.device_id, seed=cfg.seed)
+        self.latency = LatencyIntervals(
+            self.model,
+            self.z,
+            stored=self._stored_latencies() if cfg.use_predictor and cfg.reuse_stored else {},
+            selftrain=selftrain,
+            fit_without_data=bool(cfg.predictor_dir),
+            enabled=cfg.use_predictor,
+        )
         self.strategy = make_strategy(cfg.strategy, self.space, cfg.population, cfg.seed)
         self.score_all = self._auto_score_all()
         self.archive: dict[str, Candidate] = {}
         self.attempted: set[str] = set()
-        self.used = 0
         self.scored = 0
         self.scoring_s = 0.0
-        self._raw: dict[str, tuple[float, float, float]] = {}  # model's own interval
-        self._residuals: list[float] = []  # standardized: (log measured - log mean) / sigma
-        self._temper = 1.0  # extra interval factor while a round finds nothing worth measuring
         self._log = (self.out / "measurements.jsonl").open("a")
+        self.budget = DeviceBudget(
+            cfg,
+            space=self.space,
+            device=self.device,
+            store=self.store,
+            state=self.state,
+            latency=self.latency,
+            archive=self.archive,
+            attempted=self.attempted,
+            strategy=self.strategy,
+            score=self._score,
+            progress=progress or (lambda *a, **k: None),
+            log=self._log,
+        )
+
+    @property
+    def progress(self) -> Progress:
+        """``progress(event, **info)``, called as the search goes (settable before ``run``)."""
+        return self.budget.progress
+
+    @progress.setter
+    def progress(self, fn: Progress) -> None:
+        self.budget.progress = fn
+
+    @property
+    def used(self) -> int:
+        """Device measurements used so far."""
+        return self.budget.used
 
     def _stored_latencies(self) -> dict[str, float]:
         """Latencies already in the store for this device and space (e.g. from `nasctl
@@ -193,8 +224,8 @@ class SearchLoop(DevicePhases):
             c.measured_ms = r["measured_ms"]
             self.attempted.add(r["genotype"])
             if r.get("pred_ms") is not None:
-                self._add_residual((r["pred_ms"], r["low_ms"], r["high_ms"]), c.measured_ms)
-        self.used = self.state.device_measurements()
+                self.latency.add_residual((r["pred_ms"], r["low_ms"], r["high_ms"]), c.measured_ms)
+        self.budget.used = self.state.device_measurements()
         history = self.state.history()
         for gen, results in history:
             for t in results:
@@ -232,11 +263,11 @@ class SearchLoop(DevicePhases):
             self._score_all()
         budgeted = self.cons.latency_budget_ms is not None and self.cons.min_accuracy is None
         secure = min(cfg.n_secure(), cfg.device_budget - self.used) if budgeted else 0
-        self._validate(cfg.device_budget - self.used - secure, "final", cfg.generations)
+        self.budget.validate(cfg.device_budget - self.used - secure, "final", cfg.generations)
         if secure:
-            self._secure(cfg.generations)
-            self._validate(cfg.device_budget - self.used, "final", cfg.generations)
-        self._measure_front()
+            self.budget.secure(cfg.generations)
+            self.budget.validate(cfg.device_budget - self.used, "final", cfg.generations)
+        self.budget.measure_front()
 
     def _auto_score_all(self) -> bool:
         """``score_all`` as configured; on auto (None), on when the estimator is cheap, no
@@ -259,10 +290,13 @@ class SearchLoop(DevicePhases):
         """Score every genotype of an enumerable space (nb201: 15,625) before the final phase."""
         every = self.space.enumerate()
         if every is None:
-            raise SearchError(f"--score-all needs an enumerable space; {self.space.name!r} is not")
+            raise SearchError(f"score_all needs an enumerable space; {self.space.name!r} is not")
+        self._score([g for g in every if g not in self.archive], self.cfg.generations)
+
+    def _score(self, fresh: list[str], gen: int) -> None:
+        """Estimate the accuracy of new genotypes, counted as scored (score-all, refinement)."""
         t = time.perf_counter()
-        fresh = [g for g in every if g not in self.archive]
-        self._ensure_estimated(fresh, generation=self.cfg.generations)
+        self._ensure_estimated(fresh, generation=gen)
         self.scored += len(fresh)
         self.scoring_s += time.perf_counter() - t
 
@@ -280,7 +314,7 @@ class SearchLoop(DevicePhases):
             for m in self.state.measured()
             if m["phase"] == "validate" and m["generation"] == gen and not m["from_store"]
         )
-        self._validate(quota - done, "validate", gen)
+        self.budget.validate(quota - done, "validate", gen)
         self.state.set_meta(f"validated:{gen}", True)
 
     def _run_measure_all(self) -> None:
@@ -293,7 +327,9 @@ class SearchLoop(DevicePhases):
     def _bootstrap(self) -> None:
         n = self.cfg.n_bootstrap()
         ok = [g for g in self.attempted if self.archive[g].measured_ms is not None]
-        ok += [g for g in self.stored if g not in self.attempted]  # stored: free training data
+        ok += [
+            g for g in self.latency.stored if g not in self.attempted
+        ]  # stored: free training data
         rng = self.strategy.rng(-1, "bootstrap")
         tries = 0
         self.progress("phase", name="bootstrap", total=n)
@@ -303,7 +339,7 @@ class SearchLoop(DevicePhases):
             if g in self.attempted:
                 continue
             c = self._ensure_estimated([g], generation=-1)[0]
-            if self._measure(c.genotype, "bootstrap", -1).measured_ms is not None:
+            if self.budget.measure(c.genotype, "bootstrap", -1).measured_ms is not None:
                 ok.append(g)
         self._refit()
 
@@ -319,7 +355,7 @@ class SearchLoop(DevicePhases):
                 if c.genotype not in self.attempted and not c.failed:
                     if self.used >= self.cfg.device_budget:
                         break
-                    self._measure(c.genotype, "search", gen)
+                    self.budget.measure(c.genotype, "search", gen)
         told = [self._told(c) for c in cands]
         self.strategy.tell(gen, told)
         self.state.add_generation(gen, told)
@@ -381,50 +417,65 @@ class SearchLoop(DevicePhases):
         return [self.archive[g] for g in genotypes]
 
     def _predict(self, cands: list[Candidate]) -> None:
-        """Predict latency and interval; the interval is widened by :meth:`_widen` (how wrong
-        the model was on the candidates measured so far)."""
-        if not cands:
-            return
-        mean, low, high = self.model.predict([c.genotype for c in cands])
-        f = self._widen() * self._temper
-        for c, m, lo, hi in zip(cands, mean, low, high, strict=False):
-            self._raw[c.genotype] = (float(m), float(lo), float(hi))
-            c.mean_ms = float(m)
-            # log-space half-widths times f, capped at a factor of 20 either way
-            c.low_ms = float(m * math.exp(-min(3.0, f * math.log(m / max(lo, 1e-9 * m)))))
-            c.high_ms = float(m * math.exp(min(3.0, f * math.log(hi / m))))
+        """Predict latency and widened interval (:meth:`LatencyIntervals.predict`)."""
+        self.latency.predict(cands)
 
     def _widen(self) -> float:
-        """>= 1: the factor on the model's log-space interval half-width that makes the spread
-        of its recent out-of-sample errors (predicted before measuring vs measured, last
-        ``RESIDUALS`` device measurements) that of a calibrated model (median-based: one
-        early blunder must not widen every later interval)."""
-        r = self._residuals[-self.RESIDUALS :]
-        if len(r) < 3:
-            return 1.0
-        # robust scale: the median |standardized residual| of a calibrated model is 0.674
-        return max(1.0, float(np.median(np.abs(r))) / 0.6745)
-
-    def _add_residual(self, pred: tuple | None, measured_ms: float | None) -> None:
-        if pred is None or measured_ms is None or None in pred or measured_ms <= 0:
-            return
-        m, lo, hi = pred
-        sigma = (math.log(hi) - math.log(lo)) / (2 * self.z)
-        if m > 0 and sigma > 0:
-            self._residuals.append((math.log(measured_ms) - math.log(m)) / sigma)
+        return self.latency.widen()
 
     def _refit(self) -> None:
-        if not self.cfg.use_predictor:
-            return
-        data = dict(self.stored)
-        for g in self.attempted:
-            ms = self.archive[g].measured_ms
-            if ms is not None:
-                data[g] = ms
-        if self.selftrain is not None and self.selftrain.maybe_train(data):
-            self.model.prior = self.selftrain  # type: ignore[attr-defined]
-        if data or self.cfg.predictor_dir:
-            self.model.update(data)  # type: ignore[arg-type]
+        self.budget.refit()
+
+    # -- result --------------------------------------------------------------------------------
+    def _result(self, elapsed: float, stopped: str | None) -> SearchResult:
+        cands = list(self.archive.values())
+        if self.cfg.use_predictor and self.model is not None:
+            try:
+                self._predict([c for c in cands if not c.failed])
+            except NasctlError:
+                pass  # no model yet (device lost during bootstrap): report measured only
+        best = best_measured(cands, self.cons)
+        fastest = fastest_measured(cands)
+        message = ""
+        b = self.cons.latency_budget_ms
+        if best is None and fastest is not None and b is not None:
+            message = (
+                f"no measured architecture meets the latency budget of {b:g} ms; the "
+                f"fastest found is {fastest.measured_ms:.4g} ms ({fastest.genotype})"
+            )
+        elif best is None:
+            message = "no architecture was measured successfully"
+        if self.budget.journaled:
+            from nasctl.datasets.journal import journal_path
+
+            message = " ".join(
+                m
+                for m in (
+                    message,
+                    f"the dataset store stayed locked: {self.budget.journaled} measurements are "
+                    f"kept in {journal_path(self.store.path)} and stored on its next open",
+                )
+                if m
+            )
+        queries = int(getattr(self.model, "queries", 0)) if self.cfg.use_predictor else 0
+        measurements = self.state.measured()
+        self.state.close()
+        self.store.close()
+        return SearchResult(
+            best=best,
+            fastest=fastest,
+            frontier=front(cands),
+            candidates=cands,
+            device_measurements=self.used,
+            predictor_queries=queries,
+            candidates_scored=self.scored,
+            scoring_s=self.scoring_s,
+            elapsed_s=elapsed,
+            message=message,
+            stopped=stopped,
+            resumed=self.resumed,
+            measurements=measurements,
+        )
 
 
 def run_search(config: SearchConfig, **kwargs: Any) -> SearchResult:

@@ -39,13 +39,13 @@ class Constraints:
 
     def __post_init__(self) -> None:
         if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
-            raise SearchError(f"--latency-budget must be > 0 ms; got {self.latency_budget_ms}")
+            raise SearchError(f"latency_budget_ms must be > 0 ms; got {self.latency_budget_ms}")
         if not 0.5 <= self.confidence < 1.0:
-            raise SearchError(f"--confidence must be in [0.5, 1); got {self.confidence}")
+            raise SearchError(f"confidence must be in [0.5, 1); got {self.confidence}")
         if self.max_params is not None and self.max_params <= 0:
-            raise SearchError(f"--max-params must be > 0; got {self.max_params}")
+            raise SearchError(f"max_params must be > 0; got {self.max_params}")
         if self.max_memory_mb is not None and not self.max_memory_mb > 0:
-            raise SearchError(f"--max-memory-mb must be > 0; got {self.max_memory_mb}")
+            raise SearchError(f"max_memory_mb must be > 0; got {self.max_memory_mb}")
 
     @property
     def needs_costs(self) -> bool:
@@ -153,7 +153,7 @@ def graph_cost_fields(graph: Any) -> tuple[int, float]:
     try:
         from nasctl.arch.costs import graph_costs
     except ImportError as e:  # pragma: no cover - costs module missing
-        raise SearchError(f"--max-params/--max-memory-mb need nasctl.arch.costs: {e}") from e
+        raise SearchError(f"max_params and max_memory_mb need nasctl.arch.costs: {e}") from e
     tot = graph_costs(graph).total
     mem = float(tot.get("weight_bytes", 0)) + float(tot.get("act_write_bytes", 0))
     return int(tot.get("params", 0)), mem / 2**20

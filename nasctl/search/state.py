@@ -56,7 +56,7 @@ class SearchState:
             self.con.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
             raise SearchError(
-                f"search state {self.path} is unreadable ({e}); use another --out"
+                f"search state {self.path} is unreadable ({e}); use another output folder"
             ) from e
 
     def close(self) -> None:
@@ -78,7 +78,7 @@ class SearchState:
             k = diff[0]
             raise SearchError(
                 f"{self.path.parent} holds a search with {k}={old.get(k)!r}, not "
-                f"{settings.get(k)!r}; resume with the same settings or use another --out"
+                f"{settings.get(k)!r}; resume with the same settings or use another output folder"
             )
         return True
 

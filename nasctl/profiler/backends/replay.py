@@ -88,7 +88,7 @@ class ReplayDevice(Device):
         if not self.path.is_file():
             raise DeviceError(
                 f"replay table {self.path} not found; tables in {self.data_dir}: "
-                f"{', '.join(replay_tables(self.data_dir)) or 'none'} (set --data-dir)"
+                f"{', '.join(replay_tables(self.data_dir)) or 'none'} (set data_dir=DIR)"
             )
         header, _ = load_table(self.path)
         if column not in header or column == KEY_COLUMN:

@@ -52,7 +52,7 @@ def measure_torch_cuda(
     from nasctl.profiler.fingerprint import collect
 
     if not request.graph_json:
-        raise DeviceError("device 'cuda' measures graphs (--space); for ONNX files use t4/xavier")
+        raise DeviceError("device 'cuda' measures space graphs, not ONNX files (use t4/xavier)")
     cfg = TimingConfig.from_options(opts)
     dev_id = device.device_id_for(request.precision)
     t0 = time.perf_counter()

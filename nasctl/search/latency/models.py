@@ -261,7 +261,7 @@ class SurrogateLatencyModel:
         elif self._gp is None:
             raise PredictorError(
                 f"the latency model has {self.n_train} measurements; it needs at least "
-                f"{self.min_points} (or a trained predictor, --predictor DIR)"
+                f"{self.min_points} (or a trained predictor, predictor_dir=DIR)"
             )
         else:
             mu, sd = np.zeros(n), np.zeros(n)

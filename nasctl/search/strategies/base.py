@@ -38,7 +38,7 @@ class Strategy(ABC):
         if population < 2:
             from nasctl.errors import SearchError
 
-            raise SearchError(f"--population must be >= 2; got {population}")
+            raise SearchError(f"population must be >= 2; got {population}")
         self.space = space
         self.population = population
         self.seed = seed

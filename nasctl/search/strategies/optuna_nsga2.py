@@ -64,7 +64,7 @@ class OptunaNSGA2(Strategy):
         if enc is None:
             raise SearchError(
                 f"space {self.space.name!r} has no categorical encoding for Optuna; "
-                "use --strategy nsga2-plain"
+                "use strategy='nsga2-plain'"
             )
         self.enc = enc
         self._optuna = optuna
