@@ -14,9 +14,10 @@ One run (:class:`SearchLoop`):
    front at the budget or whose interval straddles it, see :mod:`nasctl.search.selection`), refit
    the model after each, log predicted vs measured. Rounds spend at most ``validation_share`` of
    the budget left after the bootstrap.
-4. **Final**: the same selection with the remaining budget but the last ``secure`` (5)
-   measurements, which go to the most accurate candidates predicted feasible at the configured
-   confidence (:meth:`DeviceBudget.secure`), then the unmeasured members of the final front (most
+4. **Final**: the same selection with the remaining budget but the last ``secure`` (20% of the
+   device budget) measurements, which go to the safest improvements: the most accurate candidate
+   predicted feasible at the configured confidence, else the most likely feasible one
+   (:meth:`DeviceBudget.secure`), then the unmeasured members of the final front (most
    accurate first) while budget remains. With ``score_all`` (enumerable
    spaces only: nb201) every genotype of the space is scored by the predictor first, so the
    final choice does not depend on the evolution having proposed the exact cell.
@@ -261,7 +262,7 @@ class SearchLoop:
         if self.score_all:
             self._score_all()
         budgeted = self.cons.latency_budget_ms is not None and self.cons.min_accuracy is None
-        secure = min(cfg.secure, cfg.device_budget - self.used) if budgeted else 0
+        secure = min(cfg.n_secure(), cfg.device_budget - self.used) if budgeted else 0
         self.budget.validate(cfg.device_budget - self.used - secure, "final", cfg.generations)
         if secure:
             self.budget.secure(cfg.generations)
