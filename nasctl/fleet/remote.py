@@ -52,6 +52,8 @@ class RemoteDevice:
         check_agree(ws, self.proto.PROTOCOL_VERSION)
         self.device_id, self.queue = ws[0].device_id, ws[0].queue
         self.name = ws[0].device  # the agent's name for it (``--device`` may give the id)
+        # a replay table answers per genotype (isomorphic cells differ), as the local device does
+        self.reuses_by_hash = not str(self.name).startswith("replay")
         self.digest = ws[0].fingerprint_digest
         self.workers = len(ws)
         self.resent = 0
