@@ -6,7 +6,8 @@ The search loop calls :meth:`AccuracyEstimator.estimate` once per distinct genot
 that raises marks that candidate as failed and the search goes on.
 
 Names: ``nb201:cifar10|cifar100|imagenet16`` (tables), ``proxy:synflow|naswot`` (training-free,
-CPU), ``train:digits`` (a short real training run on scikit-learn's digits images) and
+CPU), ``train:digits`` / ``train:folder:DIR`` (a short real training run of the candidate at its
+space's proxy-training size on scikit-learn's digits or the user's images) and
 ``python:package.module:function`` (``function(genotype: str, graph: Graph) -> float``).
 """
 
@@ -65,6 +66,7 @@ def list_estimators() -> list[str]:
         "proxy:synflow",
         "proxy:naswot",
         "train:digits",
+        "train:folder",
         "python:package.module:function",
     ]
 
