@@ -16,8 +16,10 @@ and the share of default scores clearly above chance (> 2 x chance).
 Each candidate's row is appended to ``<out>/<space>.jsonl`` as it completes (a rerun skips what
 is there), so one space per process can run in the background::
 
-    nohup .venv/bin/python bench/bench_accuracy_proxy.py --space mbconv > runs/acc_mbconv.log &
-    nohup .venv/bin/python bench/bench_accuracy_proxy.py --space resnet > runs/acc_resnet.log &
+    for s in mbconv resnet; do for i in 0 1; do
+      nohup .venv/bin/python bench/bench_accuracy_proxy.py --space $s --shard $i/2 \\
+        > runs/acc_$s_$i.log &
+    done; done
     .venv/bin/python bench/bench_accuracy_proxy.py --space mbconv --space resnet --report
 
 Peak memory: ``ru_maxrss`` of the process after each candidate (the peak over everything the
@@ -95,7 +97,9 @@ def timed(fn: Any) -> tuple[Any, float, float]:
     return value, time.process_time() - c0, time.perf_counter() - w0
 
 
-def run_space(space_name: str, n: int, factor: int, out: Path, isolate: bool) -> None:
+def run_space(
+    space_name: str, n: int, factor: int, out: Path, isolate: bool, shard: tuple[int, int]
+) -> None:
     from nasctl.search.accuracy import get_estimator
     from nasctl.search.accuracy.proxies import naswot, synflow
     from nasctl.search.accuracy.training import DigitsEstimator
@@ -110,7 +114,7 @@ def run_space(space_name: str, n: int, factor: int, out: Path, isolate: bool) ->
     assert isinstance(default, DigitsEstimator)
     long = DigitsEstimator(steps=default.steps * factor)
     for k, g in enumerate(genotypes):
-        if g in done:
+        if g in done or k % shard[1] != shard[0]:
             continue
         row: dict[str, Any] = {"space": space_name, "genotype": g}
         row["default"], row["default_cpu_s"], row["default_wall_s"] = timed(
@@ -179,12 +183,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/accuracy_proxy"))
     ap.add_argument("--isolate", action="store_true", help="also a fresh-process peak per run")
     ap.add_argument("--report", action="store_true", help="only print the tables")
+    ap.add_argument(
+        "--shard", default="0/1", help="i/k: this process scores candidates i, i+k, ... only"
+    )
     args = ap.parse_args()
     spaces = args.space or ["mbconv", "resnet"]
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report:
         for s in spaces:
-            run_space(s, args.n, args.long_factor, args.out, args.isolate)
+            i, k = (int(v) for v in args.shard.split("/"))
+            run_space(s, args.n, args.long_factor, args.out, args.isolate, (i, k))
     print(report(spaces, args.out))
 
 

@@ -19,7 +19,8 @@ def search(
         typer.Option(
             "--accuracy",
             help="Accuracy estimator: nb201:cifar10|cifar100|imagenet16, "
-            "proxy:synflow|naswot, train:digits, python:module:function.",
+            "proxy:synflow|naswot, train:digits, train:folder (images in --data-dir), "
+            "python:module:function.",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (re-run to resume).")],
@@ -138,7 +139,12 @@ def search(
     threads: Annotated[int | None, typer.Option("--threads", help="cpu: intra-op threads.")] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Tables for replay devices.", envvar="NASCTL_DATA_DIR"),
+        typer.Option(
+            "--data-dir",
+            help="Tables for replay devices; with --accuracy train:folder, the image folder "
+            "(class subfolders of images, or CIFAR-10 python batches).",
+            envvar="NASCTL_DATA_DIR",
+        ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
@@ -158,6 +164,8 @@ def search(
         opts["threads"] = threads
     if data_dir is not None:
         opts["data_dir"] = str(data_dir)
+    if accuracy == "train:folder" and data_dir is not None:
+        accuracy = f"train:folder:{data_dir.expanduser().resolve()}"  # kept in the settings
     cfg = SearchConfig(
         space=space,
         device=device,

@@ -96,8 +96,9 @@ class MBConvSpace(SearchSpace):
     )
 
     #: proxy-training size (estimators that train each candidate on a CPU, ``train:*``): input
-    #: resolution (px) and channel scale; depths, kernels, expansions, SE, activations and the
-    #: width multiplier's relative effect are kept.
+    #: resolution (px) and channel scale (every channel count is the full network's times the
+    #: scale, so depths, kernels, expansions, SE, activations, residual adds and the width
+    #: multiplier's relative effect are kept; SE reductions are at least 8 channels).
     PROXY_RESOLUTION = 32
     PROXY_CHANNEL_SCALE = 0.25
 
@@ -243,13 +244,14 @@ class MBConvSpace(SearchSpace):
     def to_graph(self, genotype: str) -> Graph:
         g = self.parse(genotype)
         mult, scale = float(g.width), self.channel_scale
+        div = max(1, round(8 * scale))  # channels scale exactly, so residual adds stay as they are
         r = self.input_resolution or g.resolution
         b = GraphBuilder(f"mbconv-r{r}-w{g.width}", (1, 3, r, r))
-        x = stem(b, mult * scale, g.stages[0].act)
+        x = stem(b, mult * scale, g.stages[0].act, div)
         for i, (st, c, s) in enumerate(
             zip(g.stages, STAGE_CHANNELS, STAGE_STRIDES, strict=True), start=1
         ):
-            cout = make_divisible(c * mult * scale)
+            cout = make_divisible(c * mult * scale, div)
             for j, blk in enumerate(st.blocks, start=1):
                 x = mbconv_block(
                     b,
