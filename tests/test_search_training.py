@@ -64,14 +64,14 @@ def _macs(graph) -> float:  # noqa: ANN001
 def test_mini_batch_evaluation_matches_one_batch_and_onnx_runtime() -> None:
     from nasctl.arch.onnx_io import to_onnx
 
-    est = DigitsEstimator(steps=20, eval_batch=7)
-    space = get_space("mbconv")
-    trained = est.train(SMALL_MBCONV, space)
-    assert trained.accuracy == est.estimate(SMALL_MBCONV, None, space)  # seeded per genotype
+    est = DigitsEstimator(steps=10, eval_batch=8)
+    space = get_space("nb201")
+    trained = est.train(CONVS, space)
+    assert trained.accuracy == est.estimate(CONVS, None, space)  # seeded per genotype
     whole = DigitsEstimator(eval_batch=10_000)
     shape = trained.graph.input_shape
     assert whole.evaluate(trained.module, shape) == pytest.approx(trained.accuracy)
-    assert len(est.data.y_val) % 7 != 0  # the last mini-batch is a partial one
+    assert len(est.data.y_val) % 8 != 0  # the last mini-batch is a partial one
     # the trained network as ONNX (batch 1) scores the same held-out images the same way
     model = to_onnx(trained.graph, params=trained.module.export_params())
     assert est.evaluate_onnx(model) == pytest.approx(trained.accuracy, abs=0.5)

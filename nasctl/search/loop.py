@@ -30,6 +30,7 @@ the same search again resumes it without measuring anything twice.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -93,6 +94,9 @@ class SearchLoop(DevicePhases):
         self.space = space or get_space(cfg.space)
         self.estimator = estimator or get_estimator(cfg.accuracy)
         self.estimator.check_space(self.space)
+        est_cap = self.estimator.refine_cap  # slow estimators (train:*) refine sparingly
+        if est_cap is not None and cfg.refine_cap > est_cap:
+            cfg = self.cfg = dataclasses.replace(cfg, refine_cap=est_cap)
         if device is None:
             from nasctl.profiler import get_device
 

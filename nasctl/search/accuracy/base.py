@@ -45,6 +45,10 @@ class AccuracyEstimator(ABC):
     #: whether an estimate costs microseconds (a table lookup): the loop may then score every
     #: genotype of a small enumerable space (``score_all`` left on auto).
     cheap: bool = False
+    #: at most this many new candidates per refinement step of the loop (``--refine-cap`` is
+    #: lowered to it): estimators that cost seconds per candidate (``train:*``) set it, so that
+    #: refining around the top candidates does not dominate a run. None: no limit of its own.
+    refine_cap: int | None = None
 
 
 def register_estimator(prefix: str) -> Callable[[Callable[[str], AccuracyEstimator]], object]:

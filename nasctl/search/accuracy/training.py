@@ -77,6 +77,7 @@ class TrainingEstimator(AccuracyEstimator):
     """Held-out accuracy (%) after ``steps`` mini-batch steps of proxy training."""
 
     needs_graph = False
+    refine_cap = 3  # each estimate costs seconds: refine around the top candidates sparingly
 
     def __init__(
         self,
@@ -244,7 +245,7 @@ def _logits(out: Any) -> Any:
 
 
 class DigitsEstimator(TrainingEstimator):
-    """``train:digits``: scikit-learn's bundled 8x8 digits (1,257 train, 540 held out)."""
+    """``train:digits``: scikit-learn's bundled 8x8 digits (1,258 train, 539 held out)."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__("train:digits", **kw)
