@@ -22,7 +22,6 @@ Sources, none downloaded:
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import pickle
 import warnings
@@ -246,8 +245,3 @@ def _resize(x: np.ndarray, size: int) -> np.ndarray:
 
     t = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear")
     return t.round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def folder_key(root: str | Path) -> str:
-    """A short stable key of a folder path (for seeds and names)."""
-    return hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:8]
