@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,9 +100,9 @@ class TrainingEstimator(AccuracyEstimator):
         self._data: ImageSet | None = None
 
     # -- data ------------------------------------------------------------------------------
+    @abstractmethod
     def load(self) -> ImageSet:
-        """The images (subclasses read them; called once, lazily)."""
-        raise NotImplementedError
+        """The images (called once, lazily; a bad source raises :class:`SearchError`)."""
 
     @property
     def data(self) -> ImageSet:
