@@ -149,7 +149,7 @@ def report(spaces: list[str], out: Path) -> str:
     ]
     cost = [
         "| space | n | default score: median (min-max) | > 20 % (2x chance) | "
-        "CPU s per candidate: median / max | 10x run: median % | peak RSS (MiB) |",
+        "CPU s per candidate: median / max | 10x run: median % | bench process peak RSS (MiB) |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in spaces:
@@ -166,6 +166,8 @@ def report(spaces: list[str], out: Path) -> str:
             lines.append(f"| {s} | {len(ok)} | {name} | {rho:.2f} | [{lo:.2f}, {hi:.2f}] |")
         d = [r["default"] for r in rows]
         cpu = [r["default_cpu_s"] for r in rows]
+        # with --isolate: a fresh process per default run; else the bench process's own peak,
+        # which includes synflow/naswot on the full-size graphs
         peak = max(r.get("peak_default_mb", r["peak_rss_mb"]) for r in rows)
         cost.append(
             f"| {s} | {len(rows)} | {np.median(d):.1f} ({min(d):.1f}-{max(d):.1f}) | "
