@@ -98,7 +98,13 @@ def timed(fn: Any) -> tuple[Any, float, float]:
 
 
 def run_space(
-    space_name: str, n: int, factor: int, out: Path, isolate: bool, shard: tuple[int, int]
+    space_name: str,
+    n: int,
+    factor: int,
+    out: Path,
+    isolate: bool,
+    shard: tuple[int, int],
+    reverse: bool = False,
 ) -> None:
     from nasctl.search.accuracy import get_estimator
     from nasctl.search.accuracy.proxies import naswot, synflow
@@ -113,7 +119,8 @@ def run_space(
     default = get_estimator("train:digits")
     assert isinstance(default, DigitsEstimator)
     long = DigitsEstimator(steps=default.steps * factor)
-    for k, g in enumerate(genotypes):
+    order = list(enumerate(genotypes))
+    for k, g in reversed(order) if reverse else order:
         if g in done or k % shard[1] != shard[0]:
             continue
         row: dict[str, Any] = {"space": space_name, "genotype": g}
@@ -155,6 +162,7 @@ def report(spaces: list[str], out: Path) -> str:
     for s in spaces:
         path = out / f"{s}.jsonl"
         rows = [json.loads(line) for line in path.open()] if path.exists() else []
+        rows = list({r["genotype"]: r for r in reversed(rows)}.values())  # a shard's duplicate
         if not rows:
             continue
         long = [r["long"] for r in rows]
@@ -185,6 +193,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/accuracy_proxy"))
     ap.add_argument("--isolate", action="store_true", help="also a fresh-process peak per run")
     ap.add_argument("--report", action="store_true", help="only print the tables")
+    ap.add_argument("--reverse", action="store_true", help="last candidates first (a 2nd worker)")
     ap.add_argument(
         "--shard", default="0/1", help="i/k: this process scores candidates i, i+k, ... only"
     )
@@ -194,7 +203,7 @@ def main() -> None:
     if not args.report:
         for s in spaces:
             i, k = (int(v) for v in args.shard.split("/"))
-            run_space(s, args.n, args.long_factor, args.out, args.isolate, (i, k))
+            run_space(s, args.n, args.long_factor, args.out, args.isolate, (i, k), args.reverse)
     print(report(spaces, args.out))
 
 
