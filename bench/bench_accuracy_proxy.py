@@ -162,7 +162,7 @@ def report(spaces: list[str], out: Path) -> str:
     for s in spaces:
         path = out / f"{s}.jsonl"
         rows = [json.loads(line) for line in path.open()] if path.exists() else []
-        rows = list({r["genotype"]: r for r in reversed(rows)}.values())  # a shard's duplicate
+        rows = list({r["genotype"]: r for r in rows}.values())  # one row per genotype
         if not rows:
             continue
         long = [r["long"] for r in rows]
