@@ -43,7 +43,8 @@ def search(
         typer.Option(
             "--accuracy",
             help="Accuracy estimator: nb201:cifar10|cifar100|imagenet16, "
-            "proxy:synflow|naswot, train:digits, python:module:function (nasctl imports and "
+            "proxy:synflow|naswot, train:digits, train:folder (images in --data-dir), "
+            "python:module:function (nasctl imports and "
             "runs that module: only name code you trust; a resumed run imports only what the "
             "command line names).",
         ),
@@ -184,6 +185,8 @@ def search(
         max_memory_mb=max_memory_mb,
     )
     opts = device_options(threads=threads, trtexec=trtexec, data_dir=data_dir)
+    if accuracy == "train:folder" and data_dir is not None:
+        accuracy = f"train:folder:{data_dir.expanduser().resolve()}"  # kept in the settings
     cfg = SearchConfig(
         space=space,
         device=device,

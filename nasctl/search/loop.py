@@ -31,6 +31,7 @@ the same search again resumes it without measuring anything twice.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -95,6 +96,9 @@ class SearchLoop:
         self.space = space or get_space(cfg.space)
         self.estimator = estimator or get_estimator(cfg.accuracy)
         self.estimator.check_space(self.space)
+        est_cap = self.estimator.refine_cap  # slow estimators (train:*) refine sparingly
+        if est_cap is not None and cfg.refine_cap > est_cap:
+            cfg = self.cfg = dataclasses.replace(cfg, refine_cap=est_cap)
         if device is None:
             from nasctl.profiler import get_device
 
