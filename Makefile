@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml agent/pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e './agent[ort]'
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e './agent[ort,worker]'
+	$(BIN)/pip install -q -e '.[dev,fleet]'
 	touch $(STAMP)
 
 setup: $(STAMP)
+	bash scripts/install_redis.sh
 
-test: $(STAMP)
+test: setup
 	$(BIN)/python -m pytest -q tests
 
 # the edit-test loop: everything but the tests marked slow (CI and `make test` run them all)

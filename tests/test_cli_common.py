@@ -15,6 +15,7 @@ from nasctl.cli.progress import ProgressBar
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nasctl"
 FLAG = re.compile(r"(?<![\w-])--[a-z]")
+OTHER_PROGRAM = re.compile(r"\b(?:nasctl-agent|redis-server) ")
 
 
 def test_flags_of_reads_the_options_of_a_command() -> None:
@@ -88,12 +89,26 @@ def test_library_keywords_become_flags(message: str, expected: str) -> None:
 
 
 def _raised_strings(tree: ast.AST) -> list[tuple[int, str]]:
+    """String pieces of raised messages. A command line of another program that a message
+    suggests (``nasctl-agent worker --broker ...``, ``redis-server --port ...``) is left out,
+    in an f-string with the pieces after it: those are that program's flags."""
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Raise) and node.exc is not None:
+            agent_cmd: set[int] = set()
+            for sub in ast.walk(node.exc):
+                if isinstance(sub, ast.JoinedStr):
+                    after = False
+                    for v in sub.values:
+                        if after:
+                            agent_cmd.add(id(v))
+                        if isinstance(v, ast.Constant) and OTHER_PROGRAM.search(str(v.value)):
+                            after = True
             for sub in ast.walk(node.exc):
                 if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
-                    out.append((sub.lineno, sub.value))
+                    text = OTHER_PROGRAM.split(sub.value)[0]
+                    if id(sub) not in agent_cmd:
+                        out.append((sub.lineno, text))
     return out
 
 

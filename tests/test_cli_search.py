@@ -95,6 +95,7 @@ def test_search_without_predictor_measures_every_candidate(tmp_path: Path) -> No
         app,
         [
             *BASE,
+            "--no-predictor",
             "--latency-budget",
             "4.8",
             "--device-budget",

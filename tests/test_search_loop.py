@@ -71,7 +71,7 @@ def test_validation_schedule_and_budget(tmp_path: Path) -> None:
     assert [p for p, _ in phases[:6]] == ["bootstrap"] * 6
     # validation rounds only after generations K-1, 2K-1, ... (not after the last one)
     assert {g for p, g in phases if p == "validate"} <= {1, 3}
-    assert {p for p, _ in phases} <= {"bootstrap", "validate", "final", "front"}
+    assert {p for p, _ in phases} <= {"bootstrap", "validate", "final", "secure", "front"}
     assert res.best is not None and res.best.measured_ms <= 3.5
     assert res.candidates_scored >= 6 * 16  # plus the refinement neighbours
     log = [json.loads(x) for x in (tmp_path / "measurements.jsonl").read_text().splitlines()]

@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="this agent, its devices and the machine's fingerprint")
     i.add_argument("--device", choices=DEVICES, help="only this device")
     i.add_argument("--json", action="store_true")
+    from nasctl_agent.worker import add_parser as add_worker_parser
+
+    add_worker_parser(sub)
     return p
 
 
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 1
+    if args.command == "worker":
+        return int(args.func(args))
     try:
         if args.command == "info":
             from nasctl_agent.api import info

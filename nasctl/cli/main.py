@@ -31,6 +31,7 @@ def _register() -> None:
         arch_cmd,
         dataset_cmd,
         devices_cmd,
+        fleet_cmd,
         export_cmd,
         predictor_cmd,
         profile_cmd,
@@ -47,6 +48,7 @@ def _register() -> None:
         profile_cmd.profile
     )
     app.add_typer(dataset_cmd.app, name="dataset", help="Inspect, import and export datasets.")
+    app.add_typer(fleet_cmd.app, name="fleet", help="A device fleet (Celery + Redis): status.")
     app.command("train-predictor", help="Fit a latency predictor for one device.")(
         predictor_cmd.train_predictor
     )

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import handle_errors, print_json
+from nasctl.cli.fleet_cmd import FleetOpt, FleetSharedOpt, FleetWaitOpt, remote_device
 from nasctl.cli.options import (
     CalibDataOpt,
     DataDirOpt,
@@ -78,6 +79,9 @@ def profile(
     layers: Annotated[
         bool, typer.Option("--layers/--no-layers", help="Also record per-layer times.")
     ] = True,
+    fleet: FleetOpt = None,
+    fleet_wait: FleetWaitOpt = 60.0,
+    fleet_shared_dir: FleetSharedOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure ONNX files (arguments or --onnx), N sampled architectures of a space (--space S
@@ -95,8 +99,11 @@ def profile(
     if batch < 1:
         raise NasctlError(f"--batch must be >= 1; got {batch}")
     check_calib_data(calib_data)
-    extra_opts = {**_options(option), **device_options(calib_data=calib_data)}
-    dev = _device(device, precision, threads, trtexec, data_dir, extra_opts)
+    if fleet:
+        dev = remote_device(fleet, device, precision, fleet_wait, fleet_shared_dir)
+    else:
+        extra_opts = {**_options(option), **device_options(calib_data=calib_data)}
+        dev = _device(device, precision, threads, trtexec, data_dir, extra_opts)
     warnings = _warnings()
     # everything a user typed is checked before the store is opened or created
     graphs = read_onnx(onnx) if onnx else []
@@ -124,7 +131,7 @@ def profile(
                 jobs = genotype_jobs(store, the_space, picks)
         with ProgressBar(quiet=json_out) as bar:
             tick = bar.ticker(bar.add(f"{dev.name} -> {db.name}", total=total))
-            summary = collect(
+            summary = (_fleet_collect() if fleet else collect)(
                 store,
                 dev,
                 jobs,
@@ -158,6 +165,12 @@ def profile(
             f"{res['journal']}; the next command that opens {db} stores them",
             err=True,
         )
+
+
+def _fleet_collect() -> Any:
+    from nasctl.fleet import collect_fleet
+
+    return collect_fleet
 
 
 def _check_what(

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import handle_errors, print_json
+from nasctl.cli.fleet_cmd import FleetOpt, FleetWaitOpt, remote_device
 from nasctl.cli.options import (
     DataDirOpt,
     DeviceOpt,
@@ -17,6 +18,13 @@ from nasctl.cli.options import (
     device_options,
 )
 from nasctl.cli.progress import ProgressBar
+from nasctl.search.config import config_defaults
+from nasctl.search.objectives import Constraints
+
+#: the library's defaults (``SearchConfig``, ``Constraints``): the options below take theirs from
+#: here, so what a user runs by default is what the search benchmark runs (no second copy)
+D = config_defaults()
+C = Constraints()
 
 
 @handle_errors
@@ -35,7 +43,8 @@ def search(
         typer.Option(
             "--accuracy",
             help="Accuracy estimator: nb201:cifar10|cifar100|imagenet16, "
-            "proxy:synflow|naswot, train:digits, python:module:function (nasctl imports and "
+            "proxy:synflow|naswot, train:digits, train:folder (images in --data-dir), "
+            "python:module:function (nasctl imports and "
             "runs that module: only name code you trust; a resumed run imports only what the "
             "command line names).",
         ),
@@ -46,9 +55,9 @@ def search(
         typer.Option(
             "--use-predictor/--no-predictor",
             help="Score candidates with a latency predictor and validate on the device "
-            "(default: measure every candidate).",
+            "(--no-predictor: measure every candidate).",
         ),
-    ] = False,
+    ] = D["use_predictor"],
     predictor: Annotated[
         Path | None,
         typer.Option(
@@ -67,7 +76,7 @@ def search(
             help="Central coverage of the predicted latency interval; predicted "
             "feasible means the interval's upper end is within the budget.",
         ),
-    ] = 0.9,
+    ] = C.confidence,
     min_accuracy: Annotated[
         float | None,
         typer.Option("--min-accuracy", help="Find the fastest net reaching this accuracy."),
@@ -80,10 +89,14 @@ def search(
     ] = None,
     device_budget: Annotated[
         int, typer.Option("--device-budget", help="Maximum number of device measurements.")
-    ] = 50,
-    generations: Annotated[int, typer.Option("--generations", help="Generations.")] = 20,
-    population: Annotated[int, typer.Option("--population", help="Population size.")] = 50,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    ] = D["device_budget"],
+    generations: Annotated[int, typer.Option("--generations", help="Generations.")] = D[
+        "generations"
+    ],
+    population: Annotated[int, typer.Option("--population", help="Population size.")] = D[
+        "population"
+    ],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = D["seed"],
     strategy: Annotated[
         str,
         typer.Option(
@@ -91,10 +104,10 @@ def search(
             help="nsga2 (Optuna NSGA-II; plain NSGA-II for structured spaces), "
             "nsga2-plain or random.",
         ),
-    ] = "nsga2",
+    ] = D["strategy"],
     validate_every: Annotated[
         int, typer.Option("--validate-every", help="Validate on the device every K generations.")
-    ] = 5,
+    ] = D["validate_every"],
     bootstrap: Annotated[
         int | None,
         typer.Option(
@@ -102,7 +115,7 @@ def search(
             help="Initial random measurements without --predictor "
             "(default: 20% of the device budget, 3..20).",
         ),
-    ] = None,
+    ] = D["bootstrap"],
     refine_top: Annotated[
         int,
         typer.Option(
@@ -110,7 +123,7 @@ def search(
             help="Before each device measurement, also score the single-change "
             "neighbours of this many top candidates (0: off).",
         ),
-    ] = 10,
+    ] = D["refine_top"],
     refine_cap: Annotated[
         int,
         typer.Option(
@@ -118,7 +131,7 @@ def search(
             help="At most this many new candidates estimated per refinement "
             "(keep small with slow estimators such as train:digits).",
         ),
-    ] = 300,
+    ] = D["refine_cap"],
     db: Annotated[
         Path | None,
         typer.Option(
@@ -131,10 +144,11 @@ def search(
         bool,
         typer.Option(
             "--reuse-stored/--no-reuse-stored",
-            help="Reuse a stored measurement of the same architecture (same graph hash, e.g. an "
-            "isomorphic NB201 cell) instead of running the device again.",
+            help="Reuse a stored measurement of the same architecture (same graph hash) instead "
+            "of running the device again. Replay devices always answer from their own row "
+            "(isomorphic NB201 cells differ in the tables).",
         ),
-    ] = True,
+    ] = D["reuse_stored"],
     score_all: Annotated[
         bool | None,
         typer.Option(
@@ -143,7 +157,7 @@ def search(
             "predictor before the final device measurements (default: on when the "
             "estimator is a table lookup and the space has <= 100,000 genotypes).",
         ),
-    ] = None,
+    ] = D["score_all"],
     bootstrap_model: Annotated[
         str,
         typer.Option(
@@ -152,14 +166,15 @@ def search(
             "counts, fit near the budget) or gp+nasctl (also trains nasctl's GNN+GBDT predictor "
             "on the measurements once 20 exist, the GP modelling its residual; slower).",
         ),
-    ] = "gp",
+    ] = D["bootstrap_model"],
     threads: ThreadsOpt = None,
     trtexec: TrtexecOpt = None,
     data_dir: DataDirOpt = None,
+    fleet: FleetOpt = None,
+    fleet_wait: FleetWaitOpt = 60.0,
     json_out: JsonOpt = False,
 ) -> None:
     from nasctl.search.loop import SearchConfig, SearchLoop
-    from nasctl.search.objectives import Constraints
     from nasctl.search.report import write_outputs
 
     cons = Constraints(
@@ -170,6 +185,8 @@ def search(
         max_memory_mb=max_memory_mb,
     )
     opts = device_options(threads=threads, trtexec=trtexec, data_dir=data_dir)
+    if accuracy == "train:folder" and data_dir is not None:
+        accuracy = f"train:folder:{data_dir.expanduser().resolve()}"  # kept in the settings
     cfg = SearchConfig(
         space=space,
         device=device,
@@ -193,7 +210,8 @@ def search(
         bootstrap_model=bootstrap_model,
         device_opts=opts,
     )
-    loop = SearchLoop(cfg)  # checks every setting before anything runs
+    remote = remote_device(fleet, device, "fp32", fleet_wait) if fleet else None
+    loop = SearchLoop(cfg, device=remote)  # checks every setting before anything runs
     with ProgressBar(quiet=json_out) as bar:
         loop.progress = _Events(bar)
         result = loop.run()

@@ -33,6 +33,10 @@ class Device(ABC):
     name = ""
     description = ""
     precisions: tuple[str, ...] = ("fp32",)
+    #: A stored measurement of the same content hash answers for this device: the same network
+    #: is the same measurement. False where the device answers per genotype (a replay table lists
+    #: isomorphic NB201 cells with different latencies), so only the device itself answers.
+    reuses_by_hash: bool = True
     backend_label = "the backend"  # "<label> failed: ..." for an engine's own exception
 
     def __init__(self, **opts: Any) -> None:

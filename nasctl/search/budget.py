@@ -6,8 +6,9 @@ candidates are scored:
 * **validation rounds** (:meth:`~DeviceBudget.validate`): measure, one at a time, the candidates
   with the largest expected improvement of the answer, after refining around the top ones
   (:meth:`~DeviceBudget.ranked`), and refit after each;
-* **secure** (:meth:`~DeviceBudget.secure`): the last measurements, spent on the most accurate
-  candidates predicted feasible at the configured confidence;
+* **secure** (:meth:`~DeviceBudget.secure`): the last measurements (20% of the device budget),
+  spent on the safest improvements: the most accurate candidate predicted feasible at the
+  configured confidence, else the one most likely feasible;
 * **the final front** (:meth:`~DeviceBudget.measure_front`): its unmeasured members, most accurate
   first, while budget remains;
 * **one measurement** (:meth:`~DeviceBudget.measure`): on the device through the one
@@ -37,7 +38,13 @@ from nasctl.search.config import SearchConfig
 from nasctl.search.latency.intervals import LatencyIntervals
 from nasctl.search.objectives import Candidate, measured_feasible
 from nasctl.search.pareto import front_of
-from nasctl.search.selection import acquisition, candidate_pool, neighbours, prefilter
+from nasctl.search.selection import (
+    acquisition,
+    candidate_pool,
+    neighbours,
+    prefilter,
+    secure_choice,
+)
 from nasctl.search.state import SearchState
 from nasctl.search.strategies import Strategy
 from nasctl.spaces.base import SearchSpace
@@ -126,21 +133,20 @@ class DeviceBudget:
 
     # -- phases --------------------------------------------------------------------------------
     def secure(self, gen: int) -> None:
-        """The last ``secure`` measurements: the most accurate candidate that beats the best
-        measured answer *and* is predicted feasible at the configured confidence (interval's
-        upper end within the budget), one at a time. Expected improvement keeps chasing
-        accurate candidates just over the budget (each a small chance, many of them); this
-        cashes in the safe improvement before the budget ends."""
-        budget = self.cons.latency_budget_ms
-        assert budget is not None
+        """The last ``secure`` measurements, one at a time: the safest improvement of the best
+        measured answer (:func:`~nasctl.search.selection.secure_choice`: the most accurate
+        candidate predicted feasible at the configured confidence, else the one most likely
+        feasible). Expected improvement keeps chasing accurate candidates well over the budget
+        (each a small chance, many of them); this cashes in the likely improvements before the
+        budget ends."""
+        assert self.cons.latency_budget_ms is not None
         self.progress("phase", name="secure", total=self.left)
         while self.used < self.cfg.device_budget:
             pool, _ = self.ranked(gen)
-            safe = [c for c in pool if c.high_ms is not None and c.high_ms <= budget]
-            if not safe:
+            i = secure_choice(pool, self.cons, self.latency.z)
+            if i is None:
                 return
-            best = max(safe, key=lambda c: (c.accuracy or 0.0, -(c.mean_ms or 0.0)))
-            self.measure(best.genotype, "secure", gen)
+            self.measure(pool[i].genotype, "secure", gen)
             self.refit()
 
     def validate(self, quota: int, phase: str, gen: int) -> None:
@@ -230,7 +236,10 @@ class DeviceBudget:
         c = self.archive.setdefault(genotype, Candidate(genotype, generation=gen))
         graph = self.space.to_graph(genotype)
         h = self.store.add_architecture(graph)
-        m = self.store.get_measurement(h, self.device_id) if self.cfg.reuse_stored else None
+        # a device that answers per genotype (replay tables) is never answered from another
+        # genotype's record of the same graph
+        reuse = self.cfg.reuse_stored and getattr(self.device, "reuses_by_hash", True)
+        m = self.store.get_measurement(h, self.device_id) if reuse else None
         from_store = m is not None and m.status in ("ok", "noisy")
         if not from_store:
             if self.used >= self.cfg.device_budget:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ class SearchConfig:
     refine_cap: int = 300
     reuse_stored: bool = True
     score_all: bool | None = None  # None: auto (see SearchLoop.score_all)
-    secure: int = 5  # last device measurements for safe improvements (see DeviceBudget.secure)
+    secure: int | None = None  # last measurements on the safest improvements; None: n_secure()
     focus: bool = True  # latency model fit focused on measurements near the latency budget
     bootstrap_model: str = "gp"  # without predictor_dir: "gp" or "gp+nasctl" (see selftrained)
     db: Path | None = None
@@ -52,10 +52,31 @@ class SearchConfig:
             "constraints": self.constraints.to_dict(),
         }
 
+    def n_secure(self) -> int:
+        """The last device measurements spent on the safest improvements (``_secure``): as
+        configured, else 20% of the device budget (10 of 50). Chosen by a sweep on the NB201
+        replay devices (docs/benchmarks.md, issue 17): with 5, pixel3 at p25 ended 0.03 below
+        the optimum in 5 of 10 seeds; with 10 in none."""
+        if self.secure is not None:
+            return max(0, min(self.secure, self.device_budget))
+        return round(0.2 * self.device_budget)
+
     def n_bootstrap(self) -> int:
         if self.bootstrap is not None:
             return max(0, min(self.bootstrap, self.device_budget))
         return max(3, min(20, round(0.2 * self.device_budget)))
+
+
+def config_defaults() -> dict[str, Any]:
+    """Every :class:`SearchConfig` field with a default -> that default (the one source of the
+    CLI's defaults and the search benchmark's settings)."""
+    out: dict[str, Any] = {}
+    for f in fields(SearchConfig):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 @dataclass

@@ -14,9 +14,10 @@ One run (:class:`SearchLoop`):
    front at the budget or whose interval straddles it, see :mod:`nasctl.search.selection`), refit
    the model after each, log predicted vs measured. Rounds spend at most ``validation_share`` of
    the budget left after the bootstrap.
-4. **Final**: the same selection with the remaining budget but the last ``secure`` (5)
-   measurements, which go to the most accurate candidates predicted feasible at the configured
-   confidence (:meth:`DeviceBudget.secure`), then the unmeasured members of the final front (most
+4. **Final**: the same selection with the remaining budget but the last ``secure`` (20% of the
+   device budget) measurements, which go to the safest improvements: the most accurate candidate
+   predicted feasible at the configured confidence, else the most likely feasible one
+   (:meth:`DeviceBudget.secure`), then the unmeasured members of the final front (most
    accurate first) while budget remains. With ``score_all`` (enumerable
    spaces only: nb201) every genotype of the space is scored by the predictor first, so the
    final choice does not depend on the evolution having proposed the exact cell.
@@ -30,6 +31,7 @@ the same search again resumes it without measuring anything twice.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -94,6 +96,9 @@ class SearchLoop:
         self.space = space or get_space(cfg.space)
         self.estimator = estimator or get_estimator(cfg.accuracy)
         self.estimator.check_space(self.space)
+        est_cap = self.estimator.refine_cap  # slow estimators (train:*) refine sparingly
+        if est_cap is not None and cfg.refine_cap > est_cap:
+            cfg = self.cfg = dataclasses.replace(cfg, refine_cap=est_cap)
         if device is None:
             from nasctl.profiler import get_device
 
@@ -261,7 +266,7 @@ class SearchLoop:
         if self.score_all:
             self._score_all()
         budgeted = self.cons.latency_budget_ms is not None and self.cons.min_accuracy is None
-        secure = min(cfg.secure, cfg.device_budget - self.used) if budgeted else 0
+        secure = min(cfg.n_secure(), cfg.device_budget - self.used) if budgeted else 0
         self.budget.validate(cfg.device_budget - self.used - secure, "final", cfg.generations)
         if secure:
             self.budget.secure(cfg.generations)

@@ -66,14 +66,43 @@ def acquisition(
         return np.maximum(ev, 0.0)
     if cons.latency_budget_ms is not None:
         floor = best.accuracy if best is not None else float(np.min(acc)) - 1.0
-        p = _norm_cdf((math.log(cons.latency_budget_ms) - mu) / sigma)
-        return p * np.maximum(acc - floor, 0.0)
+        return feasible_probability(pool, cons, z) * np.maximum(acc - floor, 0.0)
     front = set(front_of(acc, mean).tolist())
     width = (high - low) / mean
     score = np.zeros(n)
     for i in front:
         score[i] = 1.0 + width[i]
     return score
+
+
+def feasible_probability(pool: Sequence[Candidate], cons: Constraints, z: float) -> np.ndarray:
+    """``P(latency <= budget)`` of each candidate under the model's log-normal (1 without a
+    latency budget)."""
+    if cons.latency_budget_ms is None or not pool:
+        return np.ones(len(pool))
+    mean = np.array([c.mean_ms for c in pool], dtype=float)
+    low = np.array([c.low_ms for c in pool], dtype=float)
+    high = np.array([c.high_ms for c in pool], dtype=float)
+    sigma = np.maximum((np.log(high) - np.log(low)) / (2 * z), 1e-6)
+    return _norm_cdf((math.log(cons.latency_budget_ms) - np.log(mean)) / sigma)
+
+
+def secure_choice(pool: Sequence[Candidate], cons: Constraints, z: float) -> int | None:
+    """Index of the pool's *safest improvement* (the pool holds candidates more accurate than
+    the best measured answer, see :func:`prefilter`): the most accurate candidate predicted
+    feasible (``P(latency <= budget)`` at least ``(1 + confidence) / 2``, the interval's upper
+    end within the budget); when there is none, the candidate most likely feasible (ties: the
+    more accurate). Expected improvement weighs a small chance of a large gain like a large
+    chance of a small one; near the end of the budget the large chance is worth more. On
+    pixel3 at p25 the model's intervals are wide (6.0-9.9 ms for the 5.8 ms optimum against a
+    6.44 ms budget) and no candidate is ever predicted feasible, so the safe rule alone measured
+    nothing there, and the search stopped 0.03 below the optimum in 5 of 10 seeds."""
+    if not pool:
+        return None
+    p = feasible_probability(pool, cons, z)
+    safe = (1.0 + cons.confidence) / 2.0
+    acc = np.array([c.accuracy or 0.0 for c in pool], dtype=float)
+    return int(np.lexsort((acc, np.minimum(p, safe)))[-1])
 
 
 def candidate_pool(

@@ -84,6 +84,13 @@ class SearchSpace(ABC):
         NB201: live edges per op, additions, zero maps); None when the space has none."""
         return None
 
+    def proxy_space(self, num_classes: int) -> SearchSpace | None:
+        """The space that builds this space's genotypes at its proxy-training size, with a
+        ``num_classes``-way head: the same block structure at a reduced input resolution and
+        channel width, small enough to train on a CPU in seconds (``train:*`` accuracy
+        estimators). None (the default) when the space declares none."""
+        return None
+
     def validate(self, genotype: str) -> str:
         """Parse and re-format; raise :class:`SpaceError` if invalid."""
         return self.format(self.parse(genotype))

@@ -93,12 +93,19 @@ class FBNetSpace(SearchSpace):
     name = "fbnet"
     description = "FBNet: 22 layers x 9 ops (k3/k5, e1/e3/e6, g2, skip), CIFAR-100 32x32"
 
+    #: proxy-training size (estimators that train each candidate on a CPU, ``train:*``): input
+    #: resolution (px) and channel scale; the 22 layers' ops and strides are kept.
+    PROXY_RESOLUTION = 16
+    PROXY_CHANNEL_SCALE = 0.5
+
     def __init__(
         self,
         dataset: str = "cifar100",
         resolution: int | None = None,
         num_classes: int | None = None,
+        channel_scale: float = 1.0,
     ) -> None:
+        """``channel_scale`` multiplies every channel count (for :meth:`proxy_space`)."""
         if dataset not in DATASETS:
             raise SpaceError(f"fbnet dataset {dataset!r} unknown; expected one of {list(DATASETS)}")
         cfg = DATASETS[dataset]
@@ -106,10 +113,19 @@ class FBNetSpace(SearchSpace):
         self.resolution = int(resolution or cfg.resolution)
         self.num_classes = int(num_classes or cfg.num_classes)
         self.stem_stride = cfg.stem_stride
-        self.head_channels = cfg.head_channels
+        self.channel_scale = channel_scale
+        self.head_channels = _scaled(cfg.head_channels, channel_scale)
         self.strides = cfg.strides
         if not 16 <= self.resolution <= 512:
             raise SpaceError(f"fbnet resolution {self.resolution} out of range; expected 16..512")
+
+    def proxy_space(self, num_classes: int) -> FBNetSpace:
+        return FBNetSpace(
+            self.dataset,
+            resolution=self.PROXY_RESOLUTION,
+            num_classes=num_classes,
+            channel_scale=self.PROXY_CHANNEL_SCALE,
+        )
 
     # -- genotypes ---------------------------------------------------------------------------
     def parse(self, genotype: str) -> tuple[str, ...]:
@@ -140,7 +156,8 @@ class FBNetSpace(SearchSpace):
     # -- graph -------------------------------------------------------------------------------
     def graph_arrays(self, genotypes: Sequence[str]) -> GraphArrays:
         """As :meth:`SearchSpace.graph_arrays`, from layers built once per (position, op)."""
-        if type(self).to_graph is not FBNetSpace.to_graph:  # a subclass builds other graphs
+        rebuilt = type(self).to_graph is not FBNetSpace.to_graph  # a subclass's other graphs
+        if rebuilt or self.channel_scale != 1.0:
             return super().graph_arrays(genotypes)
         from nasctl.spaces.templates import built_graph_arrays, space_store
 
@@ -168,11 +185,13 @@ class FBNetSpace(SearchSpace):
         ops = _parse(genotype)
         r = self.resolution
         b = GraphBuilder(f"fbnet-{self.dataset}", (1, 3, r, r))
-        x = stem(b, b.input, self.stem_stride)
+        scale = self.channel_scale
+        x = stem(b, b.input, self.stem_stride, _scaled(STEM_CHANNELS, scale))
         k = 0
         for i, (n, c, s) in enumerate(
             zip(LAYERS_PER_STAGE, STAGE_CHANNELS, self.strides, strict=True), start=1
         ):
+            c = _scaled(c, scale)
             for j in range(1, n + 1):
                 x = fbnet_layer(b, x, ops[k], c, s if j == 1 else 1, prefix=f"/s{i}/b{j}")
                 k += 1
@@ -181,9 +200,14 @@ class FBNetSpace(SearchSpace):
         return b.build([x], meta=meta)
 
 
-def stem(b: GraphBuilder, x: str, stride: int) -> str:
+def _scaled(channels: int, scale: float) -> int:
+    """Channels times ``scale``, even (grouped g2 layers) and >= 4."""
+    return channels if scale == 1.0 else max(4, 2 * int(round(channels * scale / 2)))
+
+
+def stem(b: GraphBuilder, x: str, stride: int, channels: int = STEM_CHANNELS) -> str:
     """conv3x3 (16 ch) -BN -ReLU."""
-    x = b.conv(x, STEM_CHANNELS, 3, stride=stride, id="/stem/conv")
+    x = b.conv(x, channels, 3, stride=stride, id="/stem/conv")
     x = b.batchnorm(x, id="/stem/bn")
     return b.act(x, "relu", id="/stem/act")
 

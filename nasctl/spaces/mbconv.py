@@ -95,11 +95,34 @@ class MBConvSpace(SearchSpace):
         "SE, activation, width 0.5-1.25, resolution 96-224"
     )
 
+    #: proxy-training size (estimators that train each candidate on a CPU, ``train:*``): input
+    #: resolution (px) and channel scale (every channel count is the full network's times the
+    #: scale, so depths, kernels, expansions, SE, activations, residual adds and the width
+    #: multiplier's relative effect are kept; SE reductions are at least 8 channels).
+    PROXY_RESOLUTION = 32
+    PROXY_CHANNEL_SCALE = 0.25
+
     def __init__(
-        self, num_classes: int = 1000, resolutions: tuple[int, ...] | list[int] = RESOLUTIONS
+        self,
+        num_classes: int = 1000,
+        resolutions: tuple[int, ...] | list[int] = RESOLUTIONS,
+        *,
+        input_resolution: int | None = None,
+        channel_scale: float = 1.0,
     ) -> None:
+        """``input_resolution`` (px) replaces every genotype's resolution and ``channel_scale``
+        multiplies every channel count: both only for :meth:`proxy_space`."""
         self.num_classes = num_classes
         self.resolutions = check_resolutions("mbconv", resolutions)
+        self.input_resolution, self.channel_scale = input_resolution, channel_scale
+
+    def proxy_space(self, num_classes: int) -> MBConvSpace:
+        return MBConvSpace(
+            num_classes,
+            self.resolutions,
+            input_resolution=self.PROXY_RESOLUTION,
+            channel_scale=self.PROXY_CHANNEL_SCALE,
+        )
 
     # -- genotypes ---------------------------------------------------------------------------
     def parse(self, genotype: str) -> MBConvGenotype:
@@ -213,20 +236,22 @@ class MBConvSpace(SearchSpace):
     # -- graph -------------------------------------------------------------------------------
     def graph_arrays(self, genotypes: Sequence[str]) -> GraphArrays:
         """As :meth:`SearchSpace.graph_arrays`, vectorized (see ``mbconv_arrays``)."""
-        if type(self).to_graph is not MBConvSpace.to_graph:  # a subclass builds other graphs
+        rebuilt = type(self).to_graph is not MBConvSpace.to_graph  # a subclass's other graphs
+        if rebuilt or self.input_resolution is not None or self.channel_scale != 1.0:
             return super().graph_arrays(genotypes)
         return mbconv_graph_arrays(self, genotypes)
 
     def to_graph(self, genotype: str) -> Graph:
         g = self.parse(genotype)
-        mult = float(g.width)
-        r = g.resolution
+        mult, scale = float(g.width), self.channel_scale
+        div = max(1, round(8 * scale))  # channels scale exactly, so residual adds stay as they are
+        r = self.input_resolution or g.resolution
         b = GraphBuilder(f"mbconv-r{r}-w{g.width}", (1, 3, r, r))
-        x = stem(b, mult, g.stages[0].act)
+        x = stem(b, mult * scale, g.stages[0].act, div)
         for i, (st, c, s) in enumerate(
             zip(g.stages, STAGE_CHANNELS, STAGE_STRIDES, strict=True), start=1
         ):
-            cout = make_divisible(c * mult)
+            cout = make_divisible(c * mult * scale, div)
             for j, blk in enumerate(st.blocks, start=1):
                 x = mbconv_block(
                     b,
@@ -239,7 +264,7 @@ class MBConvSpace(SearchSpace):
                     st.act,
                     prefix=f"/s{i}/b{j}",
                 )
-        x = head(b, x, mult, g.stages[-1].act, self.num_classes)
+        x = head(b, x, mult, g.stages[-1].act, self.num_classes, scale)
         meta = {"space": self.name, "genotype": self.format(g), "resolution": r}
         return b.build([x], meta=meta)
 

@@ -28,16 +28,21 @@ def make_divisible(v: float, divisor: int = 8) -> int:
     return new
 
 
-def stem(b: GraphBuilder, mult: float, act: str) -> str:
+def stem(b: GraphBuilder, mult: float, act: str, divisor: int = 8) -> str:
     """Stem on the graph input: conv3x3 s2 -BN -act; returns its output tensor."""
-    x = b.conv(b.input, make_divisible(STEM_CHANNELS * mult), 3, stride=2, id="/stem/conv")
+    c = make_divisible(STEM_CHANNELS * mult, divisor)
+    x = b.conv(b.input, c, 3, stride=2, id="/stem/conv")
     x = b.batchnorm(x, id="/stem/bn")
     return b.act(x, act, id="/stem/act")
 
 
-def head(b: GraphBuilder, x: str, mult: float, act: str, num_classes: int) -> str:
-    """Head: conv1x1 -BN -act -global avgpool -flatten -linear; returns the logits tensor."""
-    x = b.conv(x, make_divisible(HEAD_CHANNELS * max(1.0, mult)), 1, id="/head/conv")
+def head(
+    b: GraphBuilder, x: str, mult: float, act: str, num_classes: int, scale: float = 1.0
+) -> str:
+    """Head: conv1x1 -BN -act -global avgpool -flatten -linear; returns the logits tensor.
+    ``scale`` multiplies the head's channels (proxy training; 1 in the space itself)."""
+    head_c = make_divisible(HEAD_CHANNELS * max(1.0, mult) * scale, max(1, round(8 * scale)))
+    x = b.conv(x, head_c, 1, id="/head/conv")
     x = b.batchnorm(x, id="/head/bn")
     x = b.act(x, act, id="/head/act")
     x = b.global_pool(x, id="/head/pool")

@@ -117,6 +117,11 @@ class NB201Space(SearchSpace):
         self.cells_per_stage = cells_per_stage
         self.resolution = resolution
 
+    def proxy_space(self, num_classes: int) -> NB201Space:
+        """Proxy training (``train:*``): the same cell, 8 stem channels, one cell per stage,
+        16 px input."""
+        return NB201Space(num_classes, channels=8, cells_per_stage=1, resolution=16)
+
     # -- genotypes ---------------------------------------------------------------------------
     def parse(self, genotype: str) -> tuple[str, ...]:
         return _parse(genotype)

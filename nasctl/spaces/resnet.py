@@ -64,11 +64,32 @@ class ResNetSpace(SearchSpace):
         "resolution 96-224"
     )
 
+    #: proxy-training size (estimators that train each candidate on a CPU, ``train:*``): input
+    #: resolution (px) and channel scale; block type, depths and relative widths are kept.
+    PROXY_RESOLUTION = 32
+    PROXY_CHANNEL_SCALE = 0.125
+
     def __init__(
-        self, num_classes: int = 1000, resolutions: tuple[int, ...] | list[int] = RESOLUTIONS
+        self,
+        num_classes: int = 1000,
+        resolutions: tuple[int, ...] | list[int] = RESOLUTIONS,
+        *,
+        input_resolution: int | None = None,
+        channel_scale: float = 1.0,
     ) -> None:
+        """``input_resolution`` (px) replaces every genotype's resolution and ``channel_scale``
+        multiplies every channel count: both only for :meth:`proxy_space`."""
         self.num_classes = num_classes
         self.resolutions = check_resolutions("resnet", resolutions)
+        self.input_resolution, self.channel_scale = input_resolution, channel_scale
+
+    def proxy_space(self, num_classes: int) -> ResNetSpace:
+        return ResNetSpace(
+            num_classes,
+            self.resolutions,
+            input_resolution=self.PROXY_RESOLUTION,
+            channel_scale=self.PROXY_CHANNEL_SCALE,
+        )
 
     # -- genotypes ---------------------------------------------------------------------------
     def parse(self, genotype: str) -> ResNetGenotype:
@@ -137,7 +158,8 @@ class ResNetSpace(SearchSpace):
     # -- graph -------------------------------------------------------------------------------
     def graph_arrays(self, genotypes: Sequence[str]) -> GraphArrays:
         """As :meth:`SearchSpace.graph_arrays`, from blocks built once per shape."""
-        if type(self).to_graph is not ResNetSpace.to_graph:  # a subclass builds other graphs
+        rebuilt = type(self).to_graph is not ResNetSpace.to_graph  # a subclass's other graphs
+        if rebuilt or self.input_resolution is not None or self.channel_scale != 1.0:
             return super().graph_arrays(genotypes)
         from nasctl.spaces.templates import built_graph_arrays, space_store
 
@@ -183,13 +205,14 @@ class ResNetSpace(SearchSpace):
 
     def to_graph(self, genotype: str) -> Graph:
         g = self.parse(genotype)
-        r = g.resolution
+        r, scale = self.input_resolution or g.resolution, self.channel_scale
         b = GraphBuilder(f"resnet-r{r}-{g.block}", (1, 3, r, r))
-        x = stem(b, b.input)
+        x = stem(b, b.input, _scaled(STEM_CHANNELS, scale))
         block = basic_block if g.block == "basic" else bottleneck_block
         for i, ((width, depth), stride) in enumerate(zip(g.stages, STRIDES, strict=True), start=1):
             for j in range(1, depth + 1):
-                x = block(b, x, width, stride if j == 1 else 1, prefix=f"/s{i}/b{j}")
+                w = _scaled(width, scale)
+                x = block(b, x, w, stride if j == 1 else 1, prefix=f"/s{i}/b{j}")
         x = head(b, x, self.num_classes)
         meta = {"space": self.name, "genotype": self.format(g), "resolution": r}
         return b.build([x], meta=meta)
@@ -212,9 +235,13 @@ def _parse_stage(i: int, text: str) -> tuple[int, int]:
     return w, d
 
 
-def stem(b: GraphBuilder, x: str) -> str:
+def _scaled(channels: int, scale: float) -> int:
+    return channels if scale == 1.0 else max(4, int(round(channels * scale)))
+
+
+def stem(b: GraphBuilder, x: str, channels: int = STEM_CHANNELS) -> str:
     """conv7x7 s2 (64 ch) -BN -ReLU -maxpool 3x3 s2."""
-    x = b.conv(x, STEM_CHANNELS, 7, stride=2, id="/stem/conv")
+    x = b.conv(x, channels, 7, stride=2, id="/stem/conv")
     x = b.batchnorm(x, id="/stem/bn")
     x = b.act(x, "relu", id="/stem/act")
     return b.pool(x, "max", 3, stride=2, id="/stem/pool")

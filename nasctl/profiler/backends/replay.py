@@ -70,6 +70,7 @@ class ReplayDevice(Device):
     name = "replay"
     description = "answers from a recorded latency table (replay:<table>/<column>)"
     precisions = ("fp32", "fp16", "int8")  # the table is what it is; the id names the column
+    reuses_by_hash = False  # rows are per genotype: isomorphic cells differ (by 33 % and more)
 
     def __init__(self, spec: str = "", **opts: Any) -> None:
         super().__init__(**opts)

@@ -6,7 +6,8 @@ The search loop calls :meth:`AccuracyEstimator.estimate` once per distinct genot
 that raises marks that candidate as failed and the search goes on.
 
 Names: ``nb201:cifar10|cifar100|imagenet16`` (tables), ``proxy:synflow|naswot`` (training-free,
-CPU), ``train:digits`` (a short real training run on scikit-learn's digits images) and
+CPU), ``train:digits`` / ``train:folder:DIR`` (a short real training run of the candidate at its
+space's proxy-training size on scikit-learn's digits or the user's images) and
 ``python:package.module:function`` (``function(genotype: str, graph: Graph) -> float``).
 """
 
@@ -44,6 +45,10 @@ class AccuracyEstimator(ABC):
     #: whether an estimate costs microseconds (a table lookup): the loop may then score every
     #: genotype of a small enumerable space (``score_all`` left on auto).
     cheap: bool = False
+    #: at most this many new candidates per refinement step of the loop (``--refine-cap`` is
+    #: lowered to it): estimators that cost seconds per candidate (``train:*``) set it, so that
+    #: refining around the top candidates does not dominate a run. None: no limit of its own.
+    refine_cap: int | None = None
 
 
 def register_estimator(prefix: str) -> Callable[[Callable[[str], AccuracyEstimator]], object]:
@@ -65,6 +70,7 @@ def list_estimators() -> list[str]:
         "proxy:synflow",
         "proxy:naswot",
         "train:digits",
+        "train:folder",
         "python:package.module:function",
     ]
 

@@ -58,10 +58,12 @@ def naswot(graph: Graph, seed: int = 0, batch: int = 16) -> float:
 
     net = _module(graph, seed)
     net.train()
-    codes: list[torch.Tensor] = []
+    k = torch.zeros((batch, batch), dtype=torch.float64)
 
     def hook(_m, _i, out):  # noqa: ANN001 - torch hook signature
-        codes.append((out.detach().reshape(out.shape[0], -1) > 0).float())
+        # the kernel is summed layer by layer: memory O(batch^2), not O(batch x all ReLU units)
+        c = (out.detach().reshape(out.shape[0], -1) > 0).double()
+        k.add_(c @ c.T).add_((1 - c) @ (1 - c).T)
 
     relu_nodes = [n.id for n in graph.nodes if n.op in ("relu", "relu6")]
     if not relu_nodes:
@@ -72,8 +74,6 @@ def naswot(graph: Graph, seed: int = 0, batch: int = 16) -> float:
     x = torch.randn((batch, *graph.input_shape[1:]), generator=g)
     with torch.no_grad():
         net(x)
-    c = torch.cat(codes, dim=1).double()
-    k = c @ c.T + (1 - c) @ (1 - c).T
     sign, logdet = np.linalg.slogdet(k.numpy())
     if sign == 0:
         raise SearchError(f"naswot kernel is singular for {graph.name}")
