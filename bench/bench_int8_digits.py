@@ -1,9 +1,9 @@
-"""Issue 15 target: the INT8 accuracy drop on digits, per architecture. NB201 cells built as
-``train:digits`` builds them (8 px, 8 channels, one cell per stage, 10 classes), trained with the
-estimator's recipe (SGD lr 0.05 momentum 0.9 wd 5e-4, batch 64, 3 epochs over 768 images, seed 0;
-the loop is repeated here because the estimator does not hand its trained net out yet), then
-:func:`nasctl.search.accuracy.quantized.int8_accuracy`: FP32 and Q/DQ INT8 (calibrated on the
-768 training images) both run by ONNX Runtime on the 384 held-out images.
+"""Issue 15 target: the INT8 accuracy drop on digits, per architecture. NB201 cells trained by
+``train:digits`` itself (``DigitsEstimator.train``: the space's proxy-training size, the
+estimator's recipe and seeds), then
+:func:`nasctl.search.accuracy.quantized.trained_int8_accuracy`: the trained graph written as FP32
+and as Q/DQ INT8 (calibrated on 256 training images), both scored by ONNX Runtime on the
+estimator's held-out images.
 
     PYTHONPATH=$PWD:$PWD/agent .venv/bin/python bench/bench_int8_digits.py --num 20
 """
@@ -14,52 +14,32 @@ import argparse
 import random
 import statistics
 
-import torch
-from torch import nn
-
-from nasctl.arch.torch_module import to_torch
-from nasctl.search.accuracy.digits import DigitsEstimator, _digits
-from nasctl.search.accuracy.quantized import int8_accuracy
-from nasctl.spaces.nb201 import NB201Space
+from nasctl.search.accuracy.quantized import trained_int8_accuracy
+from nasctl.search.accuracy.training import DigitsEstimator
+from nasctl.spaces import get_space
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--num", type=int, default=20)
+    ap.add_argument("--space", default="nb201")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--activations", default="uint8", choices=("uint8", "int8"))
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
     est = DigitsEstimator()
-    space = NB201Space(resolution=est.resolution, num_classes=10, **DigitsEstimator.SMALL)
+    space = get_space(args.space)
     rng = random.Random(args.seed)
     genos: list[str] = []
     while len(genos) < args.num:
         g = space.sample(rng)
         if g not in genos:
             genos.append(g)
-    x, y = _digits(est.resolution, 3)
-    xt, yt = x[: est.train_size], y[: est.train_size]
-    xv = x[est.train_size : est.train_size + est.val_size]
-    yv = y[est.train_size : est.train_size + est.val_size]
     rows = []
-    print("| genotype | fp32 acc % | int8 acc % | drop (points) |\n|---|---:|---:|---:|")
-    for g in genos:
-        torch.manual_seed(est.seed)
-        net = to_torch(space.to_graph(g))
-        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        loss_fn = nn.CrossEntropyLoss()
-        net.train()
-        for _ in range(est.epochs):
-            perm = torch.randperm(len(yt))
-            for i in range(0, len(yt), est.batch):
-                idx = perm[i : i + est.batch]
-                opt.zero_grad()
-                loss_fn(net(xt[idx]), yt[idx]).backward()
-                opt.step()
-        f, q = int8_accuracy(net, xt.numpy(), xv.numpy(), yv.numpy(), args.activations)
+    print("| # | genotype | fp32 acc % | int8 acc % | drop (points) |\n|---:|---|---:|---:|---:|")
+    for i, g in enumerate(genos, 1):
+        f, q = trained_int8_accuracy(est, est.train(g, space), args.activations)
         rows.append((g, f, q))
-        print(f"| `{g}` | {f:.1f} | {q:.1f} | {f - q:+.1f} |", flush=True)
+        print(f"| {i} | `{g.replace('|', '¦')}` | {f:.1f} | {q:.1f} | {f - q:+.1f} |", flush=True)
     drops = [f - q for _, f, q in rows]
     print(
         f"\ndrop (points): median {statistics.median(drops):+.2f}, min {min(drops):+.2f}, "

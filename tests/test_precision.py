@@ -226,3 +226,18 @@ def test_arch_export_writes_the_precision(tmp_path: Path) -> None:
     res = runner.invoke(app, [*base, "--precision", "int4", "--out", str(tmp_path / "x.onnx")])
     assert res.exit_code == 1 and "--precision must be one of" in res.output
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_train_digits_network_at_int8() -> None:
+    """train:digits' own trained network (its boundary: ``train`` -> TrainedNet), scored at FP32
+    and as Q/DQ INT8 by ONNX Runtime on its held-out digits: both learn, INT8 within 5 points."""
+    from nasctl.search.accuracy.quantized import trained_int8_accuracy
+    from nasctl.search.accuracy.training import DigitsEstimator
+    from nasctl.spaces import get_space
+
+    est = DigitsEstimator(steps=40, val_size=300)
+    space = get_space("nb201")
+    trained = est.train(space.sample(__import__("random").Random(0)), space)
+    f, q = trained_int8_accuracy(est, trained)
+    assert abs(f - trained.accuracy) <= 1.0  # the ONNX scores what the torch net scored
+    assert f > 50 and abs(f - q) <= 5.0

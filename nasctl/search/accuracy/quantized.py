@@ -71,3 +71,22 @@ def int8_accuracy(
         np.save(Path(tmp) / "calib.npy", xc)
         q, _ = to_int8(fp32, tmp, activations=activations)
     return onnx_accuracy(fp32, xv, yv), onnx_accuracy(q, xv, yv)
+
+
+def trained_int8_accuracy(
+    estimator: Any, trained: Any, activations: str = "uint8", calib_images: int = 256
+) -> tuple[float, float]:
+    """(FP32 %, INT8 %) of a training estimator's trained network (``estimator.train(...)`` ->
+    ``TrainedNet``): its graph written with the trained weights, as Q/DQ INT8 calibrated on
+    ``calib_images`` of the estimator's training images, both scored by
+    ``estimator.evaluate_onnx`` (ONNX Runtime) on its held-out images."""
+    from nasctl.arch.onnx_io import to_onnx
+    from nasctl.arch.precision import to_int8
+
+    fp32 = to_onnx(trained.graph, params=trained.module.export_params())
+    shape = tuple(trained.graph.input_shape)
+    xc = estimator._batch(estimator.data.x_train[:calib_images], shape).numpy()
+    with tempfile.TemporaryDirectory(prefix="nasctl-calib-") as tmp:
+        np.save(Path(tmp) / "calib.npy", xc)
+        q, _ = to_int8(fp32, tmp, activations=activations)
+    return estimator.evaluate_onnx(fp32), estimator.evaluate_onnx(q)
