@@ -333,6 +333,18 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def current_rss_bytes() -> int | None:
+    """Resident set size of this process now (bytes, ``VmRSS``); None where absent (not Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def peak_rss_bytes() -> int | None:
     """Peak resident set size of this process (bytes): ``VmHWM`` of ``/proc/self/status``
     (reset by :func:`reset_peak_rss`), else ``getrusage``'s lifetime peak; None where absent."""
