@@ -33,6 +33,14 @@ def train_predictor(
         str | None,
         typer.Option("--from", help="With --transfer: source devices D1,D2 (default: all)."),
     ] = None,
+    drift_correct: Annotated[
+        bool,
+        typer.Option(
+            "--drift-correct",
+            help="Learn on labels scaled by the reference probe timed beside each measurement "
+            "(`nasctl profile --probe-every K`): predictions in ms at the device's typical speed.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Split the device's measurements 70/15/15, train GNN + GBDT (+ per-layer model), write
@@ -43,6 +51,11 @@ def train_predictor(
     from nasctl.errors import PredictorError
     from nasctl.predictor.training import train
 
+    if drift_correct and transfer:
+        raise PredictorError(
+            "--drift-correct scales the device's own labels by its probe; it does not combine "
+            "with --transfer (other devices have no probe of this one)"
+        )
     if sources and not transfer:
         raise PredictorError("--from names the source devices of --transfer; add --transfer")
     if transfer:
@@ -59,12 +72,19 @@ def train_predictor(
             )
         device_id = store.resolve_device_id(device)
         rows = store.training_rows(device_id)
+    drift_info = None
+    if drift_correct:
+        from nasctl.datasets.drift import drift_correct as correct
+
+        rows, drift_info = correct(rows)
     t0 = time.perf_counter()
     with ProgressBar(quiet=json_out) as bar:
         say = _stages(bar) if bar.enabled else None
         pred, metrics = train(rows, device_id, seed=seed, train_size=train_size, progress=say)
     pred.save(out)
     metrics["train_s"] = round(time.perf_counter() - t0, 2)
+    if drift_info is not None:
+        metrics["drift_correct"] = drift_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     if json_out:
         print_json({"predictor": str(out), **metrics})
