@@ -48,7 +48,7 @@ def drift_correct(rows: Sequence[TrainingRow]) -> tuple[list[TrainingRow], dict[
     probes = [float(r.probe_ms) for r in rows]  # type: ignore[arg-type]
     factors = drift_factors(probes)
     out = []
-    for r, f in zip(rows, factors):
+    for r, f in zip(rows, factors, strict=True):
         out.append(
             dataclasses.replace(
                 r,
