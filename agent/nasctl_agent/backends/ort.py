@@ -322,9 +322,25 @@ def kernel_times_ms(events: list[dict[str, Any]], skip_runs: int = 0) -> dict[st
     return out
 
 
+def trim_heap() -> bool:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim(0)``), so that a model's
+    allocations show as RSS growth instead of reusing pages an earlier model left resident;
+    False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def reset_peak_rss() -> bool:
     """Reset this process's peak RSS (Linux: ``5`` to ``/proc/self/clear_refs``), so that the
     peak read after a measurement is that measurement's; False where it cannot be reset."""
+    trim_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
