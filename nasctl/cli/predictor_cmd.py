@@ -85,11 +85,28 @@ def train_predictor(
     metrics["train_s"] = round(time.perf_counter() - t0, 2)
     if drift_info is not None:
         metrics["drift_correct"] = drift_info
+    metrics["memory"] = _memory_model(rows, out, seed)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     if json_out:
         print_json({"predictor": str(out), **metrics})
         return
     _print_metrics(metrics, out)
+
+
+def _memory_model(rows: list[Any], out: Path, seed: int) -> dict[str, Any]:
+    """Learn measured memory as a second target when enough rows carry it (else say why)."""
+    from nasctl.predictor.memory import MIN_ROWS, MemoryModel
+
+    mem = [r for r in rows if r.memory_mb is not None and r.memory_mb > 0]
+    if len(mem) < MIN_ROWS:
+        return {
+            "trained": False,
+            "reason": f"{len(mem)} of {len(rows)} rows have a measured memory "
+            f"(needs >= {MIN_ROWS})",
+        }
+    model, m = MemoryModel.fit([r.graph for r in mem], [r.memory_mb for r in mem], seed=seed)
+    model.save(out)
+    return {"trained": True, **m}
 
 
 def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
