@@ -1,8 +1,8 @@
 """Measured memory as a second target: LightGBM on the graph-level features plus the analytic
 bound (weights + every activation written, :func:`nasctl.arch.costs.graph_costs`), predicting
-log MB of the model's measured peak memory. A line in log bound (least squares) is the base,
-so new sizes extrapolate; the trees learn the residual from the other features (``memory_mb`` of the training rows: the cpu device's
-``model_peak_bytes``). The interval is split-conformal: the 90 % quantile of the absolute log
+log MB of the model's measured peak memory (``memory_mb`` of the training rows: the cpu
+device's ``model_peak_bytes``). A line in log bound (least squares) is the base, so new sizes
+extrapolate; the trees learn the residual from the other features. The interval is split-conformal: the 90 % quantile of the absolute log
 residuals on the validation rows, applied both ways. Saved as LightGBM text plus JSON (no
 pickle) in ``DIR/memory/``.
 """
