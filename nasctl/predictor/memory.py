@@ -2,8 +2,9 @@
 bound (weights + every activation written, :func:`nasctl.arch.costs.graph_costs`), predicting
 log MB of the model's measured peak memory (``memory_mb`` of the training rows: the cpu
 device's ``model_peak_bytes``). A line in log bound (least squares) is the base, so new sizes
-extrapolate; the trees learn the residual from the other features. The interval is split-conformal: the 90 % quantile of the absolute log
-residuals on the validation rows, applied both ways. Saved as LightGBM text plus JSON (no
+extrapolate; the trees learn the residual from the other features. The interval is
+split-conformal: the 90 % quantile of the absolute log residuals on the validation rows,
+applied both ways. Saved as LightGBM text plus JSON (no
 pickle) in ``DIR/memory/``.
 """
 
