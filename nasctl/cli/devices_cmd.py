@@ -33,13 +33,18 @@ def devices(
     ] = None,
     runs: Annotated[int, typer.Option("--runs", help="Probe runs of --calibrate.")] = 10,
     threads: ThreadsOpt = None,
+    clock: Annotated[
+        str | None,
+        typer.Option("--clock", help="With --calibrate on cpu: wall (default) or thread."),
+    ] = None,
 ) -> None:
     from nasctl.profiler import describe_devices
 
     opts = device_options(trtexec=trtexec, data_dir=data_dir)
     flags = flags_of(devices)
     if calibrate is not None:
-        return _calibrate(calibrate, runs, {**opts, **device_options(threads=threads)}, json_out)
+        extra = {**device_options(threads=threads), **({"clock": clock} if clock else {})}
+        return _calibrate(calibrate, runs, {**opts, **extra}, json_out)
     rows = [_with_id(r, opts) for r in describe_devices(**opts)]
     for r in rows:  # reasons in the words of this command (``trtexec=PATH`` -> ``--trtexec PATH``)
         r["reason"] = name_flags(r["reason"], flags)
