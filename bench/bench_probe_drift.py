@@ -116,7 +116,8 @@ def train_both(db: Path, seed: int) -> dict[str, Any]:
     res: dict[str, Any] = {"device_id": dev, "rows": len(rows), "drift": info}
     for name, rs in (("raw", rows), ("corrected", fixed)):
         _, m = train(rs, dev, seed=seed)
-        res[name] = {k: m.get(k) for k in ("mape", "rmspe", "spearman", "kendall")}
+        ens = m.get("ensemble") or {}
+        res[name] = {k: ens.get(k) for k in ("mape", "rmspe", "spearman", "kendall")}
     return res
 
 
