@@ -42,8 +42,8 @@ def drift_correct(rows: Sequence[TrainingRow]) -> tuple[list[TrainingRow], dict[
     if missing:
         raise StoreError(
             f"{len(missing)} of {len(rows)} measurements have no reference probe time (measured "
-            "without --probe-every); re-measure them with `nasctl profile --probe-every K` into "
-            "a new --db, or train without --drift-correct"
+            "without a probe); re-measure them with a probe (profile with probe_every=K) into a "
+            "new store, or train without drift_correct"
         )
     probes = [float(r.probe_ms) for r in rows]  # type: ignore[arg-type]
     factors = drift_factors(probes)

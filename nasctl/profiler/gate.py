@@ -170,8 +170,8 @@ def load_gate(device_id: str) -> NoiseGate | None:
         return NoiseGate.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError) as e:
         raise DeviceError(
-            f"the noise gate file {path} is corrupt ({e}); delete it and calibrate again with "
-            "`nasctl devices --calibrate DEVICE`"
+            f"the noise gate file {path} is corrupt ({e}); delete it and calibrate the device "
+            "again (devices with calibrate=DEVICE)"
         ) from None
 
 

@@ -96,6 +96,6 @@ def check_probe(
             f"the reference probe took {probe_ms:.2f} ms on {device_id}, {ratio:.2f}x its usual "
             f"{typical_ms:.2f} ms (allowed 1/{tolerance:g}x-{tolerance:g}x): the machine changed "
             "(load, clock or thermal state); stopped, every measurement so far is kept. Rerun "
-            "when it is quiet, or recalibrate with `nasctl devices --calibrate DEVICE` if this "
-            "is its new normal"
+            "when it is quiet, or calibrate the device again (devices with calibrate=DEVICE) if "
+            "this is its new normal"
         )
