@@ -196,6 +196,7 @@ def predict(
         graphs = [from_onnx(p) for p in models]
         key = "model"
         chunks: Any = [([p.name for p in models], pred.predict(graphs))]
+        memory = _memory_predictions(predictor, graphs)
     else:
         if not space:
             raise PredictorError("--genotypes-file needs --space (e.g. --space nb201)")
@@ -210,25 +211,51 @@ def predict(
             (part, pred.predict_genotypes(sp.name, part, sp.to_graph, arrays=sp.graph_arrays))
             for part in genotype_chunks(path)
         )
-    _write_rows(key, chunks, json_out)
+        memory = []
+    _write_rows(key, chunks, json_out, memory)
 
 
-def _write_rows(key: str, chunks: Any, json_out: bool) -> None:
+def _memory_predictions(predictor: Path, graphs: list[Any]) -> list[dict[str, float]]:
+    """Predicted memory (MB, 90 % interval) per model, in order, when the predictor has a
+    memory model (else empty)."""
+    from nasctl.predictor.memory import MemoryModel
+
+    if not (Path(predictor) / "memory").is_dir():
+        return []
+    preds = MemoryModel.load(predictor).predict(graphs)
+    return [{"memory_mb": mb, "memory_low_mb": lo, "memory_high_mb": hi} for mb, lo, hi in preds]
+
+
+def _write_rows(
+    key: str, chunks: Any, json_out: bool, memory: list[dict[str, float]] | None = None
+) -> None:
     """Print ``(names, predictions)`` chunks as they come: memory stays that of one chunk; the
     JSON output is one array, written row by row."""
     import json
     import sys
 
     first = True
+    memory = memory or []
+    i = 0
     if json_out:
         sys.stdout.write("[")
     for names, preds in chunks:
         for n, p in zip(names, preds, strict=True):
             r = {key: n, "latency_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms}
+            mem = memory[i] if i < len(memory) else None
+            i += 1
+            if mem:
+                r.update(mem)
             if json_out:
                 sys.stdout.write(("\n  " if first else ",\n  ") + json.dumps(r))
                 first = False
             else:
-                typer.echo(f"{n}\t{p.latency_ms:.4g} ms\t[{p.low_ms:.4g}, {p.high_ms:.4g}]")
+                line = f"{n}\t{p.latency_ms:.4g} ms\t[{p.low_ms:.4g}, {p.high_ms:.4g}]"
+                if mem:
+                    line += (
+                        f"\t{mem['memory_mb']:.4g} MB\t[{mem['memory_low_mb']:.4g}, "
+                        f"{mem['memory_high_mb']:.4g}]"
+                    )
+                typer.echo(line)
     if json_out:
         sys.stdout.write("\n]\n")
