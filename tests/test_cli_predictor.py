@@ -181,3 +181,30 @@ def test_train_bad_input(trained, tmp_path: Path) -> None:
     )
     assert res.exit_code == 1 and "no measurements" in res.output
     assert "Traceback" not in res.output
+
+
+def test_predict_onnx_reports_memory_with_its_interval(trained, tmp_path: Path) -> None:
+    import random
+    import shutil
+
+    from nasctl.arch.onnx_io import save_onnx
+    from nasctl.predictor.memory import MemoryModel, analytic_mb
+    from nasctl.spaces import get_space
+
+    _, out, genos = trained
+    pred = tmp_path / "pred"
+    shutil.copytree(out, pred)
+    sp = get_space("nb201")
+    rng = random.Random(0)
+    graphs = [sp.to_graph(sp.sample(rng)) for _ in range(30)]
+    model, _ = MemoryModel.fit(graphs, [30 + 0.5 * analytic_mb(g) for g in graphs], seed=0)
+    model.save(pred)
+    p = save_onnx(sp.to_graph(genos[0]), tmp_path / "a.onnx")
+    res = runner.invoke(app, ["predict", "--predictor", str(pred), str(p), str(p), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert len(rows) == 2 and rows[0]["memory_mb"] == rows[1]["memory_mb"]
+    r = rows[0]
+    assert 0 < r["memory_low_mb"] <= r["memory_mb"] <= r["memory_high_mb"]
+    res = runner.invoke(app, ["predict", "--predictor", str(out), str(p), "--json"])
+    assert "memory_mb" not in json.loads(res.stdout)[0]  # no memory model: no memory field

@@ -97,6 +97,7 @@ class CpuDevice(AgentDevice):
             )
         seed = int(opts.get("seed", 0))
         scoped = ort.reset_peak_rss()
+        baseline = ort.current_rss_bytes() if scoped else None
         runner = ort.OrtRunner(
             model,
             threads=threads,
@@ -135,3 +136,10 @@ class CpuDevice(AgentDevice):
         if peak is not None:  # sessions, inputs, per-layer pass: this measurement's peak
             result.memory["peak_rss_bytes"] = peak
             result.memory["peak_rss_scope"] = "measurement" if scoped else "process"
+        if peak is not None and baseline is not None:
+            # what running the model added to the process (sessions, weights, activations,
+            # inputs): the peak over the measurement minus the resident size before it
+            result.memory["baseline_rss_bytes"] = baseline
+            result.memory["model_peak_bytes"] = max(0, peak - baseline)
+        else:
+            result.notes.append("model memory not measured here (needs Linux /proc/self)")

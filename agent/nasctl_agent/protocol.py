@@ -12,7 +12,8 @@ clock.
 2. timed runs: at least ``repeats`` runs *and* at least ``min_time_s`` seconds of timed runs
    (capped by ``max_repeats``);
 3. statistics in milliseconds: median, mean, p90, std, CV = std / mean;
-4. quality gate: if CV > ``cv_threshold`` (default 0.025, as trtexec), re-measure, up to
+4. quality gate: if CV > ``cv_threshold`` (default 0.025, nasctl's own default: trtexec only
+   warns, from about 1 % CV; the host can derive a device's own threshold), re-measure, up to
    ``max_attempts`` attempts in all; the attempt with the lowest CV is kept and flagged
    ``"noisy"`` if it still fails the gate.
 

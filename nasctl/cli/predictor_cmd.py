@@ -33,6 +33,14 @@ def train_predictor(
         str | None,
         typer.Option("--from", help="With --transfer: source devices D1,D2 (default: all)."),
     ] = None,
+    drift_correct: Annotated[
+        bool,
+        typer.Option(
+            "--drift-correct",
+            help="Learn on labels scaled by the reference probe timed beside each measurement "
+            "(`nasctl profile --probe-every K`): predictions in ms at the device's typical speed.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Split the device's measurements 70/15/15, train GNN + GBDT (+ per-layer model), write
@@ -43,6 +51,11 @@ def train_predictor(
     from nasctl.errors import PredictorError
     from nasctl.predictor.training import train
 
+    if drift_correct and transfer:
+        raise PredictorError(
+            "--drift-correct scales the device's own labels by its probe; it does not combine "
+            "with --transfer (other devices have no probe of this one)"
+        )
     if sources and not transfer:
         raise PredictorError("--from names the source devices of --transfer; add --transfer")
     if transfer:
@@ -59,17 +72,41 @@ def train_predictor(
             )
         device_id = store.resolve_device_id(device)
         rows = store.training_rows(device_id)
+    drift_info = None
+    if drift_correct:
+        from nasctl.datasets.drift import drift_correct as correct
+
+        rows, drift_info = correct(rows)
     t0 = time.perf_counter()
     with ProgressBar(quiet=json_out) as bar:
         say = _stages(bar) if bar.enabled else None
         pred, metrics = train(rows, device_id, seed=seed, train_size=train_size, progress=say)
     pred.save(out)
     metrics["train_s"] = round(time.perf_counter() - t0, 2)
+    if drift_info is not None:
+        metrics["drift_correct"] = drift_info
+    metrics["memory"] = _memory_model(rows, out, seed)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     if json_out:
         print_json({"predictor": str(out), **metrics})
         return
     _print_metrics(metrics, out)
+
+
+def _memory_model(rows: list[Any], out: Path, seed: int) -> dict[str, Any]:
+    """Learn measured memory as a second target when enough rows carry it (else say why)."""
+    from nasctl.predictor.memory import MIN_ROWS, MemoryModel
+
+    mem = [r for r in rows if r.memory_mb is not None and r.memory_mb > 0]
+    if len(mem) < MIN_ROWS:
+        return {
+            "trained": False,
+            "reason": f"{len(mem)} of {len(rows)} rows have a measured memory "
+            f"(needs >= {MIN_ROWS})",
+        }
+    model, m = MemoryModel.fit([r.graph for r in mem], [r.memory_mb for r in mem], seed=seed)
+    model.save(out)
+    return {"trained": True, **m}
 
 
 def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
@@ -159,6 +196,7 @@ def predict(
         graphs = [from_onnx(p) for p in models]
         key = "model"
         chunks: Any = [([p.name for p in models], pred.predict(graphs))]
+        memory = _memory_predictions(predictor, graphs)
     else:
         if not space:
             raise PredictorError("--genotypes-file needs --space (e.g. --space nb201)")
@@ -173,25 +211,51 @@ def predict(
             (part, pred.predict_genotypes(sp.name, part, sp.to_graph, arrays=sp.graph_arrays))
             for part in genotype_chunks(path)
         )
-    _write_rows(key, chunks, json_out)
+        memory = []
+    _write_rows(key, chunks, json_out, memory)
 
 
-def _write_rows(key: str, chunks: Any, json_out: bool) -> None:
+def _memory_predictions(predictor: Path, graphs: list[Any]) -> list[dict[str, float]]:
+    """Predicted memory (MB, 90 % interval) per model, in order, when the predictor has a
+    memory model (else empty)."""
+    from nasctl.predictor.memory import MemoryModel
+
+    if not (Path(predictor) / "memory").is_dir():
+        return []
+    preds = MemoryModel.load(predictor).predict(graphs)
+    return [{"memory_mb": mb, "memory_low_mb": lo, "memory_high_mb": hi} for mb, lo, hi in preds]
+
+
+def _write_rows(
+    key: str, chunks: Any, json_out: bool, memory: list[dict[str, float]] | None = None
+) -> None:
     """Print ``(names, predictions)`` chunks as they come: memory stays that of one chunk; the
     JSON output is one array, written row by row."""
     import json
     import sys
 
     first = True
+    memory = memory or []
+    i = 0
     if json_out:
         sys.stdout.write("[")
     for names, preds in chunks:
         for n, p in zip(names, preds, strict=True):
             r = {key: n, "latency_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms}
+            mem = memory[i] if i < len(memory) else None
+            i += 1
+            if mem:
+                r.update(mem)
             if json_out:
                 sys.stdout.write(("\n  " if first else ",\n  ") + json.dumps(r))
                 first = False
             else:
-                typer.echo(f"{n}\t{p.latency_ms:.4g} ms\t[{p.low_ms:.4g}, {p.high_ms:.4g}]")
+                line = f"{n}\t{p.latency_ms:.4g} ms\t[{p.low_ms:.4g}, {p.high_ms:.4g}]"
+                if mem:
+                    line += (
+                        f"\t{mem['memory_mb']:.4g} MB\t[{mem['memory_low_mb']:.4g}, "
+                        f"{mem['memory_high_mb']:.4g}]"
+                    )
+                typer.echo(line)
     if json_out:
         sys.stdout.write("\n]\n")

@@ -82,6 +82,22 @@ def profile(
     fleet: FleetOpt = None,
     fleet_wait: FleetWaitOpt = 60.0,
     fleet_shared_dir: FleetSharedOpt = None,
+    probe_every: Annotated[
+        int,
+        typer.Option(
+            "--probe-every",
+            help="Time the reference probe before the first and every K-th measurement and "
+            "keep it with each (for `train-predictor --drift-correct`); 0: no probe.",
+        ),
+    ] = 0,
+    probe_tolerance: Annotated[
+        float,
+        typer.Option(
+            "--probe-tolerance",
+            help="Stop when a probe is more than this factor off the device's usual probe time "
+            "(from `nasctl devices --calibrate`, else this run's first probe).",
+        ),
+    ] = 1.5,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure ONNX files (arguments or --onnx), N sampled architectures of a space (--space S
@@ -98,12 +114,27 @@ def profile(
         raise NasctlError(f"--pick takes random or informative (with --space); got {pick!r}")
     if batch < 1:
         raise NasctlError(f"--batch must be >= 1; got {batch}")
+    if probe_every < 0 or not probe_tolerance > 1.0:
+        raise NasctlError(
+            f"--probe-every must be >= 0 and --probe-tolerance > 1; got {probe_every} and "
+            f"{probe_tolerance}"
+        )
+    if fleet and probe_every:
+        raise NasctlError(
+            "--probe-every times the probe on this machine; with --fleet it would have to run "
+            "on the workers, which they do not do yet: drop one of the two"
+        )
     check_calib_data(calib_data)
     if fleet:
         dev = remote_device(fleet, device, precision, fleet_wait, fleet_shared_dir)
     else:
         extra_opts = {**_options(option), **device_options(calib_data=calib_data)}
         dev = _device(device, precision, threads, trtexec, data_dir, extra_opts)
+    from nasctl.profiler.gate import gate_options, load_gate
+
+    gate = load_gate(dev.device_id)
+    options = gate_options(gate, _options(option))
+    probe = _prober(dev, gate, probe_tolerance) if probe_every else None
     warnings = _warnings()
     # everything a user typed is checked before the store is opened or created
     graphs = read_onnx(onnx) if onnx else []
@@ -131,6 +162,7 @@ def profile(
                 jobs = genotype_jobs(store, the_space, picks)
         with ProgressBar(quiet=json_out) as bar:
             tick = bar.ticker(bar.add(f"{dev.name} -> {db.name}", total=total))
+            probing = {"probe": probe, "probe_every": probe_every} if probe else {}
             summary = (_fleet_collect() if fleet else collect)(
                 store,
                 dev,
@@ -139,8 +171,9 @@ def profile(
                 precision=precision,
                 batch=batch,
                 per_layer=layers,
-                options=_options(option),
+                options=options,
                 progress=tick,
+                **probing,
             )
     res = {
         **summary.to_dict(),
@@ -148,6 +181,9 @@ def profile(
         "precision": precision,
         "batch": batch,
         "warnings": warnings,
+        "noise_gate": (
+            {"cv_threshold": gate.cv_threshold, "max_attempts": gate.max_attempts} if gate else None
+        ),
     }
     if json_out:
         print_json(res)
@@ -171,6 +207,25 @@ def _fleet_collect() -> Any:
     from nasctl.fleet import collect_fleet
 
     return collect_fleet
+
+
+def _prober(dev: Any, gate: Any, tolerance: float) -> Any:
+    """The probe callable of :func:`~nasctl.datasets.collect.collect`: times the reference
+    architecture and stops the run when it is ``tolerance`` times off the device's usual time
+    (the gate's, else the first probe of this run)."""
+    from nasctl.profiler.probe import check_probe, measure_probe, probe_request
+
+    req = probe_request(dev)
+    typical = [gate.probe_ms] if gate is not None else []
+
+    def probe() -> dict[str, Any]:
+        p = measure_probe(dev, req)
+        check_probe(p.median_ms, typical[0] if typical else None, dev.device_id, tolerance)
+        if not typical:
+            typical.append(p.median_ms)
+        return p.to_dict()
+
+    return probe
 
 
 def _check_what(

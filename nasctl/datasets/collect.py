@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nasctl.arch.graph import Graph
-from nasctl.datasets.measure import measure_and_store
+from nasctl.datasets.measure import measure, store_result
 from nasctl.datasets.store import Store, graph_hash
 from nasctl.errors import NasctlError, SpaceError
 from nasctl.records import MeasurementRequest
@@ -56,6 +56,11 @@ class Summary:
     failures: list[dict[str, str]] = field(default_factory=list)
     journaled: int = 0  # kept in the store's journal (store locked); replayed on its next open
     journal: str | None = None
+    probes: int = 0  # reference probe measurements taken (``probe_every``)
+    #: where the time went, seconds summed over measured jobs: the device's own stages
+    #: (``load``, ``session_create``, ``warmup``, ``timed``, ``per_layer``, ``total``), plus
+    #: ``probe`` and ``store`` (writing to the store) and ``other`` (seconds - those)
+    stages: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -139,24 +144,47 @@ def collect(
     per_layer: bool = True,
     options: dict[str, Any] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    probe: Callable[[], dict[str, Any]] | None = None,
+    probe_every: int = 1,
 ) -> Summary:
     """Measure every job not yet stored, one at a time, committing each
     (:func:`~nasctl.datasets.measure.measure_and_store`). A model that fails is stored as
     failed and the run goes on; a :class:`DeviceError` stops the run (what was committed stays).
     A measurement the locked store could not take is kept in its journal (counted in
-    ``journaled``). ``progress(done, total, label)`` is called after each job."""
+    ``journaled``). ``progress(done, total, label)`` is called after each job.
+
+    ``probe``: times the device's reference architecture (a dict with ``median_ms``, ``cv``,
+    ``status``); called before the first measurement and then before every ``probe_every``-th,
+    each measurement keeping the latest probe in ``extra["probe"]`` (drift correction). A probe
+    that raises (failed, or far off its usual time) stops the run like a ``DeviceError``:
+    everything committed stays."""
     device_id = device.device_id
     summary = Summary(device=device.name, device_id=device_id, requested=total)
+    stages = summary.stages
     t0 = time.perf_counter()
+    last_probe: dict[str, Any] | None = None
+    since_probe = 0
     for i, job in enumerate(jobs, start=1):
         if store.has_measurement(job.arch_hash, device_id, precision, batch):
             summary.skipped += 1
         else:
             t1 = time.perf_counter()
+            if probe is not None and (last_probe is None or since_probe >= max(1, probe_every)):
+                tp = time.perf_counter()
+                last_probe = dict(probe())
+                stages["probe"] = stages.get("probe", 0.0) + time.perf_counter() - tp
+                summary.probes += 1
+                since_probe = 0
             req = request_for(device, job, precision, batch, per_layer, options)
-            out = measure_and_store(store, device, req)
+            m = measure(device, req)
+            if last_probe is not None and m.status != "failed":
+                m.extra["probe"] = {**last_probe, "measurements_since": since_probe}
+            since_probe += 1
+            _add_stages(stages, m.extra.get("timing_s"))
+            ts = time.perf_counter()
+            out = store_result(store, req, m, device_id=device.device_id)
+            stages["store"] = stages.get("store", 0.0) + time.perf_counter() - ts
             summary.measure_seconds += time.perf_counter() - t1
-            m = out.measurement
             if out.journal is not None:
                 summary.journaled += 1
                 summary.journal = str(out.journal)
@@ -168,7 +196,17 @@ def collect(
             progress(i, total, job.label)
     summary.seconds = round(time.perf_counter() - t0, 3)
     summary.measure_seconds = round(summary.measure_seconds, 3)
+    known = sum(v for k, v in stages.items() if k in ("total", "probe", "store"))
+    stages["other"] = summary.seconds - known
+    summary.stages = {k: round(v, 3) for k, v in stages.items()}
     return summary
+
+
+def _add_stages(stages: dict[str, float], timing_s: Any) -> None:
+    if isinstance(timing_s, dict):
+        for k, v in timing_s.items():
+            if isinstance(v, (int, float)):
+                stages[k] = stages.get(k, 0.0) + float(v)
 
 
 def request_for(

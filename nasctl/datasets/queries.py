@@ -189,7 +189,10 @@ class StoreReader:
         statuses = DONE_STATUSES if include_noisy else ("ok",)
         sql = (
             "SELECT m.id, m.arch_hash, m.median_ms, m.std_ms, m.cv, m.status, m.precision, "
-            "m.batch, a.space, a.genotype, a.model, a.graph_json FROM measurements m JOIN "
+            "m.batch, a.space, a.genotype, a.model, a.graph_json, "
+            "json_extract(m.extra_json, '$.probe.median_ms') AS probe_ms, "
+            "json_extract(m.extra_json, '$.memory.model_peak_bytes') AS mem_bytes "
+            "FROM measurements m JOIN "
             "architectures a ON a.hash = m.arch_hash WHERE m.device_id = ? AND m.status IN "
             f"({','.join('?' * len(statuses))})"
         )
@@ -215,6 +218,8 @@ class StoreReader:
                 batch=r["batch"],
                 graph_json=r["graph_json"],
                 single_layer=is_single_layer(r["space"]),
+                probe_ms=r["probe_ms"],
+                memory_mb=None if r["mem_bytes"] is None else r["mem_bytes"] / 1e6,
             )
             for r in rows
         ]

@@ -33,6 +33,8 @@ class TrainingRow:
     batch: int = 1
     graph_json: str | None = field(default=None, repr=False)
     single_layer: bool = False  # one layer measured alone (its space's ``single_layer``)
+    probe_ms: float | None = None  # the reference probe's median beside it (drift correction)
+    memory_mb: float | None = None  # measured model peak memory (MB = 1e6 bytes); None: absent
     _graph: Graph | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -133,12 +133,21 @@ class Store:
 
     def _open_schema(self) -> None:
         with self._errors():
-            version = self._con.execute("PRAGMA user_version").fetchone()[0]
-            app_id = self._con.execute("PRAGMA application_id").fetchone()[0]
-            tables = {
-                r[0]
-                for r in self._con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
+            # one read transaction: a consistent snapshot when another process is creating the
+            # schema right now (else the version could be read before its commit and the tables
+            # after it, and the file would look like a foreign database)
+            self._con.execute("BEGIN")
+            try:
+                version = self._con.execute("PRAGMA user_version").fetchone()[0]
+                app_id = self._con.execute("PRAGMA application_id").fetchone()[0]
+                tables = {
+                    r[0]
+                    for r in self._con.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    )
+                }
+            finally:
+                self._con.execute("COMMIT")
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was created by a newer nasctl (schema {version} > {SCHEMA_VERSION}); "

@@ -322,15 +322,43 @@ def kernel_times_ms(events: list[dict[str, Any]], skip_runs: int = 0) -> dict[st
     return out
 
 
+def trim_heap() -> bool:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim(0)``), so that a model's
+    allocations show as RSS growth instead of reusing pages an earlier model left resident;
+    False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def reset_peak_rss() -> bool:
     """Reset this process's peak RSS (Linux: ``5`` to ``/proc/self/clear_refs``), so that the
     peak read after a measurement is that measurement's; False where it cannot be reset."""
+    trim_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         return True
     except OSError:
         return False
+
+
+def current_rss_bytes() -> int | None:
+    """Resident set size of this process now (bytes, ``VmRSS``); None where absent (not Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def peak_rss_bytes() -> int | None:

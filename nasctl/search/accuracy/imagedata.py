@@ -89,7 +89,7 @@ def load_folder(
     root = Path(root).expanduser()
     if not root.is_dir():
         raise SearchError(
-            f"data folder {root} not found; pass --data-dir DIR with class subfolders of images "
+            f"data folder {root} not found; set data_dir=DIR with class subfolders of images "
             "(ImageFolder layout) or CIFAR-10 python batches"
         )
     for d in (root, root / "cifar-10-batches-py"):

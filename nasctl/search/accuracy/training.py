@@ -263,7 +263,7 @@ class FolderEstimator(TrainingEstimator):
         self.root, self.size = Path(root), size
         if not self.root.is_dir():
             raise SearchError(
-                f"train:folder: data folder {self.root} not found; pass --data-dir DIR holding "
+                f"train:folder: data folder {self.root} not found; set data_dir=DIR holding "
                 "class subfolders of images (ImageFolder layout) or CIFAR-10 python batches"
             )
 
@@ -278,7 +278,7 @@ def _training_estimator(arg: str) -> TrainingEstimator:
     if kind == "folder":
         if not rest:
             raise SearchError(
-                "train:folder needs a data folder: pass --data-dir DIR (class subfolders of "
+                "train:folder needs a data folder: set data_dir=DIR (class subfolders of "
                 "images, ImageFolder layout, or CIFAR-10 python batches)"
             )
         return FolderEstimator(rest)

@@ -1,0 +1,62 @@
+"""Memory capture of the cpu device on a model whose memory is known: one 200 MB activation."""
+
+from __future__ import annotations
+
+import nasctl_agent
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+N = 50_000_000  # float32 elements: 200 MB
+BIG = 4 * N
+
+
+def big_activation_model() -> bytes:
+    """x [1] -> Expand to [N] (200 MB, the only large tensor) -> ReduceSum -> y [1]."""
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], np.array([N], dtype=np.int64))
+    nodes = [
+        helper.make_node("Expand", ["x", "shape"], ["big"]),
+        helper.make_node("ReduceSum", ["big"], ["y"], keepdims=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "big_activation",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        initializer=[shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@pytest.mark.slow
+def test_model_peak_is_the_large_activation() -> None:
+    req = {
+        "device": "cpu",
+        "per_layer": False,
+        "timing": {"warmup": 1, "warmup_s": 0.01, "repeats": 2, "min_time_s": 0.0},
+    }
+    res = nasctl_agent.measure(big_activation_model(), req)
+    assert res.status in ("ok", "noisy"), res.error
+    mem = res.memory
+    assert mem["peak_rss_scope"] == "measurement"
+    assert mem["model_peak_bytes"] == mem["peak_rss_bytes"] - mem["baseline_rss_bytes"]
+    # the 200 MB activation is all there is to see: at least 0.95x of it. ORT's CPU arena (on
+    # in the cpu device, as in the timed session) touches about twice the activation here
+    # (measured 2.13x with the arena, 1.00x with enable_cpu_mem_arena off, ORT 1.32): at most
+    # 2.3x, never more than the arena's doubling
+    assert 0.95 * BIG <= mem["model_peak_bytes"] <= 2.3 * BIG, mem
+
+
+def test_tiny_model_adds_little() -> None:
+    onnx.checker.check_model(onnx.load_from_string(big_activation_model()))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    req = {"device": "cpu", "per_layer": False, "timing": {"repeats": 2, "min_time_s": 0.0}}
+    res = nasctl_agent.measure(model.SerializeToString(), req)
+    assert res.memory["model_peak_bytes"] < 0.1 * BIG, res.memory
