@@ -12,7 +12,7 @@ from pathlib import Path
 from nasctl.datasets.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
-WRITERS = 4
+WRITERS = 6
 
 SCRIPT = """
 import sys, time

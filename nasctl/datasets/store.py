@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import struct
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
@@ -169,6 +170,25 @@ class Store:
                     "read-only (e.g. `nasctl profile`) to upgrade it"
                 )
             return
+        # Several processes opening one new file at once: switching to WAL and creating the
+        # schema take the write lock, and SQLite answers "locked" at once (without waiting) where
+        # waiting could deadlock; such a conflict clears in milliseconds, so try again until
+        # timeout_s has passed.
+        deadline = time.monotonic() + self.timeout_s
+        pause = 0.01
+        while True:
+            try:
+                self._setup_writable(version)
+                return
+            except StoreLockedError:
+                if self._con.in_transaction:  # a COMMIT that found the file locked
+                    self._con.execute("ROLLBACK")
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+
+    def _setup_writable(self, version: int) -> None:
         with self._errors():
             self._con.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
             self._con.execute("PRAGMA foreign_keys = ON")
