@@ -121,3 +121,24 @@ def test_imported_attr_variants_match() -> None:
             out = to_torch(g)(torch.from_numpy(x)).numpy()
         assert out.shape == ref.shape == (1, 8)
         np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_reshape_keeps_the_batch_of_a_mini_batch() -> None:
+    """A graph built at batch 1 with a batch-first reshape (fbnet's channel shuffle) trains on
+    mini-batches: each sample's output is the one it has alone (the proxy training of issue 19
+    crashed on every fbnet ``_g2`` genotype)."""
+    import torch
+
+    from nasctl.arch.torch_module import to_torch
+    from nasctl.spaces import get_space
+
+    space = get_space("fbnet").proxy_space(10)
+    graph = space.to_graph("-".join(["k3_e1_g2"] * 22))
+    assert any(n.op == "reshape" for n in graph.nodes)
+    net = to_torch(graph).eval()
+    x = torch.randn(4, *graph.input_shape[1:], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        together = net(x)
+        alone = torch.cat([net(x[i : i + 1]) for i in range(4)])
+    assert together.shape == (4, 10)
+    assert torch.allclose(together, alone, atol=1e-5)

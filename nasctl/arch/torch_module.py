@@ -144,7 +144,10 @@ def _stateless(n: Node) -> Callable[..., Tensor | tuple[Tensor, ...]]:
         return lambda x: x.permute(*[int(p) for p in a["perm"]])
     if op == "reshape":
         shape = [int(d) for d in (a.get("shape") or n.out_shape)]
-        return lambda x: x.reshape(shape)
+        # the graph's shapes are at its batch size; a module trained on mini-batches keeps the
+        # leading (batch) dimension of its input where the graph's reshape keeps it
+        keeps_batch = bool(shape) and bool(n.out_shape) and shape[0] == n.out_shape[0]
+        return lambda x: x.reshape([x.shape[0], *shape[1:]] if keeps_batch else shape)
     if op == "split":
         axis = int(a.get("axis", 1))
         sizes = [int(v) for v in (a.get("sizes") or [s[axis] for s in n.out_shapes])]
