@@ -125,6 +125,15 @@ def _cache_key(g: Graph, precision: str) -> tuple[str, ...] | None:
     return (str(space), str(geno), precision, shape)
 
 
+def names_device(device_id: str, device: str | None) -> bool:
+    """Whether ``device`` (a dataset id, or a name such as ``cpu`` or ``replay:nb201/x`` that the
+    id starts with) names the device ``device_id``; None names any."""
+    if device is None:
+        return True
+    key = device.replace(":", "-").replace("/", "-")
+    return device == device_id or device_id.startswith(key + "-")
+
+
 class Predictor:
     """A trained latency predictor for one device.
 
@@ -283,15 +292,11 @@ class Predictor:
     def check_device(self, device: str | None) -> None:
         """Raise unless ``device`` (a dataset id, or a name such as ``cpu`` that the id starts
         with) is the device this predictor was trained for; None checks nothing."""
-        if device is None:
-            return
-        key = device.replace(":", "-").replace("/", "-")
-        if device == self.device_id or self.device_id.startswith(key + "-"):
-            return
-        raise PredictorError(
-            f"this predictor was trained for device {self.device_id!r}, not {device!r}; "
-            "train one for that device with `nasctl train-predictor`"
-        )
+        if not names_device(self.device_id, device):
+            raise PredictorError(
+                f"this predictor was trained for device {self.device_id!r}, not {device!r}; "
+                "train one for that device with `nasctl train-predictor`"
+            )
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, out: str | Path) -> Path:
