@@ -17,7 +17,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 #: ``--device`` of commands that measure on a device.
 DeviceOpt = Annotated[
-    str, typer.Option("--device", help="cpu, t4, xavier, cuda or replay:<table>/<column>.")
+    str,
+    typer.Option(
+        "--device", help="cpu, t4, xavier, jetson, cuda-trt, cuda or replay:<table>/<column>."
+    ),
 ]
 
 #: ``--device`` of commands that read a dataset: a short name or a stored dataset id.
