@@ -56,7 +56,9 @@ def remote_device(
     if shared_dir is not None and not shared_dir.is_dir():
         raise NasctlError(f"--fleet-shared-dir {shared_dir} is not a folder")
     host = {"calib_data": str(calib_data)} if calib_data else {}
-    return RemoteDevice(url, device, precision, wait_s=wait_s, shared_dir=shared_dir, host_opts=host)
+    return RemoteDevice(
+        url, device, precision, wait_s=wait_s, shared_dir=shared_dir, host_opts=host
+    )
 
 
 @app.command("status")

@@ -1,0 +1,137 @@
+"""A search over (architecture, precision) pairs (issue #15.3): ``nasctl search --precision
+fp32,int8``.
+
+Each precision gets its own search loop (:class:`~nasctl.search.loop.SearchLoop`) in
+``<out>/<precision>/``: the device measures at that precision (its own device id, so its own
+latency model and stored rows, e.g. ``cpu-ort1.32-int8-t1``), and the accuracy estimator scores
+at that precision (:meth:`~nasctl.search.accuracy.base.AccuracyEstimator.for_precision`:
+``train:digits`` trains each architecture once and evaluates its FP32 and Q/DQ INT8 models with
+ONNX Runtime; a ``python:`` function receives the precision; a table needs an INT8 accuracy-drop
+model). The device budget is split evenly between the precisions (the first ones get the
+remainder); all loops share one measurement store (``<out>/measurements.db`` unless ``db``).
+
+The answer merges the loops: every candidate is an (architecture, precision) pair, and the
+frontier is the non-dominated set of all pairs (accuracy up, latency down; measured where
+measured). Per architecture this keeps the better precision: a pair dominated by the same
+architecture at another precision (INT8 slower and no more accurate) is dropped; when neither
+dominates (INT8 faster but less accurate) both are different trade-offs and each stays if
+nothing else dominates it. Each loop measures its own front on the device at its precision, so
+the merged front is measured as far as the budget allowed (``frontier_measured``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from nasctl.search.accuracy.base import AccuracyEstimator, get_estimator
+from nasctl.search.budget import front
+from nasctl.search.config import SearchConfig, SearchResult
+from nasctl.search.objectives import best_measured, fastest_measured
+from nasctl.search.precisions import (
+    accuracy_precision,
+    check_precisions,
+    device_options_for,
+    parse_precisions,
+)
+
+MakeDevice = Callable[[str], Any]
+
+
+def budgets(total: int, n: int) -> list[int]:
+    """``total`` device measurements split over ``n`` precisions (the first get the rest)."""
+    return [total // n + (1 if i < total % n else 0) for i in range(n)]
+
+
+class PrecisionSearch:
+    """One loop per precision, set up (every check done) before any of them runs."""
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        precisions: str | list[str],
+        *,
+        int8_drop: Any = None,
+        estimator: AccuracyEstimator | None = None,
+        make_device: MakeDevice | None = None,
+        space: Any = None,
+    ) -> None:
+        from nasctl.search.loop import SearchLoop
+
+        self.cfg = config
+        self.precisions = parse_precisions(precisions)
+        base = estimator or get_estimator(config.accuracy)
+        if hasattr(base, "int8_activations"):  # INT8 accuracy in the device's own form
+            base.int8_activations = "uint8" if config.device == "cpu" else "int8"
+        devices = {p: (make_device or self._local_device)(p) for p in self.precisions}
+        check_precisions(config.device, devices)
+        views = {p: base.for_precision(accuracy_precision(p), int8_drop) for p in self.precisions}
+        self.estimator = base
+        db = config.db or (config.out / "measurements.db")
+        self.loops = []
+        for p, n in zip(
+            self.precisions, budgets(config.device_budget, len(self.precisions)), strict=True
+        ):
+            sub = dataclasses.replace(
+                config, out=config.out / p, precision=p, device_budget=n, db=db
+            )
+            self.loops.append(SearchLoop(sub, space=space, device=devices[p], estimator=views[p]))
+
+    def _local_device(self, p: str) -> Any:
+        from nasctl.profiler import get_device
+
+        return get_device(self.cfg.device, **device_options_for(p, self.cfg.device_opts))
+
+    @property
+    def progress(self) -> Callable[..., None]:
+        return self.loops[0].progress
+
+    @progress.setter
+    def progress(self, fn: Callable[..., None]) -> None:
+        for p, loop in zip(self.precisions, self.loops, strict=True):
+            loop.progress = _tagged(fn, p)
+
+    def settings(self) -> dict[str, Any]:
+        """The run's settings (``summary.json``): the loops' own plus the precisions."""
+        return {**self.cfg.settings(), "precision": ",".join(self.precisions)}
+
+    def run(self) -> SearchResult:
+        results = []
+        for loop in self.loops:
+            results.append(loop.run())
+            if results[-1].stopped:
+                break  # the device failed: the same command resumes
+        return merge(results, self.cfg)
+
+
+def _tagged(fn: Callable[..., None], precision: str) -> Callable[..., None]:
+    def call(event: str, **info: Any) -> None:
+        fn(event, precision=precision, **info)
+
+    return call
+
+
+def merge(results: list[SearchResult], cfg: SearchConfig) -> SearchResult:
+    """One result of the per-precision loops: pairs, their frontier, the best measured."""
+    cands = [c for r in results for c in r.candidates]
+    measurements = [
+        {**m, "precision": r.candidates[0].precision if r.candidates else None}
+        for r in results
+        for m in r.measurements
+    ]
+    return SearchResult(
+        best=best_measured(cands, cfg.constraints),
+        fastest=fastest_measured(cands),
+        frontier=front(cands),
+        candidates=cands,
+        device_measurements=sum(r.device_measurements for r in results),
+        predictor_queries=sum(r.predictor_queries for r in results),
+        candidates_scored=sum(r.candidates_scored for r in results),
+        scoring_s=sum(r.scoring_s for r in results),
+        elapsed_s=sum(r.elapsed_s for r in results),
+        message=" ".join(dict.fromkeys(r.message for r in results if r.message)),
+        stopped=next((r.stopped for r in results if r.stopped), None),
+        resumed=any(r.resumed for r in results),
+        measurements=measurements,
+    )
