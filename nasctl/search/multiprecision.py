@@ -67,6 +67,9 @@ class PrecisionSearch:
         devices = {p: (make_device or self._local_device)(p) for p in self.precisions}
         check_precisions(config.device, devices)
         views = {p: base.for_precision(accuracy_precision(p), int8_drop) for p in self.precisions}
+        if hasattr(base, "scores_path"):  # a training estimator's scores, kept for a resume
+            config.out.mkdir(parents=True, exist_ok=True)
+            base.scores_path = config.out / "accuracy_by_precision.json"
         self.estimator = base
         db = config.db or (config.out / "measurements.db")
         self.loops = []

@@ -103,6 +103,8 @@ class TrainingEstimator(AccuracyEstimator):
         self.precisions: list[str] = []
         self.int8_activations = "uint8"
         self._scores: dict[tuple[str, str], dict[str, float]] = {}
+        #: a JSON file keeping :meth:`scores` across runs (a resumed search trains nothing twice)
+        self.scores_path: Path | None = None
 
     # -- data ------------------------------------------------------------------------------
     @abstractmethod
@@ -180,6 +182,11 @@ class TrainingEstimator(AccuracyEstimator):
         training, cached by genotype and space)."""
         from nasctl.search.accuracy.quantized import trained_accuracies
 
+        if self.scores_path is not None and not self._scores and self.scores_path.is_file():
+            import json
+
+            rows = json.loads(self.scores_path.read_text())
+            self._scores = {(r["space"], r["genotype"]): r["accuracy"] for r in rows}
         key = (space.name, genotype)
         have = self._scores.get(key, {})
         if not set(self.precisions) <= set(have):
@@ -188,7 +195,18 @@ class TrainingEstimator(AccuracyEstimator):
                     self, self.train(genotype, space), self.precisions, self.int8_activations
                 )
             self._scores[key] = have
+            if self.scores_path is not None:
+                self._save_scores(self.scores_path)
         return have
+
+    def _save_scores(self, path: Path) -> None:
+        """Write the scores (a temporary file renamed over the old one: never half-written)."""
+        import json
+
+        rows = [{"space": s, "genotype": g, "accuracy": a} for (s, g), a in self._scores.items()]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows))
+        tmp.replace(path)
 
     def train(self, genotype: str, space: SearchSpace) -> TrainedNet:
         """Train ``genotype``'s proxy network (deterministic per genotype); eval-mode result."""
