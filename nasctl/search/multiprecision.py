@@ -70,12 +70,12 @@ class PrecisionSearch:
         if hasattr(base, "scores_path"):  # a training estimator's scores, kept for a resume
             config.out.mkdir(parents=True, exist_ok=True)
             base.scores_path = config.out / "accuracy_by_precision.json"
-        self.estimator = base
+        self.estimator, self.devices, self.views, self.space = base, devices, views, space
         db = config.db or (config.out / "measurements.db")
         self.loops = []
-        for p, n in zip(
-            self.precisions, budgets(config.device_budget, len(self.precisions)), strict=True
-        ):
+        self.reserve = front_reserve(config.device_budget, len(self.precisions))
+        shares = budgets(config.device_budget - self.reserve, len(self.precisions))
+        for p, n in zip(self.precisions, shares, strict=True):
             sub = dataclasses.replace(
                 config, out=config.out / p, precision=p, device_budget=n, db=db
             )
@@ -105,7 +105,70 @@ class PrecisionSearch:
             results.append(loop.run())
             if results[-1].stopped:
                 break  # the device failed: the same command resumes
-        return merge(results, self.cfg)
+        result = merge(results, self.cfg)
+        if result.stopped is None:
+            self._measure_merged_front(result)
+        return result
+
+    def _measure_merged_front(self, result: SearchResult) -> None:
+        """Measure the merged frontier's unmeasured pairs (most accurate first), each on the
+        device at its precision, with the budget the loops left (at least the reserve)."""
+        from nasctl.errors import DeviceError
+        from nasctl.search.loop import SearchLoop
+
+        by_p = {loop.cfg.precision: loop.cfg for loop in self.loops}
+        while result.device_measurements < self.cfg.device_budget:
+            todo = sorted(
+                (c for c in result.frontier if c.measured_ms is None),
+                key=lambda c: -(c.accuracy or 0.0),
+            )
+            if not todo:
+                return
+            c = todo[0]
+            p = str(c.precision)
+            sub = dataclasses.replace(
+                by_p[p], device_budget=by_p[p].device_budget + self.cfg.device_budget
+            )
+            dev, est = self.devices[p], self.views[p]
+            loop = SearchLoop(sub, space=self.space, device=dev, estimator=est)
+            try:
+                loop.budget.used = loop.state.device_measurements()
+                before = loop.budget.used
+                got = loop.budget.measure(c.genotype, "front", self.cfg.generations)
+                result.device_measurements += loop.budget.used - before
+            except DeviceError as e:
+                result.stopped = f"device {self.cfg.device!r} failed: {e}; run again to resume"
+                return
+            finally:
+                loop.state.close()
+                loop.store.close()
+                loop._log.close()
+            c.measured_ms = got.measured_ms
+            if c.measured_ms is None:  # failed on the device: no longer a front point
+                c.error, c.accuracy = "failed on the device", None
+            result.measurements = [*result.measurements, {**loop_last(sub), "precision": p}]
+            result.frontier = front(result.candidates)
+            result.best = best_measured(result.candidates, self.cfg.constraints)
+            result.fastest = fastest_measured(result.candidates)
+
+
+def front_reserve(budget: int, n: int) -> int:
+    """Device measurements kept for the merged frontier (20% of the budget with several
+    precisions: each loop measures its own front, but not every point of it is on the merged
+    one, and the merged one may hold points a loop had no budget left for)."""
+    return round(0.2 * budget) if n > 1 else 0
+
+
+def loop_last(cfg: SearchConfig) -> dict[str, Any]:
+    """The last measurement recorded in a loop's ``search.db``."""
+    from nasctl.search.state import SearchState
+
+    state = SearchState(cfg.out / "search.db")
+    try:
+        rows = state.measured()
+    finally:
+        state.close()
+    return rows[-1] if rows else {}
 
 
 def _tagged(fn: Callable[..., None], precision: str) -> Callable[..., None]:
