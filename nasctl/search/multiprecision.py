@@ -7,16 +7,18 @@ latency model and stored rows, e.g. ``cpu-ort1.32-int8-t1``), and the accuracy e
 at that precision (:meth:`~nasctl.search.accuracy.base.AccuracyEstimator.for_precision`:
 ``train:digits`` trains each architecture once and evaluates its FP32 and Q/DQ INT8 models with
 ONNX Runtime; a ``python:`` function receives the precision; a table needs an INT8 accuracy-drop
-model). The device budget is split evenly between the precisions (the first ones get the
-remainder); all loops share one measurement store (``<out>/measurements.db`` unless ``db``).
+model). 20 % of the device budget is kept for the merged frontier, the rest split evenly between
+the precisions (the first ones get the remainder); all loops share one measurement store
+(``<out>/measurements.db`` unless ``db``).
 
 The answer merges the loops: every candidate is an (architecture, precision) pair, and the
 frontier is the non-dominated set of all pairs (accuracy up, latency down; measured where
 measured). Per architecture this keeps the better precision: a pair dominated by the same
 architecture at another precision (INT8 slower and no more accurate) is dropped; when neither
 dominates (INT8 faster but less accurate) both are different trade-offs and each stays if
-nothing else dominates it. Each loop measures its own front on the device at its precision, so
-the merged front is measured as far as the budget allowed (``frontier_measured``).
+nothing else dominates it. Each loop measures its own front on the device at its precision; then
+each unmeasured pair of the merged front is measured at its precision with the budget left, so
+the merged front is measured as far as the budget allows (``frontier_measured``).
 """
 
 from __future__ import annotations
