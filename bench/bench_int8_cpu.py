@@ -3,7 +3,11 @@
 classifiers of the zoo (bench/zoo.py, 224 px).
 
     PYTHONPATH=$PWD:$PWD/agent .venv/bin/python bench/bench_int8_cpu.py \
-        --mbconv 5 --resnet 5 --zoo resnet18,mobilenet_v2,efficientnet_b0,squeezenet1_1 --pairs 3
+        --mbconv 10 --resnet 10 --pairs 3 --zoo \
+        resnet18,mobilenet_v2,efficientnet_b0,squeezenet1_1,shufflenet_v2_x1_0,regnet_x_400mf
+
+(The 26 models take longer than one 10-minute hold of a core: split them, e.g. ``--resnet 0``
+then ``--mbconv 0 --zoo ""``; ``--skip N`` resumes a space after its first N samples.)
 
 Each model is written once at each precision (INT8: calibrated on stated random N(0,1) data;
 latency does not depend on the scales' values). Then ``--pairs`` rounds measure FP32 and INT8
@@ -41,6 +45,8 @@ def _requests(args: argparse.Namespace, tmp: Path) -> list[tuple[str, Measuremen
             if g in seen:
                 continue
             seen.add(g)
+            if len(seen) <= args.skip:  # measured by an earlier run (same sampler stream)
+                continue
             graph = space.to_graph(g)
             label = f"{space_name}#{len(seen)}"
             out.append(
@@ -66,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--zoo", default="resnet18,mobilenet_v2,efficientnet_b0,squeezenet1_1")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        help="skip the first N samples of each space (measured by an earlier, split run)",
+    )
     ap.add_argument("--min-time-s", type=float, default=0.5)
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument(

@@ -244,3 +244,27 @@ def test_redis_restarted_mid_run_waits_and_goes_on(tmp_path: Path, shared_data: 
         assert len(_rows(db)) == 7
     finally:
         f.close()
+
+
+def test_an_int8_request_reaches_a_cpu_worker_as_the_qdq_model(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The host writes the INT8 model (Q/DQ) before sending it, as the local cpu device does:
+    the worker used to get the FP32 model and refuse to measure it as INT8."""
+    w = fleet.worker("cpu", "--precision", "int8", name="int8w")
+    db = tmp_path / "int8.db"
+    res = run_cli(
+        "profile", "--device", "cpu", "--precision", "int8", "--space", "mbconv", "--num", "1",
+        "--db", db, "--fleet", fleet.url, "--fleet-wait", "10", "--option", "repeats=3",
+        "--option", "min_time_s=0.02", "--json",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["device_id"].endswith("-int8-t1") and doc["ok"] + doc["noisy"] == 1, doc
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    prec, extra = con.execute("SELECT precision, extra_json FROM measurements").fetchone()
+    con.close()
+    extra = json.loads(extra)
+    assert prec == "int8" and extra["fleet"]["worker"] == w.name
+    assert extra["precision_written"]["precision"] == "int8"  # written on the host
+    assert extra["precision_written"]["calibration"]["source"] == "random"

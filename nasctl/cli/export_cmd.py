@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from nasctl.cli.common import handle_errors, print_json
-from nasctl.cli.options import CalibDataOpt, JsonOpt, PrecisionOpt, check_calib_data
+from nasctl.cli.options import CalibDataOpt, JsonOpt, check_calib_data
 
 
 @handle_errors
@@ -24,7 +24,14 @@ def export(
     genotype: Annotated[
         str | None, typer.Option("--genotype", help="Export this genotype of the run's space.")
     ] = None,
-    precision: PrecisionOpt = "fp32",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="fp32, fp16, int8 or dla (default: the chosen point's precision in the run, "
+            "else fp32).",
+        ),
+    ] = None,
     calib_data: CalibDataOpt = None,
     trt_version: Annotated[
         str | None,

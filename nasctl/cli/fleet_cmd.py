@@ -40,7 +40,12 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def remote_device(
-    url: str, device: str, precision: str, wait_s: float, shared_dir: Path | None = None
+    url: str,
+    device: str,
+    precision: str,
+    wait_s: float,
+    shared_dir: Path | None = None,
+    calib_data: Path | None = None,
 ) -> Any:
     """The fleet's workers of ``device`` at ``precision``, as a device."""
     from nasctl.errors import NasctlError
@@ -50,7 +55,10 @@ def remote_device(
         raise NasctlError(f"--fleet-wait must be > 0 seconds; got {wait_s:g}")
     if shared_dir is not None and not shared_dir.is_dir():
         raise NasctlError(f"--fleet-shared-dir {shared_dir} is not a folder")
-    return RemoteDevice(url, device, precision, wait_s=wait_s, shared_dir=shared_dir)
+    host = {"calib_data": str(calib_data)} if calib_data else {}
+    return RemoteDevice(
+        url, device, precision, wait_s=wait_s, shared_dir=shared_dir, host_opts=host
+    )
 
 
 @app.command("status")

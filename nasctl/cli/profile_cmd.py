@@ -126,7 +126,7 @@ def profile(
         )
     check_calib_data(calib_data)
     if fleet:
-        dev = remote_device(fleet, device, precision, fleet_wait, fleet_shared_dir)
+        dev = remote_device(fleet, device, precision, fleet_wait, fleet_shared_dir, calib_data)
     else:
         extra_opts = {**_options(option), **device_options(calib_data=calib_data)}
         dev = _device(device, precision, threads, trtexec, data_dir, extra_opts)

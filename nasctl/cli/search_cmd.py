@@ -167,6 +167,25 @@ def search(
             "on the measurements once 20 exist, the GP modelling its residual; slower).",
         ),
     ] = D["bootstrap_model"],
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="Precisions to weigh, comma-separated: fp32,int8 on cpu; fp16,int8[,dla] on "
+            "TensorRT devices (dla: INT8 on a Jetson's DLA core 0). Each candidate is an "
+            "(architecture, precision) pair, measured and scored at its precision; the frontier "
+            "keeps per architecture the better one. Default fp32.",
+        ),
+    ] = D["precision"],
+    int8_drop: Annotated[
+        str | None,
+        typer.Option(
+            "--int8-drop",
+            help="INT8 accuracy-drop model for estimators that give FP32 accuracy (nb201 "
+            "tables, proxies): points lost by every architecture, or "
+            "python:module:function(genotype, graph) -> points.",
+        ),
+    ] = None,
     threads: ThreadsOpt = None,
     trtexec: TrtexecOpt = None,
     data_dir: DataDirOpt = None,
@@ -210,13 +229,27 @@ def search(
         bootstrap_model=bootstrap_model,
         device_opts=opts,
     )
-    remote = remote_device(fleet, device, "fp32", fleet_wait) if fleet else None
-    loop = SearchLoop(cfg, device=remote)  # checks every setting before anything runs
+    loop: Any
+    settings = cfg.settings()
+    if precision.strip().lower() != "fp32" or int8_drop is not None:
+        from nasctl.search.multiprecision import PrecisionSearch
+        from nasctl.search.precisions import measure_precision
+
+        def make_device(p: str) -> Any:
+            return remote_device(fleet, device, measure_precision(p), fleet_wait)
+
+        loop = PrecisionSearch(  # checks every setting and precision before anything runs
+            cfg, precision, int8_drop=int8_drop, make_device=make_device if fleet else None
+        )
+        settings = loop.settings()
+    else:
+        remote = remote_device(fleet, device, "fp32", fleet_wait) if fleet else None
+        loop = SearchLoop(cfg, device=remote)  # checks every setting before anything runs
     with ProgressBar(quiet=json_out) as bar:
         loop.progress = _Events(bar)
         result = loop.run()
     label = loop.estimator.unit or "accuracy"
-    doc = write_outputs(result, out, cons, device, cfg.settings(), label)
+    doc = write_outputs(result, out, cons, device, settings, label)
     if json_out:
         print_json(doc)
     else:
@@ -243,6 +276,8 @@ class _Events:
         elif event == "generation":
             best = kw.get("best")
             info = f"device {kw['used']}/{self.budget}"
+            if kw.get("precision"):
+                info = f"{kw['precision']}: {info}"
             if best is not None:
                 info += f"  best {best.accuracy:.4g} @ {best.measured_ms:.4g} ms"
             self.bar.update(self.task, completed=kw["generation"] + 1, info=info)
@@ -259,6 +294,8 @@ def _render(doc: dict[str, Any], out: Path, label: str) -> None:
     best = doc["best"]
     if best:
         t.add_row("best genotype", str(best["genotype"]))
+        if best.get("precision") and best["precision"] != "fp32":
+            t.add_row("precision", str(best["precision"]))
         t.add_row(label, f"{best['accuracy']:.4g}")
         t.add_row("measured latency", f"{best['measured_latency_ms']:.4g} ms")
     else:

@@ -53,14 +53,16 @@ def prepare(
     device: str,
     device_id: str,
     shared_dir: Path | None = None,
+    host_opts: dict[str, Any] | None = None,
 ) -> Prepared:
-    """Write the request's ONNX (graph requests) and build its message. A user's ONNX under
+    """Write the request's ONNX (graph requests) and build its message. The model is written as
+    the local device of that name writes it (:func:`host_model`): an INT8 request to ``cpu``
+    workers travels as the Q/DQ model, calibrated with ``host_opts`` (``calib_data``, ``seed``),
+    not as the FP32 model the worker would refuse to measure as INT8. A user's ONNX under
     ``shared_dir`` (a folder both sides see at the same path) is sent as its path, external data
     included; other models up to ``INLINE_MAX_BYTES`` travel in the message, larger ones as Redis
     chunks, and over ``MAX_BLOB_BYTES`` they are refused."""
-    from nasctl.profiler.source import load_model
-
-    source = load_model(request)
+    source = host_model(request, device, host_opts)
     if source.path is not None and shared_dir and _under(source.path, shared_dir):
         path = source.path.resolve()
         payload = dict(fleet.proto.payload_path(str(path), path.stat().st_size))
@@ -74,6 +76,21 @@ def prepare(
         "payload": payload,
     }
     return Prepared(task_id(request, device_id), request, msg, source)
+
+
+def host_model(
+    request: MeasurementRequest, device: str, host_opts: dict[str, Any] | None = None
+) -> ModelSource:
+    """The model of ``request`` as the local device called ``device`` loads it (a registered
+    device writes its precision into the model: the cpu device's Q/DQ INT8); a device name
+    nasctl does not know here (a replay table, a device id) gets the model as it is."""
+    from nasctl.profiler.devices import device_class
+    from nasctl.profiler.source import load_model
+
+    cls = device_class(device)
+    if cls is None:
+        return load_model(request)
+    return cls(**(host_opts or {})).load(request)
 
 
 def _send_bytes(fleet: Fleet, request: MeasurementRequest, source: ModelSource) -> dict[str, Any]:

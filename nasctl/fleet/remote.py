@@ -27,7 +27,8 @@ class RemoteDevice:
 
     ``wait_s`` bounds every wait: for a worker of the key to show up (at start and whenever none
     is alive) and for the broker to come back. ``shared_dir`` is a folder host and workers see
-    at the same path (user ONNX under it travel by path)."""
+    at the same path (user ONNX under it travel by path). ``host_opts``: how the host writes
+    each model before sending it (``calib_data``, ``seed`` of an INT8 model's calibration)."""
 
     description = "a device key served by a fleet of nasctl-agent workers"
 
@@ -39,6 +40,7 @@ class RemoteDevice:
         *,
         wait_s: float = 60.0,
         shared_dir: Path | None = None,
+        host_opts: dict[str, Any] | None = None,
         poll_s: float = 0.25,
         watch_s: float = 0.5,
     ) -> None:
@@ -47,6 +49,7 @@ class RemoteDevice:
         self.name = self.asked = device
         self.precision = precision
         self.wait_s, self.shared_dir = wait_s, shared_dir
+        self.host_opts = dict(host_opts or {})  # how the host writes models (calib_data, seed)
         self.poll_s, self.watch_s = poll_s, watch_s
         ws = self._wait_for_workers()
         check_agree(ws, self.proto.PROTOCOL_VERSION)
@@ -88,7 +91,9 @@ class RemoteDevice:
                 if req is None:
                     more = False
                     break
-                job = prepare(self.fleet, req, self.name, self.device_id, self.shared_dir)
+                job = prepare(
+                    self.fleet, req, self.name, self.device_id, self.shared_dir, self.host_opts
+                )
                 if job.tid not in pending:
                     self._submit(job)
                 pending[job.tid] = job

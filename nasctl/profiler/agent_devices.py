@@ -80,6 +80,8 @@ def measurement_from_result(
     )
     if res.layers:
         _add_layers(m, res, source if source is not None else load_model(request))
+    if source is not None and source.precision_note is not None:  # written by the host
+        m.extra["precision_written"] = source.precision_note
     return m
 
 
@@ -166,7 +168,4 @@ class AgentBackedDevice(Device):
             result = self._agent().measure(source.model, req)
         except RequestError as e:
             raise DeviceError(str(e)) from None
-        m = measurement_from_result(request, result.to_dict(), source)
-        if source.precision_note is not None:
-            m.extra["precision_written"] = source.precision_note
-        return m
+        return measurement_from_result(request, result.to_dict(), source)

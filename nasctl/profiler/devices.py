@@ -45,6 +45,11 @@ def register_device(name: str) -> Callable[[type[Device]], type[Device]]:
     return deco
 
 
+def device_class(name: str) -> type[Device] | None:
+    """The registered class of device ``name`` (None for replay tables and unknown names)."""
+    return None if name.startswith("replay") else _REGISTRY.get(name)
+
+
 def list_devices() -> list[str]:
     """Registered device names; ``replay:<table>/<column>`` is listed as ``"replay"``."""
     return sorted(_REGISTRY)

@@ -30,6 +30,10 @@ class TensorRTDevice(AgentBackedDevice):
     option ``timing_cache_dir``; ``""`` disables it)."""
 
     precisions = ("fp32", "fp16", "int8")
+    #: INT8 as explicit quantization: the host writes the Q/DQ model (TensorRT's symmetric
+    #: form), which every TensorRT from 8.5 builds and the only INT8 TensorRT >= 10.1 builds
+    #: (implicit calibration is deprecated there). FP16 stays a builder flag (< 11).
+    writes_precision = ("int8",)
     backend_label = "TensorRT"
 
     def available(self) -> tuple[bool, str]:

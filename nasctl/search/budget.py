@@ -38,6 +38,7 @@ from nasctl.search.config import SearchConfig
 from nasctl.search.latency.intervals import LatencyIntervals
 from nasctl.search.objectives import Candidate, measured_feasible
 from nasctl.search.pareto import front_of
+from nasctl.search.precisions import measure_precision
 from nasctl.search.selection import (
     acquisition,
     candidate_pool,
@@ -251,6 +252,7 @@ class DeviceBudget:
                 space=self.space.name,
                 genotype=genotype,
                 per_layer=False,
+                precision=measure_precision(self.cfg.precision),
             )
             self.used += 1
             # a model's failure is a failed record; an answer for another graph, a DeviceError

@@ -36,10 +36,15 @@ class SearchConfig:
     focus: bool = True  # latency model fit focused on measurements near the latency budget
     bootstrap_model: str = "gp"  # without predictor_dir: "gp" or "gp+nasctl" (see selftrained)
     db: Path | None = None
+    #: the precision measured and scored (``nasctl.search.precisions``); a search over several
+    #: runs one loop per precision (``nasctl.search.multiprecision``)
+    precision: str = "fp32"
     device_opts: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
+        extra = {"precision": self.precision} if self.precision != "fp32" else {}
         return {
+            **extra,
             "space": self.space,
             "device": self.device,
             "accuracy": self.accuracy,

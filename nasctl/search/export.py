@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nasctl.errors import NasctlError
+from nasctl.search.precisions import measure_precision
 
 #: TensorRT version of the build command when the device names none (the cpu device)
 DEFAULT_TRT = "10.13"
@@ -73,8 +74,9 @@ def choose(rows: list[dict[str, Any]], rank: int | None, genotype: str | None) -
     return Chosen(str(rows[k - 1]["genotype"]), k, rows[k - 1])
 
 
-def _stored(run: Path, genotype: str, space: str) -> dict[str, Any] | None:
-    """The run's device measurement of ``genotype`` (device id, median, fingerprint, memory)."""
+def _stored(run: Path, genotype: str, space: str, precision: str) -> dict[str, Any] | None:
+    """The run's device measurement of ``genotype`` at ``precision`` (device id, median,
+    fingerprint, memory)."""
     db = run / "measurements.db"
     if not db.is_file():
         return None
@@ -85,8 +87,8 @@ def _stored(run: Path, genotype: str, space: str) -> dict[str, Any] | None:
                 "SELECT m.device_id, m.precision, m.median_ms, m.fingerprint_json, m.extra_json "
                 "FROM measurements m JOIN genotypes g ON g.arch_hash = m.arch_hash "
                 "WHERE g.space = ? AND g.genotype = ? AND m.status != 'failed' "
-                "ORDER BY m.id DESC LIMIT 1",
-                (space, genotype),
+                "AND m.precision = ? ORDER BY m.id DESC LIMIT 1",
+                (space, genotype, precision),
             ).fetchone()
         finally:
             con.close()
@@ -114,6 +116,8 @@ def search_command(settings: dict[str, Any], run: Path) -> str:
         parts.append(f"--predictor {settings['predictor_dir']}")
     if settings.get("use_predictor") is False:
         parts.append("--no-predictor")
+    if settings.get("precision") not in (None, "fp32"):
+        parts.append(f"--precision {settings['precision']}")
     cons = settings.get("constraints") or {}
     for key, flag in (
         ("latency_budget_ms", "--latency-budget"),
@@ -180,12 +184,14 @@ def export_winner(
     *,
     rank: int | None = None,
     genotype: str | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     calib_data: Path | None = None,
     trt_version: str | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write the export folder ``out`` (which must not exist); returns the card."""
+    """Write the export folder ``out`` (which must not exist); returns the card. ``precision``
+    None: the chosen point's own (a search over precisions records it per frontier row), else
+    FP32."""
     import torch
     from safetensors.numpy import save_file
 
@@ -200,11 +206,15 @@ def export_winner(
     doc, rows = read_run(run)
     settings = doc.get("settings") or {}
     chosen = choose(rows, rank, genotype)
+    label = precision or str((chosen.row or {}).get("precision") or "fp32")
+    precision = measure_precision(label)  # dla: the INT8 model, built for the DLA
     space = get_space(str(settings.get("space")))
     geno = space.validate(chosen.genotype)
     graph = space.to_graph(geno)
     trt = trt_version or _trt_of(str(settings.get("device", ""))) or DEFAULT_TRT
     trtexec = trtexec_build(trt, precision)
+    if label == "dla":
+        trtexec[-1:-1] = ["--useDLACore=0", "--allowGPUFallback"]
     torch.manual_seed(seed)
     net = to_torch(graph)
     params = net.export_params()
@@ -217,14 +227,14 @@ def export_winner(
     if precision == "int8" and acts != "int8":
         trt_model = with_precision(fp32, precision, calib_data, seed, "int8")[0]
         trtexec = [a.replace("model.onnx", "model_tensorrt.onnx") for a in trtexec]
-    stored = _stored(run, geno, str(settings.get("space")))
+    stored = _stored(run, geno, str(settings.get("space")), precision)
     costs = graph_costs(graph).total
     row = chosen.row or {}
     card = {
         "space": settings.get("space"),
         "genotype": geno,
         "rank": chosen.rank,
-        "precision": precision,
+        "precision": label,
         "accuracy": row.get("accuracy"),
         "accuracy_estimator": settings.get("accuracy"),
         "latency_ms": {

@@ -101,8 +101,12 @@ class SearchLoop:
             cfg = self.cfg = dataclasses.replace(cfg, refine_cap=est_cap)
         if device is None:
             from nasctl.profiler import get_device
+            from nasctl.search.precisions import device_options_for
 
-            device = get_device(cfg.device, **cfg.device_opts)
+            opts = cfg.device_opts
+            if cfg.precision != "fp32":
+                opts = device_options_for(cfg.precision, opts)
+            device = get_device(cfg.device, **opts)
         self.device = device
         self.cons = cfg.constraints
         self.z = z_of(self.cons.confidence)
@@ -460,6 +464,8 @@ class SearchLoop:
     # -- result --------------------------------------------------------------------------------
     def _result(self, elapsed: float, stopped: str | None) -> SearchResult:
         cands = list(self.archive.values())
+        for c in cands:
+            c.precision = self.cfg.precision
         if self.cfg.use_predictor and self.model is not None:
             try:
                 self._predict([c for c in cands if not c.failed])

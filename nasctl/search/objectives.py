@@ -67,6 +67,8 @@ class Candidate:
         mean_ms, low_ms, high_ms: latest predicted latency and interval (ms).
         measured_ms: measured median latency on the device (ms), None if not measured.
         params: parameter count; memory_mb: weights + activations (MiB); None if not computed.
+        precision: the precision it is measured and scored at (``fp32``, ``fp16``, ``int8``,
+            ``dla``; issue #15.3): a candidate is an (architecture, precision) pair.
     """
 
     genotype: str
@@ -79,6 +81,7 @@ class Candidate:
     measured_ms: float | None = None
     params: int | None = None
     memory_mb: float | None = None
+    precision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

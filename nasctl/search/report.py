@@ -4,8 +4,9 @@ The frontier is the non-dominated set of all scored candidates (accuracy up, lat
 each candidate's latency taken as measured when it was measured, else as predicted. Rows carry
 the predicted latency and interval, the measured latency (empty when not measured) and whether
 it meets the constraints. The plot draws every scored candidate (predicted, grey), the frontier,
-measured points as filled markers distinct from predicted ones, the budget, the best measured
-architecture, and for ``t4``/``xavier`` the reference classifiers of
+measured points as filled markers distinct from predicted ones (a search over several
+precisions marks each precision: FP16 triangles, INT8 dots, FP32 squares, DLA diamonds), the
+budget, the best measured architecture, and for ``t4``/``xavier`` the reference classifiers of
 ``shared/data/reference/classification_t4_xaviernx.csv`` (ImageNet top-1 vs TensorRT FP16 batch-1
 latency; a different task and scale from most search spaces, drawn for orientation as in the
 DeciNets plots).
@@ -22,9 +23,11 @@ import numpy as np
 
 from nasctl.search.config import SearchResult
 from nasctl.search.objectives import Candidate, Constraints, latency_status, meets_static
+from nasctl.search.precisions import MARKERS
 
 FIELDS = (
     "genotype",
+    "precision",
     "accuracy",
     "predicted_ms",
     "low_ms",
@@ -49,6 +52,7 @@ def candidate_row(c: Candidate, cons: Constraints) -> dict[str, Any]:
     status = latency_status(c, cons) if meets_static(c, cons) else "infeasible"
     return {
         "genotype": c.genotype,
+        "precision": c.precision,
         "accuracy": c.accuracy,
         "predicted_ms": c.mean_ms,
         "low_ms": c.low_ms,
@@ -67,6 +71,7 @@ def _brief(c: Candidate | None) -> dict[str, Any] | None:
         return None
     return {
         "genotype": c.genotype,
+        "precision": c.precision,
         "accuracy": c.accuracy,
         "latency_ms": c.mean_ms,
         "low_ms": c.low_ms,
@@ -161,6 +166,13 @@ def _references(device: str) -> list[tuple[str, float, float]]:
     return out
 
 
+def _by_precision(cands: list[Candidate]) -> dict[str | None, list[Candidate]]:
+    out: dict[str | None, list[Candidate]] = {}
+    for c in cands:
+        out.setdefault(c.precision, []).append(c)
+    return out
+
+
 def plot_frontier(
     result: SearchResult,
     path: Path,
@@ -181,22 +193,25 @@ def plot_frontier(
             *_xy(pred, "mean_ms"), s=6, c="#bbbbbb", label="scored (predicted latency)", zorder=1
         )
     meas = [c for c in result.candidates if not c.failed and c.measured_ms is not None]
-    if meas:
-        ax.scatter(
-            *_xy(meas, "measured_ms"), s=18, c="#1f77b4", label="measured on device", zorder=3
-        )
     front = sorted(result.frontier, key=lambda c: c.latency_ms or 0.0)
     if front:
         ax.plot(*_xy(front, "latency_ms"), "-", c="#ff7f0e", lw=1.2, label="frontier", zorder=2)
-        fp = [c for c in front if c.measured_ms is None]
+    # one marker per precision when the search weighed several (FP16 triangles, INT8 dots)
+    several = len({c.precision for c in result.candidates}) > 1
+    for prec, group in _by_precision(meas).items():
+        tag = f", {str(prec).upper()}" if several else ""
+        mk = MARKERS.get(str(prec), "o") if several else "o"
         ax.scatter(
-            *_xy(fp, "latency_ms"),
-            s=30,
-            facecolors="none",
-            edgecolors="#ff7f0e",
-            label="frontier, predicted only",
+            *_xy(group, "measured_ms"), s=18, marker=mk, c="#1f77b4", zorder=3,
+            label=f"measured on device{tag}",
+        )  # fmt: skip
+    for prec, group in _by_precision([c for c in front if c.measured_ms is None]).items():
+        tag = f", {str(prec).upper()}" if several else ""
+        ax.scatter(
+            *_xy(group, "latency_ms"), s=30, marker=MARKERS.get(str(prec), "o") if several else "o",
+            facecolors="none", edgecolors="#ff7f0e", label=f"frontier, predicted only{tag}",
             zorder=4,
-        )
+        )  # fmt: skip
     if result.best is not None:
         ax.scatter(
             *_xy([result.best], "measured_ms"),

@@ -41,6 +41,7 @@ KEY_SETTINGS = (
     "use_predictor",
     "predictor_dir",
     "constraints",
+    "precision",
 )
 
 

@@ -14,10 +14,12 @@ space's proxy-training size on scikit-learn's digits or the user's images) and
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SearchError
@@ -49,6 +51,75 @@ class AccuracyEstimator(ABC):
     #: lowered to it): estimators that cost seconds per candidate (``train:*``) set it, so that
     #: refining around the top candidates does not dominate a run. None: no limit of its own.
     refine_cap: int | None = None
+
+    def for_precision(self, precision: str, int8_drop: Any = None) -> AccuracyEstimator:
+        """This estimator at ``precision`` (issue #15.3). FP32 and FP16: the estimator itself
+        (its numbers are FP32 accuracies; FP16 is taken to keep them). INT8: a table or a proxy
+        cannot know what quantization costs, so it needs an accuracy-drop model ``int8_drop``
+        (:func:`parse_drop`); without one this raises. Training estimators and ``python:``
+        estimators that take a precision override this."""
+        if precision in ("fp32", "fp16"):
+            return self
+        if precision == "int8" and int8_drop is not None:
+            drop = parse_drop(int8_drop)
+            return PrecisionView(
+                self,
+                precision,
+                lambda g, graph, space: self.estimate(g, graph, space) - drop(g, graph),
+            )
+        raise SearchError(
+            f"{self.name} gives FP32 accuracies and cannot score {precision}: give an "
+            "accuracy-drop model (int8_drop=POINTS or python:module:function) or an estimator "
+            "that measures INT8 (train:digits, train:folder, python: with a precision argument)"
+        )
+
+
+class PrecisionView(AccuracyEstimator):
+    """``parent`` at ``precision``: scores with ``fn(genotype, graph, space)``; everything else
+    (unit, graph need, refinement cap, space check) is the parent's."""
+
+    def __init__(self, parent: AccuracyEstimator, precision: str, fn: Callable[..., float]):
+        self.parent, self.precision, self.fn = parent, precision, fn
+        self.name = f"{parent.name}@{precision}"
+        self.unit = parent.unit
+        self.needs_graph, self.cheap = parent.needs_graph, parent.cheap
+        self.refine_cap = parent.refine_cap
+
+    def check_space(self, space: SearchSpace) -> None:
+        self.parent.check_space(space)
+
+    def estimate(self, genotype: str, graph: Graph | None, space: SearchSpace) -> float:
+        return float(self.fn(genotype, graph, space))
+
+
+def parse_drop(value: Any) -> Callable[[str, Graph | None], float]:
+    """An INT8 accuracy-drop model: a number (points lost by every architecture) or
+    ``python:package.module:function`` (``function(genotype, graph) -> points lost``)."""
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    text = str(value).strip()
+    if text.startswith("python:"):
+        return _load_callable(text.partition(":")[2], "int8_drop")
+    try:
+        points = float(text)
+    except ValueError:
+        raise SearchError(
+            f"int8_drop must be a number of points or python:package.module:function; got {text!r}"
+        ) from None
+    return lambda genotype, graph: points
+
+
+def _load_callable(target: str, what: str) -> Callable[..., Any]:
+    mod_name, sep, attr = target.rpartition(":")
+    if not sep or not mod_name or not attr:
+        raise SearchError(f"{what} python:{target} must look like python:package.module:function")
+    try:
+        fn = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise SearchError(f"cannot load {what} python:{target}: {e}") from e
+    if not callable(fn):
+        raise SearchError(f"python:{target} is not callable")
+    return fn  # type: ignore[no-any-return]
 
 
 def register_estimator(prefix: str) -> Callable[[Callable[[str], AccuracyEstimator]], object]:
@@ -105,19 +176,30 @@ class PythonEstimator(AccuracyEstimator):
     unit = "user score"
 
     def __init__(self, target: str) -> None:
-        mod_name, sep, attr = target.rpartition(":")
-        if not sep or not mod_name or not attr:
-            raise SearchError(
-                f"python estimator {target!r} must look like python:package.module:function"
-            )
-        try:
-            fn = getattr(importlib.import_module(mod_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise SearchError(f"cannot load accuracy estimator python:{target}: {e}") from e
-        if not callable(fn):
-            raise SearchError(f"python:{target} is not callable")
-        self.fn = fn
+        self.fn = _load_callable(target, "accuracy estimator")
         self.name = f"python:{target}"
+
+    def takes_precision(self) -> bool:
+        """Whether the function has a ``precision`` parameter (or ``**kwargs``)."""
+        try:
+            params = inspect.signature(self.fn).parameters.values()
+        except (TypeError, ValueError):
+            return False
+        return any(p.name == "precision" or p.kind is p.VAR_KEYWORD for p in params)
+
+    def for_precision(self, precision: str, int8_drop: Any = None) -> AccuracyEstimator:
+        """A function with a ``precision`` parameter is called as ``function(genotype, graph,
+        precision="int8")``; others score FP32/FP16 only (or INT8 with ``int8_drop``)."""
+        if not self.takes_precision():
+            return super().for_precision(precision, int8_drop)
+
+        def score(genotype: str, graph: Graph | None, space: SearchSpace) -> float:
+            value = float(self.fn(genotype, graph, precision=precision))
+            if value != value:  # NaN
+                raise SearchError(f"{self.name} returned NaN for {genotype} at {precision}")
+            return value
+
+        return PrecisionView(self, precision, score)
 
     def estimate(self, genotype: str, graph: Graph | None, space: SearchSpace) -> float:
         value = float(self.fn(genotype, graph))

@@ -73,20 +73,45 @@ def int8_accuracy(
     return onnx_accuracy(fp32, xv, yv), onnx_accuracy(q, xv, yv)
 
 
+def trained_accuracies(
+    estimator: Any,
+    trained: Any,
+    precisions: list[str] | tuple[str, ...],
+    activations: str = "uint8",
+    calib_images: int = 256,
+) -> dict[str, float]:
+    """``{precision: held-out accuracy %}`` of a training estimator's trained network
+    (``estimator.train(...)`` -> ``TrainedNet``) at each of ``precisions`` (fp32, fp16, int8):
+    its graph written with the trained weights (FP32), as FP16 and as Q/DQ INT8 calibrated on
+    ``calib_images`` of the estimator's training images, each scored by
+    ``estimator.evaluate_onnx`` (ONNX Runtime) on its held-out images. One training, one
+    evaluation per precision."""
+    from nasctl.arch.onnx_io import to_onnx
+    from nasctl.arch.precision import to_fp16, to_int8
+
+    fp32 = to_onnx(trained.graph, params=trained.module.export_params())
+    out: dict[str, float] = {}
+    for p in precisions:
+        if p == "fp32":
+            model = fp32
+        elif p == "fp16":
+            model = to_fp16(fp32)
+        elif p == "int8":
+            shape = tuple(trained.graph.input_shape)
+            xc = estimator._batch(estimator.data.x_train[:calib_images], shape).numpy()
+            with tempfile.TemporaryDirectory(prefix="nasctl-calib-") as tmp:
+                np.save(Path(tmp) / "calib.npy", xc)
+                model, _ = to_int8(fp32, tmp, activations=activations)
+        else:
+            raise SearchError(f"precision must be fp32, fp16 or int8; got {p!r}")
+        out[p] = estimator.evaluate_onnx(model)
+    return out
+
+
 def trained_int8_accuracy(
     estimator: Any, trained: Any, activations: str = "uint8", calib_images: int = 256
 ) -> tuple[float, float]:
-    """(FP32 %, INT8 %) of a training estimator's trained network (``estimator.train(...)`` ->
-    ``TrainedNet``): its graph written with the trained weights, as Q/DQ INT8 calibrated on
-    ``calib_images`` of the estimator's training images, both scored by
-    ``estimator.evaluate_onnx`` (ONNX Runtime) on its held-out images."""
-    from nasctl.arch.onnx_io import to_onnx
-    from nasctl.arch.precision import to_int8
-
-    fp32 = to_onnx(trained.graph, params=trained.module.export_params())
-    shape = tuple(trained.graph.input_shape)
-    xc = estimator._batch(estimator.data.x_train[:calib_images], shape).numpy()
-    with tempfile.TemporaryDirectory(prefix="nasctl-calib-") as tmp:
-        np.save(Path(tmp) / "calib.npy", xc)
-        q, _ = to_int8(fp32, tmp, activations=activations)
-    return estimator.evaluate_onnx(fp32), estimator.evaluate_onnx(q)
+    """(FP32 %, INT8 %) of a training estimator's trained network (see
+    :func:`trained_accuracies`)."""
+    acc = trained_accuracies(estimator, trained, ("fp32", "int8"), activations, calib_images)
+    return acc["fp32"], acc["int8"]

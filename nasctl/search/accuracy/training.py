@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SearchError
-from nasctl.search.accuracy.base import AccuracyEstimator, register_estimator
+from nasctl.search.accuracy.base import AccuracyEstimator, PrecisionView, register_estimator
 from nasctl.search.accuracy.imagedata import ImageSet, digits, load_folder
 from nasctl.spaces.base import SearchSpace
 
@@ -98,6 +98,13 @@ class TrainingEstimator(AccuracyEstimator):
         self.steps, self.batch, self.lr, self.eval_batch = steps, batch, lr, eval_batch
         self.val_size, self.seed = val_size, seed
         self._data: ImageSet | None = None
+        #: precisions asked of :meth:`for_precision` (scored together: one training each) and
+        #: the INT8 activation form (uint8: ONNX Runtime's cpu path; int8: TensorRT's)
+        self.precisions: list[str] = []
+        self.int8_activations = "uint8"
+        self._scores: dict[tuple[str, str], dict[str, float]] = {}
+        #: a JSON file keeping :meth:`scores` across runs (a resumed search trains nothing twice)
+        self.scores_path: Path | None = None
 
     # -- data ------------------------------------------------------------------------------
     @abstractmethod
@@ -154,6 +161,52 @@ class TrainingEstimator(AccuracyEstimator):
 
     def estimate(self, genotype: str, graph: Graph | None, space: SearchSpace) -> float:
         return self.train(genotype, space).accuracy
+
+    def for_precision(self, precision: str, int8_drop: Any = None) -> AccuracyEstimator:
+        """This estimator at ``precision``: the trained network written at that precision
+        (FP32, FP16, Q/DQ INT8 calibrated on training images) and scored by ONNX Runtime on the
+        held-out images (:func:`~nasctl.search.accuracy.quantized.trained_accuracies`). Every
+        view of one estimator shares its trainings: an architecture is trained once and
+        evaluated at each precision asked so far. ``int8_drop`` is not needed (INT8 is
+        measured)."""
+        if precision not in ("fp32", "fp16", "int8"):
+            raise SearchError(f"precision must be fp32, fp16 or int8; got {precision!r}")
+        if precision not in self.precisions:
+            self.precisions.append(precision)
+        return PrecisionView(
+            self, precision, lambda g, graph, space: self.scores(g, space)[precision]
+        )
+
+    def scores(self, genotype: str, space: SearchSpace) -> dict[str, float]:
+        """``{precision: accuracy %}`` of ``genotype`` at every precision of the views (one
+        training, cached by genotype and space)."""
+        from nasctl.search.accuracy.quantized import trained_accuracies
+
+        if self.scores_path is not None and not self._scores and self.scores_path.is_file():
+            import json
+
+            rows = json.loads(self.scores_path.read_text())
+            self._scores = {(r["space"], r["genotype"]): r["accuracy"] for r in rows}
+        key = (space.name, genotype)
+        have = self._scores.get(key, {})
+        if not set(self.precisions) <= set(have):
+            with one_thread():
+                have = trained_accuracies(
+                    self, self.train(genotype, space), self.precisions, self.int8_activations
+                )
+            self._scores[key] = have
+            if self.scores_path is not None:
+                self._save_scores(self.scores_path)
+        return have
+
+    def _save_scores(self, path: Path) -> None:
+        """Write the scores (a temporary file renamed over the old one: never half-written)."""
+        import json
+
+        rows = [{"space": s, "genotype": g, "accuracy": a} for (s, g), a in self._scores.items()]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows))
+        tmp.replace(path)
 
     def train(self, genotype: str, space: SearchSpace) -> TrainedNet:
         """Train ``genotype``'s proxy network (deterministic per genotype); eval-mode result."""
