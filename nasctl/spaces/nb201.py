@@ -162,7 +162,8 @@ class NB201Space(SearchSpace):
 
     def structure_counts(self, genotype: str) -> tuple[float, ...]:
         """Live edges per op (on a path from the cell input to its output), additions and zero
-        maps per cell, and 1.0 when the output is cut off from the input: what a cell's cost
+        maps per cell (those the graph materialises: a node without inputs that an edge or the
+        output reads), and 1.0 when the output is cut off from the input: what a cell's cost
         depends on beyond its op counts."""
         return _structure(parse_genotype(genotype))
 
@@ -286,10 +287,9 @@ def _structure(ops: tuple[str, ...]) -> tuple[float, ...]:
     for (s, t), o in zip(EDGES, ops, strict=True):
         if o != "none" and s in fwd and t in bwd:
             live[OPS.index(o)] += 1
-    fan_in = [
-        sum(1 for (_, t), o in zip(EDGES, ops, strict=True) if t == j and o != "none")
-        for j in (1, 2, 3)
-    ]
-    adds = sum(max(0, n - 1) for n in fan_in)
-    zeros = sum(1 for n in fan_in if n == 0)
+    incoming, consumed = _cell_plan(ops)  # what the graph builds (to_graph)
+    adds = sum(max(0, len(incoming[j]) - 1) for j in (1, 2, 3))
+    # zero maps the graph materialises: a node without incoming edges that something consumes
+    # (a node nothing reads is not built; counting it made sparse cells look like rare ones)
+    zeros = sum(1 for j in (1, 2, 3) if not incoming[j] and j in consumed)
     return (*live, float(adds), float(zeros), 0.0 if 3 in fwd else 1.0)
