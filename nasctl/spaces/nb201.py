@@ -163,8 +163,8 @@ class NB201Space(SearchSpace):
     def structure_counts(self, genotype: str) -> tuple[float, ...]:
         """Live edges per op (on a path from the cell input to its output), additions and zero
         maps per cell (those the graph materialises: a node without inputs that an edge or the
-        output reads), and 1.0 when the output is cut off from the input: what a cell's cost
-        depends on beyond its op counts."""
+        output reads), nodes without inputs (read or not), and 1.0 when the output is cut off
+        from the input: what a cell's cost depends on beyond its op counts."""
         return _structure(parse_genotype(genotype))
 
     def connected(self, genotype: str) -> bool:
@@ -292,4 +292,7 @@ def _structure(ops: tuple[str, ...]) -> tuple[float, ...]:
     # zero maps the graph materialises: a node without incoming edges that something consumes
     # (a node nothing reads is not built; counting it made sparse cells look like rare ones)
     zeros = sum(1 for j in (1, 2, 3) if not incoming[j] and j in consumed)
-    return (*live, float(adds), float(zeros), 0.0 if 3 in fwd else 1.0)
+    # and every node without inputs, read or not: the public tables follow neither count alone
+    # (without this one pixel3 at p25 missed in 2 of 10 seeds; docs/benchmarks.md, issue 17)
+    empty = sum(1 for j in (1, 2, 3) if not incoming[j])
+    return (*live, float(adds), float(zeros), float(empty), 0.0 if 3 in fwd else 1.0)
