@@ -15,7 +15,8 @@ from nasctl.spaces import get_space, list_spaces
 from nasctl.spaces import rows as R
 from nasctl.spaces.fbnet import FBNetSpace
 from nasctl.spaces.mbconv import MBConvSpace
-from nasctl.spaces.nb201 import OPS, NB201Space, _format
+from nasctl.spaces.nb201 import OPS, NB201Space
+from nasctl.spaces.nb201_genotype import format_genotype
 from nasctl.spaces.resnet import ResNetSpace
 
 FIELDS = ("raw", "sizes", "src", "dst", "outs", "depth")
@@ -62,7 +63,7 @@ def _nb201_edge_cases() -> list[str]:
         [pool, pool, pool, pool, pool, pool],
         [none, none, none, none, none, c3],  # node 2 zero, consumed
     ]
-    return [_format(c) for c in cases]
+    return [format_genotype(c) for c in cases]
 
 
 def test_nb201_matches_graphs() -> None:

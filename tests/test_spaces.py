@@ -327,15 +327,24 @@ def test_nb201_costs_match_published_numbers() -> None:
 
 
 def test_nb201_structure_counts() -> None:
-    """Live edges per op, additions, zero maps, cut-off flag; other spaces have none."""
+    """Live edges per op, additions, zero maps, nodes without inputs, cut-off flag; other spaces
+    have none."""
     sp = get_space("nb201")
     # ops: none, skip, conv1x1, conv3x3, avgpool
     cut = sp.structure_counts("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
-    assert list(cut) == [0, 0, 0, 0, 0, 0, 3, 1.0]  # no op edges: three zero maps, cut off
+    # no op edges: one zero map (the output's; nothing reads nodes 1 and 2), cut off
+    assert list(cut) == [0, 0, 0, 0, 0, 0, 1, 3, 1.0]  # three nodes without inputs
+    # node 2 has no inputs and nothing reads it: no zero map is built (the graph has no pad)
+    sparse = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|skip_connect~1|none~2|"
+    assert list(sp.structure_counts(sparse)) == [0, 1, 0, 1, 0, 0, 0, 1, 0.0]
+    assert not any(n.op == "pad" for n in sp.to_graph(sparse).nodes)
+    read = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|skip_connect~1|skip_connect~2|"
+    assert list(sp.structure_counts(read))[-4:] == [1, 1, 1, 0.0]  # node 2 read: a zero map
+    assert sum(n.op == "pad" for n in sp.to_graph(read).nodes) == 15  # one per cell
     full = sp.structure_counts(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
     )
-    assert list(full) == [0, 1, 1, 2, 1, 2, 0, 0.0]
+    assert list(full) == [0, 1, 1, 2, 1, 2, 0, 0, 0.0]
     assert (
         get_space("mbconv").structure_counts(get_space("mbconv").sample(random.Random(0))) is None
     )

@@ -49,9 +49,9 @@ from nasctl.spaces.nb201_genotype import (  # noqa: F401 - EDGES, OPS re-exporte
     EDGES,
     NUM_ARCHS,
     OPS,
-    _code,
-    _format,
-    _parse,
+    format_genotype,
+    genotype_code,
+    parse_genotype,
 )
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def write_order_file(csv_path: str | Path, out_path: str | Path) -> int:
     rows: dict[int, str] = {}
     with open(csv_path, newline="") as f:
         for r in csv.DictReader(f):
-            rows[int(r["nb201_index"])] = _code(_parse(r["arch"]))
+            rows[int(r["nb201_index"])] = genotype_code(parse_genotype(r["arch"]))
     if sorted(rows) != list(range(NUM_ARCHS)):
         raise SpaceError(f"{csv_path}: expected nb201_index 0..{NUM_ARCHS - 1}")
     header = (
@@ -124,51 +124,54 @@ class NB201Space(SearchSpace):
 
     # -- genotypes ---------------------------------------------------------------------------
     def parse(self, genotype: str) -> tuple[str, ...]:
-        return _parse(genotype)
+        return parse_genotype(genotype)
 
     def format(self, value: tuple[str, ...] | list[str]) -> str:
-        return _format(value)
+        return format_genotype(value)
 
     def sample(self, rng: random.Random) -> str:
-        return _format([rng.choice(OPS) for _ in EDGES])
+        return format_genotype([rng.choice(OPS) for _ in EDGES])
 
     def mutate(self, genotype: str, rng: random.Random) -> str:
-        ops = list(_parse(genotype))
+        ops = list(parse_genotype(genotype))
         k = rng.randrange(len(ops))
         ops[k] = rng.choice([o for o in OPS if o != ops[k]])
-        return _format(ops)
+        return format_genotype(ops)
 
     def crossover(self, a: str, b: str, rng: random.Random) -> str:
-        pa, pb = _parse(a), _parse(b)
-        return _format([x if rng.random() < 0.5 else y for x, y in zip(pa, pb, strict=True)])
+        pa, pb = parse_genotype(a), parse_genotype(b)
+        return format_genotype(
+            [x if rng.random() < 0.5 else y for x, y in zip(pa, pb, strict=True)]
+        )
 
     def size(self) -> int:
         return NUM_ARCHS
 
     def enumerate(self) -> list[str]:
-        return [_format([OPS[int(c)] for c in code]) for code in _order()]
+        return [format_genotype([OPS[int(c)] for c in code]) for code in _order()]
 
     def index_of(self, genotype: str) -> int:
         """Official ``nb201_index`` of an arch string."""
-        return _index()[_code(_parse(genotype))]
+        return _index()[genotype_code(parse_genotype(genotype))]
 
     def arch_at(self, index: int) -> str:
         """Arch string of an official ``nb201_index``."""
         if not 0 <= index < NUM_ARCHS:
             raise SpaceError(f"nb201 index {index} out of range; expected 0..{NUM_ARCHS - 1}")
-        return _format([OPS[int(c)] for c in _order()[index]])
+        return format_genotype([OPS[int(c)] for c in _order()[index]])
 
     def structure_counts(self, genotype: str) -> tuple[float, ...]:
         """Live edges per op (on a path from the cell input to its output), additions and zero
-        maps per cell, and 1.0 when the output is cut off from the input: what a cell's cost
-        depends on beyond its op counts."""
-        return _structure(_parse(genotype))
+        maps per cell (those the graph materialises: a node without inputs that an edge or the
+        output reads), nodes without inputs (read or not), and 1.0 when the output is cut off
+        from the input: what a cell's cost depends on beyond its op counts."""
+        return _structure(parse_genotype(genotype))
 
     def connected(self, genotype: str) -> bool:
         """Whether the cell output is reachable from its input (341 cells are not: their
         networks' logits do not depend on the image; report them separately)."""
         reach = {0}
-        for (src, dst), op in zip(EDGES, _parse(genotype), strict=True):
+        for (src, dst), op in zip(EDGES, parse_genotype(genotype), strict=True):
             if op != "none" and src in reach:
                 reach.add(dst)
         return 3 in reach
@@ -181,9 +184,9 @@ class NB201Space(SearchSpace):
         return nb201_graph_arrays(self, genotypes)
 
     def to_graph(self, genotype: str) -> Graph:
-        ops = _parse(genotype)
+        ops = parse_genotype(genotype)
         r = self.resolution
-        b = GraphBuilder(f"nb201-{_code(ops)}", (1, 3, r, r))
+        b = GraphBuilder(f"nb201-{genotype_code(ops)}", (1, 3, r, r))
         x = b.conv(b.input, self.channels, 3, id="/stem/conv")
         x = b.batchnorm(x, id="/stem/bn")
         c = self.channels
@@ -198,7 +201,7 @@ class NB201Space(SearchSpace):
         x = b.global_pool(x, id="/head/pool")
         x = b.flatten(x, id="/head/flatten")
         x = b.linear(x, self.num_classes, id="/head/fc")
-        meta = {"space": self.name, "genotype": _format(ops), "resolution": r}
+        meta = {"space": self.name, "genotype": format_genotype(ops), "resolution": r}
         return b.build([x], meta=meta)
 
 
@@ -284,10 +287,12 @@ def _structure(ops: tuple[str, ...]) -> tuple[float, ...]:
     for (s, t), o in zip(EDGES, ops, strict=True):
         if o != "none" and s in fwd and t in bwd:
             live[OPS.index(o)] += 1
-    fan_in = [
-        sum(1 for (_, t), o in zip(EDGES, ops, strict=True) if t == j and o != "none")
-        for j in (1, 2, 3)
-    ]
-    adds = sum(max(0, n - 1) for n in fan_in)
-    zeros = sum(1 for n in fan_in if n == 0)
-    return (*live, float(adds), float(zeros), 0.0 if 3 in fwd else 1.0)
+    incoming, consumed = _cell_plan(ops)  # what the graph builds (to_graph)
+    adds = sum(max(0, len(incoming[j]) - 1) for j in (1, 2, 3))
+    # zero maps the graph materialises: a node without incoming edges that something consumes
+    # (a node nothing reads is not built; counting it made sparse cells look like rare ones)
+    zeros = sum(1 for j in (1, 2, 3) if not incoming[j] and j in consumed)
+    # and every node without inputs, read or not: the public tables follow neither count alone
+    # (without this one pixel3 at p25 missed in 2 of 10 seeds; docs/benchmarks.md, issue 17)
+    empty = sum(1 for j in (1, 2, 3) if not incoming[j])
+    return (*live, float(adds), float(zeros), float(empty), 0.0 if 3 in fwd else 1.0)

@@ -56,7 +56,7 @@ def _store(space: NB201Space) -> ChainStore:
 def _setup(space: NB201Space, store: ChainStore) -> tuple[np.ndarray, np.ndarray]:
     """Stem, reductions, head and per-stage kind rows from one real graph: structure id and
     row base of each segment slot (cell slots: structure -1 and their stage's kind rows)."""
-    g = space.to_graph(nb201._format(PROBE))  # noqa: SLF001
+    g = space.to_graph(nb201.format_genotype(PROBE))
     by_id = {n.id: n for n in g.nodes}
     k = space.cells_per_stage
     structs: list[int] = []
@@ -154,7 +154,7 @@ def nb201_graph_arrays(space: NB201Space, genotypes: Sequence[str]) -> arrays.Gr
     cells: list[int] = []
     for g in genotypes:
         m = match(g) if type(g) is str else None
-        ops = m.groups() if m is not None else nb201._parse(g)  # noqa: SLF001 - raises
+        ops = m.groups() if m is not None else nb201.parse_genotype(g)  # raises
         sid = cache.get(ops)
         if sid is None:
             sid = cache[ops] = _add_cell(store, ops)

@@ -1,6 +1,7 @@
 """NAS-Bench-201 arch strings: the op and edge order, parsing and formatting.
 
-Shared by :mod:`nasctl.spaces.nb201` and :mod:`nasctl.spaces.nb201_arrays` (imported one way).
+Public API of this module (used by :mod:`nasctl.spaces.nb201`, :mod:`nasctl.spaces.nb201_arrays`
+and tests): :func:`parse_genotype`, :func:`format_genotype`, :func:`genotype_code`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2
 NUM_ARCHS = len(OPS) ** len(EDGES)  # 15,625
 
 
-def _parse(genotype: str) -> tuple[str, ...]:
+def parse_genotype(genotype: str) -> tuple[str, ...]:
     """Official arch string -> six op names in :data:`EDGES` order."""
     if not isinstance(genotype, str) or not genotype.startswith("|") or not genotype.endswith("|"):
         raise SpaceError(
@@ -50,7 +51,9 @@ def _parse(genotype: str) -> tuple[str, ...]:
     return tuple(ops)
 
 
-def _format(ops: tuple[str, ...] | list[str]) -> str:
+def format_genotype(ops: tuple[str, ...] | list[str]) -> str:
+    """Six op names in :data:`EDGES` order -> official arch string (inverse of
+    :func:`parse_genotype`)."""
     ops = tuple(ops)
     if len(ops) != len(EDGES) or any(o not in OPS for o in ops):
         raise SpaceError(f"nb201: expected 6 ops from {', '.join(OPS)}; got {ops!r}")
@@ -61,5 +64,7 @@ def _format(ops: tuple[str, ...] | list[str]) -> str:
     return "|" + "|+|".join(parts) + "|"
 
 
-def _code(ops: tuple[str, ...]) -> str:
+def genotype_code(ops: tuple[str, ...]) -> str:
+    """Six op names -> six-digit op code (index in :data:`OPS` per edge), as in
+    ``data/nb201_order.txt``."""
     return "".join(str(OPS.index(o)) for o in ops)

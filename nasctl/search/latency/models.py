@@ -62,9 +62,9 @@ class Featurizer:
     Categorical spaces: the RBF block is the one-hot genotype; the linear block counts how many
     positions hold each value (positions sharing a choice list pooled), plus the space's own
     structure counts (``SearchSpace.structure_counts``; NB201: the same counts over *live* edges,
-    additions and zero nodes per cell, whether the output is cut off). Other spaces: the
-    predictor's graph-level feature vector for both blocks. Blocks are standardized by the
-    model (:meth:`SurrogateLatencyModel.update`)."""
+    additions, zero maps built and nodes without inputs per cell, whether the output is cut
+    off). Other spaces: the predictor's graph-level feature vector for both blocks. Blocks are
+    standardized by the model (:meth:`SurrogateLatencyModel.update`)."""
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
