@@ -34,6 +34,8 @@ from nasctl.predictor.inference import (
     gc_paused,
     members_log,
 )
+from nasctl.predictor.kernel_model import fit_from_examples
+from nasctl.predictor.kernel_units import unit_rows
 from nasctl.predictor.layerwise import LayerwiseModel
 from nasctl.predictor.metrics import regression_metrics
 from nasctl.predictor.schema import SCHEMA_VERSION, schema_hash
@@ -88,7 +90,8 @@ def fit(
         "alpha": ALPHA,
     }
     add = fit_additive(train, np.asarray(y_train_ms, float))
-    pred = Predictor(meta, None, None, lw, enc, add)  # type: ignore[arg-type]
+    kernels = fit_from_examples(train, np.asarray(y_train_ms, float), seed=seed)
+    pred = Predictor(meta, None, None, lw, enc, add, kernels)  # type: ignore[arg-type]
     wi = whole_graph_rows(train)  # single-layer rows train the per-layer model only
     tw, y_w = [train[i] for i in wi], np.asarray(y_train_ms, float)[wi]
     X = pred.design(tw)
@@ -108,6 +111,7 @@ def fit(
         oof = cross_fit(tw, y_w, X, seed=seed, gnn_steps=gnn_steps, use_base=pred.base is not None)
     calibrate(pred, val, y_va, oof=oof)
     pred.meta["ood"] = ood.fit_check(list(train), y_tr, list(val), y_va, lw, ALPHA)
+    ood.add_kernel_quantile(pred.meta["ood"], list(val), y_va, kernels, ALPHA)
     say("done", 4, 4)
     return pred
 
@@ -245,6 +249,8 @@ def featurize_rows(rows: Sequence[Any], say: Progress) -> list[Example]:
 
 def _featurize_chunks(rows: Sequence[Any], say: Progress) -> list[Example]:
     out: list[Example | None] = [None] * len(rows)
+    # single kernels measured alone: every row gets its kernel units (the per-kernel model)
+    units = any(getattr(r, "single_layer", False) for r in rows)
     for start in range(0, len(rows), FEATURE_CHUNK):
         idx = range(start, min(start + FEATURE_CHUNK, len(rows)))
         by_prec: dict[str, list[int]] = {}
@@ -262,6 +268,7 @@ def _featurize_chunks(rows: Sequence[Any], say: Progress) -> list[Example]:
                     getattr(r, "genotype", None),
                     layers,
                     bool(getattr(r, "single_layer", False)),
+                    unit_rows(r.graph) if units else None,
                 )
         say("features", idx.stop, len(rows))
     return out  # type: ignore[return-value]
