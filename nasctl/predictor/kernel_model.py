@@ -10,11 +10,12 @@ all kernel rows (type as a feature); a type never sampled (``other``: transpose,
 the roofline times the median ratio of all kernels.
 
 The per-graph term, fitted on whole-graph rows (search-space architectures, never the evaluated
-models): ``latency = sum_t s_t * K_t + c * units + a`` with ``K_t`` the predicted time of the
-graph's kernels of type ``t`` (what a kernel costs inside a network rather than alone: cache
-effects, fused sums, the per-run cost a sample measured alone carries), fit by least squares on
-relative errors with a ridge toward ``s_t = 1``, ``c = a = 0`` (:data:`RIDGE`); a type absent from
-the whole-graph rows keeps ``s_t = 1``.
+models): ``latency = sum_t s_t * K_t + c * units + b * MB + a`` with ``K_t`` the predicted time
+of the graph's kernels of type ``t`` and ``MB`` the activation megabytes its convolutions read
+and write (:func:`io_megabytes`): what a kernel costs inside a network rather than alone (cache
+effects, fused sums, the per-run cost and the layout conversions a sample measured alone
+carries), fit by least squares on relative errors with a ridge toward ``s_t = 1``, ``c = b = a =
+0`` (:data:`RIDGE`); a type absent from the whole-graph rows keeps ``s_t = 1``.
 """
 
 from __future__ import annotations
@@ -128,9 +129,10 @@ class KernelModel:
             return
         K = self.type_sums(graphs)
         n = np.array([len(t) for _, t in graphs], dtype=np.float64)
-        X = np.column_stack([K, n, np.ones_like(n)]) / y[:, None]
-        prior = np.r_[np.ones(len(TYPES)), 0.0, 0.0]
-        present = np.r_[K.any(0), True, True]
+        io = io_megabytes(graphs)
+        X = np.column_stack([K, n, io, np.ones_like(n)]) / y[:, None]
+        prior = np.r_[np.ones(len(TYPES)), 0.0, 0.0, 0.0]
+        present = np.r_[K.any(0), True, True, True]
         A = X[:, present]
         lam = RIDGE * np.eye(A.shape[1])
         theta = prior.copy()
@@ -138,7 +140,8 @@ class KernelModel:
         theta[present] = np.linalg.solve(A.T @ A + lam, rhs)
         self.meta["graph_term"] = {
             "scale": {t: float(theta[i]) for i, t in enumerate(TYPES)},
-            "per_unit_ms": float(theta[-2]),
+            "per_unit_ms": float(theta[-3]),
+            "per_io_mb_ms": float(theta[-2]),
             "const_ms": float(theta[-1]),
         }
 
@@ -153,7 +156,8 @@ class KernelModel:
         term = self.meta["graph_term"]
         s = np.array([term["scale"].get(t, 1.0) for t in TYPES])
         n = np.array([len(t) for _, t in graphs], dtype=np.float64)
-        ms = K @ s + term["per_unit_ms"] * n + term["const_ms"]
+        io = term.get("per_io_mb_ms", 0.0) * io_megabytes(graphs)
+        ms = K @ s + term["per_unit_ms"] * n + io + term["const_ms"]
         return np.maximum(ms, 0.5 * K.sum(1))
 
     def texts(self) -> dict[str, str]:
@@ -172,6 +176,19 @@ class KernelModel:
         if "all" not in boosters:
             raise ValueError("kernel model without kernel_all.txt")
         return cls(boosters, meta)
+
+
+def io_megabytes(graphs: list[tuple[np.ndarray, list[str]]]) -> np.ndarray:
+    """Per graph, activation MB read and written by its convolution units: what a convolution
+    measured alone also spends converting its input and output to and from ORT's blocked
+    (NCHWc) layout, which inside a network happens once at the ends of a run of convolutions."""
+    conv = {"conv", "dwconv", "gconv"}
+    out = np.zeros(len(graphs))
+    for i, (rows, types) in enumerate(graphs):
+        m = np.array([t in conv for t in types], dtype=bool)
+        if m.any():
+            out[i] = np.expm1(rows[m][:, _BYTES]).sum() / 1e6
+    return out
 
 
 def fit_from_examples(train: Any, y_ms: np.ndarray, seed: int = 0) -> KernelModel | None:

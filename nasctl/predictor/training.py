@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from nasctl.errors import PredictorError
-from nasctl.predictor import ensemble, ood
+from nasctl.predictor import ensemble, ood, report
 from nasctl.predictor.cost_base import AdditiveModel
 from nasctl.predictor.features import featurize_many
 from nasctl.predictor.gbdt import GBDTModel
@@ -112,6 +112,7 @@ def fit(
     calibrate(pred, val, y_va, oof=oof)
     pred.meta["ood"] = ood.fit_check(list(train), y_tr, list(val), y_va, lw, ALPHA)
     ood.add_kernel_quantile(pred.meta["ood"], list(val), y_va, kernels, ALPHA)
+    report.kernel_quantile(pred, val, np.asarray(y_val_ms, float), ALPHA)
     say("done", 4, 4)
     return pred
 
@@ -302,8 +303,17 @@ def train(
         gnn_steps=gnn_steps,
         progress=progress,
     )
-    metrics = evaluate(pred, [ex[i] for i in te], y[te])
-    metrics["split"] = {"train": len(tr), "val": len(va), "test": len(te), "seed": seed}
+    test = [ex[i] for i in te]
+    whole = [i for i, e in enumerate(test) if not e.single_layer] or list(range(len(test)))
+    metrics = evaluate(pred, [test[i] for i in whole], y[te][whole])  # whole graphs
+    metrics["parts"] = report.by_part(pred, test, y[te])
+    metrics["split"] = {
+        "train": len(tr),
+        "val": len(va),
+        "test": len(te),
+        "test_whole_graphs": len(whole),
+        "seed": seed,
+    }
     metrics["device_id"] = device_id
     metrics["weights"] = pred.meta["weights"]
     return pred, metrics
