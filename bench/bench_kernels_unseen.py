@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "models": table,
         "parts": metrics["parts"],
         "q_unit": km.meta.get("q_unit"),
-        "q_kernel": (pred.meta.get("ood") or {}).get("q_kernel"),
+        "q_kernel": (pred.meta.get("ood") or {}).get("q_kernel") if pred else None,
     }
 
 
