@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from nasctl.arch.graph import Graph, GraphBuilder
-from nasctl.predictor.kernel_model import KernelModel
+from nasctl.predictor.kernel_model import KernelModel, io_megabytes
 from nasctl.predictor.kernel_units import FREE_OPS, TYPES, graph_units, unit_rows
 from nasctl.spaces import get_space
 from nasctl.spaces.kernels import KernelsSpace
@@ -137,6 +137,7 @@ def test_a_model_of_known_kernels_is_their_sum_plus_the_learned_term() -> None:
     g = (x[new], [types[i] for i in new])
     scale = np.array([term["scale"][t] for t in g[1]])
     by_hand = (scale * model.unit_ms(*g)).sum() + 8 * term["per_unit_ms"] + term["const_ms"]
+    by_hand += term["per_io_mb_ms"] * io_megabytes([g])[0]
     assert model.predict_ms([g])[0] == pytest.approx(by_hand, rel=1e-9)
     assert model.predict_ms([g])[0] == pytest.approx(0.8 * ms[new].sum() + 0.28, rel=0.15)
     # saved as LightGBM text and loaded back: the same answers
