@@ -114,9 +114,10 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
     sp = metrics["split"]
+    whole = sp.get("test_whole_graphs", sp["test"])
     t = Table(
-        title=f"{metrics['device_id']}: test set of {sp['test']} "
-        f"(train {sp['train']}, validation {sp['val']})"
+        title=f"{metrics['device_id']}: test set of {sp['test']} (whole graphs below: {whole}; "
+        f"train {sp['train']}, validation {sp['val']})"
     )
     for col in (
         "model",
@@ -138,7 +139,28 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
             *(_fmt(m[k], ".3f") for k in ("spearman", "kendall", "coverage")),
         )
     Console().print(t)
+    if metrics.get("parts"):
+        Console().print(_parts_table(metrics["parts"]))
     typer.echo(f"predictor written to {out} (metrics in {out / 'metrics.json'})")
+
+
+def _parts_table(parts: list[dict[str, Any]]) -> Any:
+    """Whole graphs per space and single kernels, each with the model that answers it."""
+    from rich.table import Table
+
+    t = Table(title="by part (each with its own 90 % interval)")
+    for col in ("part", "answered by", "MAPE %", "Acc@10 %", "90% interval coverage", "n"):
+        t.add_column(col, justify="left" if col in ("part", "answered by") else "right")
+    for p in parts:
+        t.add_row(
+            p["part"],
+            p["answered_by"],
+            _fmt(p["mape"], ".2f"),
+            _fmt(p["acc10"], ".1f"),
+            _fmt(p["coverage"], ".3f"),
+            str(p["n"]),
+        )
+    return t
 
 
 def _fmt(v: float | None, spec: str) -> str:

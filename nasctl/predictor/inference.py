@@ -32,6 +32,8 @@ from nasctl.predictor.features import featurize_many
 from nasctl.predictor.gbdt import GBDTModel
 from nasctl.predictor.genotype_onehot import GenotypeEncoder
 from nasctl.predictor.gnn import GNNModel, batch_quotient
+from nasctl.predictor.kernel_model import KernelModel
+from nasctl.predictor.kernel_units import unit_rows
 from nasctl.predictor.layerwise import LayerwiseModel
 from nasctl.predictor.malloc_tuning import reused_heap
 from nasctl.predictor.schema import SCHEMA_VERSION, GraphFeatures, schema_hash
@@ -63,6 +65,15 @@ class Example:
     genotype: str | None = None
     layers: list[Any] | None = None
     single_layer: bool = False
+    units: tuple[np.ndarray, list[str]] | None = None  # kernel_units.unit_rows of the graph
+    graph: Graph | None = None  # kept where the caller passed graphs (units on demand)
+
+    def kernel_units(self) -> tuple[np.ndarray, list[str]] | None:
+        """The graph's kernel units (:func:`kernel_units.unit_rows`), computed once on demand;
+        None without a graph."""
+        if self.units is None and self.graph is not None:
+            self.units = unit_rows(self.graph)
+        return self.units
 
 
 def examples_from_graphs(
@@ -149,8 +160,10 @@ class Predictor:
         layerwise: LayerwiseModel | None,
         encoder: GenotypeEncoder,
         base: AdditiveModel | None = None,
+        kernels: KernelModel | None = None,
     ) -> None:
         self.meta, self.gbdt, self.gnn = meta, gbdt, gnn
+        self.kernels = kernels
         self.layerwise, self.encoder, self.base = layerwise, encoder, base
         self._cache: dict[tuple[str, ...], Prediction] = {}  # by graph
         self._gcache: dict[tuple[str, str, str], Prediction] = {}  # by genotype
@@ -175,7 +188,7 @@ class Predictor:
         :meth:`GNNModel.predict_log`)."""
         out = members_log(self, ex, quotient)
         out["ensemble"] = ensemble.combine(out, self.meta["weights"])
-        ood.toward_roofline(out, list(ex), self.meta.get("ood"), self.layerwise)
+        ood.toward_roofline(out, list(ex), self.meta.get("ood"), self.layerwise, self.kernels)
         return out
 
     def intervals(self, logs: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -269,6 +282,9 @@ class Predictor:
                 parts = parallel.split_run(prepare, n, parallel.workers_for(n))
             return [p for part in parts for p in part], []
         ex, keys, fb = _examples_of(items, make, prec)
+        if make is _same and self.kernels is not None:  # caller's graphs: units if outside
+            for e, g in zip(ex, items, strict=True):
+                e.graph = g
         return self.predict_examples(ex, batch=fb), keys
 
     def predict_examples(
@@ -313,6 +329,9 @@ class Predictor:
         texts = {"gbdt.txt": self.gbdt.to_string()}
         if self.layerwise is not None:
             texts["layerwise.txt"] = self.layerwise.to_string()
+        if self.kernels is not None:
+            meta["kernels"] = self.kernels.meta
+            texts.update(self.kernels.texts())
         artifacts.write_dir(out, meta, texts, {"gnn.pt": self.gnn.state_dict()})
         return out
 
@@ -333,9 +352,11 @@ class Predictor:
             enc = GenotypeEncoder.from_dict(meta.pop("encoder"))
             add = meta.pop("additive", None)
             base = AdditiveModel.from_dict(add) if add else None
+            km = meta.pop("kernels", None)
+            kernels = KernelModel.from_texts(texts, km) if km else None
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise PredictorError(f"predictor {path} is inconsistent: {e}; retrain it") from None
-        return cls(meta, gbdt, gnn, lw, enc, base)
+        return cls(meta, gbdt, gnn, lw, enc, base, kernels)
 
 
 def members_log(

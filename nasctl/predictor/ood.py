@@ -7,9 +7,11 @@ log MACs/params/bytes per op type, edge-pair counts, size), the range seen in tr
 with more features outside that range widened by ``MARGIN`` of its span than held-out graphs of
 the training distribution have (``start``: the most any validation graph has; a random graph of
 a search space can exceed a count or two seen in a few hundred samples) is *outside*, and the
-predictor answers it from the device's roofline (:meth:`layerwise.LayerwiseModel.roofline_ms`,
-plus a per-node overhead) with that estimate's calibrated interval instead of from the learned
-members; a graph just outside (fewer than ``start + FULL`` features) gets a log-space blend.
+predictor answers it from its per-kernel model (:mod:`kernel_model`: the sum of per-kernel
+predictions over the kernels the device runs plus the learned per-graph term; issue 16) when it
+has one, else from the device's roofline (:meth:`layerwise.LayerwiseModel.roofline_ms`, plus a
+per-node overhead), with that estimate's calibrated interval instead of from the learned members;
+a graph just outside (fewer than ``start + FULL`` features) gets a log-space blend.
 """
 
 from __future__ import annotations
@@ -58,8 +60,13 @@ def fit_check(
 
     ti = [i for i, e in enumerate(train) if not getattr(e, "single_layer", False)]
     vi = [i for i, e in enumerate(val) if not getattr(e, "single_layer", False)]
-    if layerwise is None or not ti or not vi:
+    if not ti or not vi:
         return None
+    if layerwise is None:  # ranges only: the per-kernel model may answer outside them
+        check = {**fit_ranges(np.stack([train[i].feats.g for i in ti])), "full": FULL}
+        n_val = n_outside(np.stack([val[i].feats.g for i in vi]), check)
+        check["start"] = int(min(n_val.max(), FULL)) if n_val.size else 0
+        return check
     feats = [train[i].feats for i in ti]
     nodes = np.array([f.costs.shape[0] for f in feats], dtype=np.float64)
     resid = np.exp(np.asarray(y_train_log)[ti]) - layerwise.roofline_ms(feats)
@@ -75,6 +82,22 @@ def fit_check(
     return check
 
 
+def add_kernel_quantile(
+    check: dict[str, Any] | None, val: list[Any], y_val_log: np.ndarray, kernels: Any, alpha: float
+) -> None:
+    """Store ``q_kernel`` in ``check``: the split-conformal quantile of the absolute log error of
+    the per-kernel answer on the whole-graph validation rows (its interval's log half-width)."""
+    from nasctl.predictor.ensemble import conformal_quantile
+
+    vi = [i for i, e in enumerate(val) if not getattr(e, "single_layer", False)]
+    if check is None or kernels is None or not vi:
+        return
+    est = kernel_log([val[i] for i in vi], kernels)
+    if est is not None:
+        err = np.abs(est - np.asarray(y_val_log)[vi])
+        check["q_kernel"] = conformal_quantile(err, alpha)
+
+
 def roofline_log(ex: list[Any], check: dict[str, Any], layerwise: Any) -> np.ndarray:
     """Log of roofline plus per-node overhead (log ms) of examples ``ex``."""
     feats = [e.feats for e in ex]
@@ -83,13 +106,29 @@ def roofline_log(ex: list[Any], check: dict[str, Any], layerwise: Any) -> np.nda
     return np.log(np.maximum(ms, 1e-6))
 
 
+def kernel_log(ex: list[Any], kernels: Any) -> np.ndarray | None:
+    """Log ms of the per-kernel model's answer (kernel sum + per-graph term) for ``ex``; None
+    without a kernel model or when an example has no graph to take its kernels from."""
+    if kernels is None:
+        return None
+    units = [e.kernel_units() if hasattr(e, "kernel_units") else None for e in ex]
+    if any(u is None for u in units):
+        return None
+    return np.log(np.maximum(kernels.predict_ms(units), 1e-6))
+
+
 def toward_roofline(
-    logs: dict[str, np.ndarray], ex: list[Any], check: dict[str, Any] | None, layerwise: Any
+    logs: dict[str, np.ndarray],
+    ex: list[Any],
+    check: dict[str, Any] | None,
+    layerwise: Any,
+    kernels: Any = None,
 ) -> None:
-    """Move ``logs["ensemble"]`` of graphs outside the training ranges toward the log roofline,
-    in place: weight ``w = clip((features outside - start) / full, 0, 1)``; ``logs["ood_w"]``
-    keeps ``w``."""
-    if check is None or layerwise is None:
+    """Move ``logs["ensemble"]`` of graphs outside the training ranges toward the per-kernel
+    answer (:func:`kernel_log`; without one, the log roofline), in place: weight ``w =
+    clip((features outside - start) / full, 0, 1)``; ``logs["ood_w"]`` keeps ``w``,
+    ``logs["ood_kernel"]`` whether the per-kernel model answered."""
+    if check is None or (layerwise is None and kernels is None):
         return
     n = n_outside(np.stack([e.feats.g for e in ex]), check) - int(check.get("start", 0))
     w = np.clip(n / float(check.get("full", FULL)), 0.0, 1.0)
@@ -97,7 +136,14 @@ def toward_roofline(
     if not w.any():
         return
     sel = np.flatnonzero(w)
-    roof = roofline_log([ex[i] for i in sel], check, layerwise)
+    roof = kernel_log([ex[i] for i in sel], kernels) if "q_kernel" in check else None
+    logs["ood_kernel"] = np.zeros(len(ex), dtype=bool)
+    if roof is not None:
+        logs["ood_kernel"][sel] = True
+    elif layerwise is not None:
+        roof = roofline_log([ex[i] for i in sel], check, layerwise)
+    else:
+        return
     ens = logs["ensemble"].astype(np.float64, copy=True)
     ens[sel] = (1 - w[sel]) * ens[sel] + w[sel] * roof
     logs["ensemble"] = ens
@@ -110,4 +156,7 @@ def interval_half(
     w = logs.get("ood_w")
     if check is None or w is None:
         return half
-    return (1 - w) * half + w * float(check["q"])
+    q = np.full(len(w), float(check.get("q", 0.0)))
+    if "ood_kernel" in logs:
+        q[logs["ood_kernel"]] = float(check.get("q_kernel", 0.0))
+    return (1 - w) * half + w * q

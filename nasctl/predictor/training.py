@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from nasctl.errors import PredictorError
-from nasctl.predictor import ensemble, ood
+from nasctl.predictor import ensemble, ood, report
 from nasctl.predictor.cost_base import AdditiveModel
 from nasctl.predictor.features import featurize_many
 from nasctl.predictor.gbdt import GBDTModel
@@ -34,6 +34,8 @@ from nasctl.predictor.inference import (
     gc_paused,
     members_log,
 )
+from nasctl.predictor.kernel_model import fit_from_examples
+from nasctl.predictor.kernel_units import unit_rows
 from nasctl.predictor.layerwise import LayerwiseModel
 from nasctl.predictor.metrics import regression_metrics
 from nasctl.predictor.schema import SCHEMA_VERSION, schema_hash
@@ -88,7 +90,8 @@ def fit(
         "alpha": ALPHA,
     }
     add = fit_additive(train, np.asarray(y_train_ms, float))
-    pred = Predictor(meta, None, None, lw, enc, add)  # type: ignore[arg-type]
+    kernels = fit_from_examples(train, np.asarray(y_train_ms, float), seed=seed)
+    pred = Predictor(meta, None, None, lw, enc, add, kernels)  # type: ignore[arg-type]
     wi = whole_graph_rows(train)  # single-layer rows train the per-layer model only
     tw, y_w = [train[i] for i in wi], np.asarray(y_train_ms, float)[wi]
     X = pred.design(tw)
@@ -108,6 +111,8 @@ def fit(
         oof = cross_fit(tw, y_w, X, seed=seed, gnn_steps=gnn_steps, use_base=pred.base is not None)
     calibrate(pred, val, y_va, oof=oof)
     pred.meta["ood"] = ood.fit_check(list(train), y_tr, list(val), y_va, lw, ALPHA)
+    ood.add_kernel_quantile(pred.meta["ood"], list(val), y_va, kernels, ALPHA)
+    report.kernel_quantile(pred, val, np.asarray(y_val_ms, float), ALPHA)
     say("done", 4, 4)
     return pred
 
@@ -245,6 +250,8 @@ def featurize_rows(rows: Sequence[Any], say: Progress) -> list[Example]:
 
 def _featurize_chunks(rows: Sequence[Any], say: Progress) -> list[Example]:
     out: list[Example | None] = [None] * len(rows)
+    # single kernels measured alone: every row gets its kernel units (the per-kernel model)
+    units = any(getattr(r, "single_layer", False) for r in rows)
     for start in range(0, len(rows), FEATURE_CHUNK):
         idx = range(start, min(start + FEATURE_CHUNK, len(rows)))
         by_prec: dict[str, list[int]] = {}
@@ -262,6 +269,7 @@ def _featurize_chunks(rows: Sequence[Any], say: Progress) -> list[Example]:
                     getattr(r, "genotype", None),
                     layers,
                     bool(getattr(r, "single_layer", False)),
+                    unit_rows(r.graph) if units else None,
                 )
         say("features", idx.stop, len(rows))
     return out  # type: ignore[return-value]
@@ -295,8 +303,17 @@ def train(
         gnn_steps=gnn_steps,
         progress=progress,
     )
-    metrics = evaluate(pred, [ex[i] for i in te], y[te])
-    metrics["split"] = {"train": len(tr), "val": len(va), "test": len(te), "seed": seed}
+    test = [ex[i] for i in te]
+    whole = [i for i, e in enumerate(test) if not e.single_layer] or list(range(len(test)))
+    metrics = evaluate(pred, [test[i] for i in whole], y[te][whole])  # whole graphs
+    metrics["parts"] = report.by_part(pred, test, y[te])
+    metrics["split"] = {
+        "train": len(tr),
+        "val": len(va),
+        "test": len(te),
+        "test_whole_graphs": len(whole),
+        "seed": seed,
+    }
     metrics["device_id"] = device_id
     metrics["weights"] = pred.meta["weights"]
     return pred, metrics

@@ -1,19 +1,37 @@
-"""The ``kernels`` space: single layers over wide configuration ranges, for per-layer predictors.
+"""The ``kernels`` space: single kernels over the configuration space real networks use, for
+per-kernel latency models (issue 16).
 
-A genotype is one layer, profiled as a tiny graph (input -> layer [-> activation])::
+A genotype is one kernel, profiled as a tiny graph (input -> kernel [-> activation])::
 
-    conv-i32-o64-k3-s1-h56-relu       dense conv, 32 -> 64 channels, 3x3, stride 1, 56x56 input
-    dwconv-i96-k5-s2-h28              depthwise conv
-    gconv-i64-o128-g4-k3-s1-h28-swish grouped conv, 4 groups
-    linear-i1280-o1000                fully connected on a (1, i) input
+    conv-i32-o64-k3-s1-h56-relu        dense conv, 32 -> 64 channels, 3x3, stride 1, 56x56 input
+    dconv-i64-o64-k3-d2-s1-h28         dilated dense conv (dilation 2)
+    dwconv-i96-k5-s2-h28               depthwise conv
+    gconv-i64-o128-g4-k3-s1-h28-swish  grouped conv, 4 groups
+    linear-i1280-o1000                 fully connected on a (1, i) input
     maxpool-i64-k3-s2-h56 / avgpool-...
-    add-i64-h28-relu6                 elementwise add of two (1, i, h, h) tensors
+    gap-i512-h7                        global average pool
+    add-i64-h28-relu6                  elementwise add of two (1, i, h, h) tensors [+ activation]
+    concat-i64-h28                     concatenation of two (1, i, h, h) tensors on channels
+    act-i64-h28-hardswish              an activation alone (one is required)
+    se-i96-o24-h28-swish               squeeze-excitation: global pool, 1x1 conv i -> o, activation
+                                       (relu unless given), 1x1 conv o -> i, gate (hardsigmoid after
+                                       a hardswish, else sigmoid), multiply with the input
 
-Tokens: ``i`` input channels/features, ``o`` output channels/features, ``g`` groups, ``k`` kernel,
-``s`` stride, ``h`` input height = width (px); an optional trailing activation (one of
-:data:`nasctl.arch.graph.ACTIVATIONS`) makes a conv+act pair as engines fuse it. Sampling is
-log-uniform over channels and spatial sizes and rejects layers above :data:`MAX_MACS` or
-with tensors above :data:`MAX_ELEMENTS`.
+Tokens: ``i`` input channels/features, ``o`` output channels/features (SE: squeeze width), ``g``
+groups, ``k`` kernel, ``d`` dilation, ``s`` stride, ``h`` input height = width (px); an optional
+trailing activation (one of :data:`nasctl.arch.graph.ACTIVATIONS`) makes a kernel+act pair as
+engines fuse it.
+
+**Sampler** (:meth:`KernelsSpace.sample`, seeded by the caller's ``random.Random``: the same seed
+gives the same kernels): a kind by :data:`WEIGHTS`; an input size from :data:`SIZES` (7..224, the
+feature-map sizes of 224-px classifiers); channels log-uniform over 4..2048 in steps of 4 (a
+tenth of dense convs take a 3-channel stem input), linear layers 64..25,088 -> 10..4,096
+features; kernels 1/3/5/7/11 (depthwise 3/5/7, dilated 3 with dilation 2/3/4/6), strides 1/2/4
+(4 only for dense convs); grouped convs either 2..64 groups or a group width of 4..128
+channels (ResNeXt, RegNet); SE squeeze ratios 4..24; activations ReLU, ReLU6, hardswish,
+SiLU (swish), sigmoid, hardsigmoid. A draw is rejected (and drawn again) above :data:`MAX_MACS`
+multiply-accumulates, :data:`MAX_ELEMENTS` elements in an input or output tensor or
+:data:`MAX_PARAMS` weights.
 """
 
 from __future__ import annotations
@@ -35,42 +53,58 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "maxpool": ("i", "k", "s", "h"),
     "avgpool": ("i", "k", "s", "h"),
     "add": ("i", "h"),
+    "dconv": ("i", "o", "k", "d", "s", "h"),
+    "gap": ("i", "h"),
+    "concat": ("i", "h"),
+    "act": ("i", "h"),
+    "se": ("i", "o", "h"),
 }
 #: sampling weights per kind (convs dominate real networks)
 WEIGHTS: dict[str, float] = {
     "conv": 4,
     "dwconv": 2,
-    "gconv": 1,
+    "gconv": 1.5,
+    "dconv": 0.5,
     "linear": 1,
     "maxpool": 0.5,
     "avgpool": 0.5,
+    "gap": 0.5,
     "add": 1,
+    "concat": 0.5,
+    "act": 1,
+    "se": 1.5,
 }
-FUSABLE = frozenset({"conv", "dwconv", "gconv", "linear", "add"})
+FUSABLE = frozenset({"conv", "dwconv", "gconv", "dconv", "linear", "add", "act", "se"})
+NEEDS_ACT = frozenset({"act"})
+#: input sizes (px) drawn from: the feature maps of 224-px classifiers (AlexNet's 55/27/13 too)
+SIZES = (7, 7, 13, 14, 14, 27, 28, 28, 55, 56, 56, 112, 112, 224)
+SAMPLED_ACTS = ("relu", "relu6", "hardswish", "swish", "sigmoid", "hardsigmoid")
 LIMITS: dict[str, tuple[int, int]] = {
-    "i": (1, 4096),
+    "i": (1, 32768),
     "o": (1, 4096),
     "g": (1, 512),
     "k": (1, 11),
+    "d": (1, 8),
     "s": (1, 4),
     "h": (1, 512),
 }
 MAX_MACS = 1_000_000_000  # multiply-accumulates per sampled layer (~tens of ms on one core)
 MAX_ELEMENTS = 4_000_000  # elements of the input or output tensor of a sampled layer
-_TOKEN = re.compile(r"^([iogksh])(\d+)$")
+MAX_PARAMS = 48_000_000  # weights of a sampled layer (AlexNet's 9216 x 4096 FC fits)
+_TOKEN = re.compile(r"^([iogkdsh])(\d+)$")
 
 
-def _log_choice(rng: random.Random, lo: int, hi: int, step: int = 8) -> int:
+def _log_choice(rng: random.Random, lo: int, hi: int, step: int = 4) -> int:
     v = math.exp(rng.uniform(math.log(lo), math.log(hi)))
     return max(lo, int(round(v / step)) * step)
 
 
 @register_space
 class KernelsSpace(SearchSpace):
-    """Single layers (conv, depthwise, grouped, linear, pooling, add, + fused activation)."""
+    """Single kernels (convs of every kind, linear, pooling, add, concat, activations, SE)."""
 
     name = "kernels"
-    description = "single layers over wide config ranges, for per-layer latency models"
+    description = "single kernels over real networks' config ranges, for per-kernel models"
     single_layer = True
 
     def parse(self, genotype: str) -> tuple[str, dict[str, int], str | None]:
@@ -85,6 +119,8 @@ class KernelsSpace(SearchSpace):
             if kind not in FUSABLE:
                 raise SpaceError(f"kernels genotype {genotype!r}: {kind} takes no activation")
             act, parts = parts[-1], parts[:-1]
+        elif kind in NEEDS_ACT:
+            raise SpaceError(f"kernels genotype {genotype!r}: {kind} needs an activation")
         vals: dict[str, int] = {}
         for tok in parts[1:]:
             m = _TOKEN.match(tok)
@@ -119,29 +155,49 @@ class KernelsSpace(SearchSpace):
             except Exception:  # e.g. a kernel larger than the input: draw again
                 continue
             sizes = [math.prod(s) for n in graph.nodes for s in (*n.in_shapes, *n.out_shapes)]
-            if _macs(graph) <= MAX_MACS and max(sizes) <= MAX_ELEMENTS:
+            params = sum(
+                int(n.attrs.get("in_features", 0)) * int(n.attrs.get("out_features", 0))
+                for n in graph.nodes
+            )
+            if _macs(graph) <= MAX_MACS and max(sizes) <= MAX_ELEMENTS and params <= MAX_PARAMS:
                 return genotype
 
     def _draw(self, rng: random.Random) -> str:
         kind = rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()))[0]
-        h = rng.choice((4, 7, 8, 14, 16, 28, 32, 56, 64, 112, 128, 160, 224))
         vals = {
-            "i": _log_choice(rng, 8, 1024) if kind != "linear" else _log_choice(rng, 64, 4096),
-            "o": _log_choice(rng, 8, 1024) if kind != "linear" else _log_choice(rng, 64, 4096),
-            "k": rng.choice((1, 3, 5, 7)) if kind in ("conv", "gconv") else rng.choice((3, 5, 7)),
+            "i": _log_choice(rng, 4, 2048),
+            "o": _log_choice(rng, 4, 2048),
+            "k": rng.choice((1, 1, 3, 3, 3, 5, 7, 11)),
             "s": rng.choice((1, 1, 2)),
-            "h": h,
+            "h": rng.choice(SIZES),
         }
-        if kind == "conv" and rng.random() < 0.1:
-            vals["i"] = 3  # network stems
+        if kind in ("conv", "dconv"):
+            vals["s"] = rng.choice((1, 1, 1, 2, 2, 4))
+            if rng.random() < 0.1:
+                vals["i"] = 3  # network stems
+        if kind == "dconv":
+            vals["k"], vals["d"] = 3, rng.choice((2, 3, 4, 6))
+        if kind == "dwconv":
+            vals["k"] = rng.choice((3, 3, 5, 7))
+        if kind == "linear":
+            vals["i"], vals["o"] = _log_choice(rng, 64, 25088), _log_choice(rng, 10, 4096, 2)
         if kind == "gconv":
-            vals["g"] = rng.choice((2, 4, 8))
-            vals["i"] = max(vals["g"], vals["i"] // vals["g"] * vals["g"])
-            vals["o"] = max(vals["g"], vals["o"] // vals["g"] * vals["g"])
+            if rng.random() < 0.5:
+                g = rng.choice((2, 4, 8, 16, 32, 64))
+            else:  # a fixed group width (channels per group), as ResNeXt and RegNet set it
+                g = max(2, vals["i"] // rng.choice((4, 8, 16, 24, 32, 48, 64, 128)))
+            vals["g"] = g
+            vals["i"] = max(2 * g, vals["i"] // g * g)  # g == i would be a depthwise conv
+            vals["o"] = max(g, vals["o"] // g * g)
+            vals["k"] = rng.choice((1, 3, 3, 5))
         if kind in ("maxpool", "avgpool"):
-            vals["k"] = rng.choice((2, 3))
-            vals["s"] = rng.choice((1, 2))
-        act = rng.choice((None, None, "relu", "relu6", "hardswish", "swish", "sigmoid"))
+            vals["k"] = rng.choice((2, 3, 3))
+            vals["s"] = rng.choice((1, 2, 2))
+        if kind == "se":
+            vals["o"] = max(4, vals["i"] // rng.choice((4, 4, 8, 16, 24)))
+        act = rng.choice((None, None, *SAMPLED_ACTS))
+        if kind in NEEDS_ACT and act is None:
+            act = rng.choice(SAMPLED_ACTS)
         picked = {t: vals[t] for t in FIELDS[kind]}
         return self.format((kind, picked, act if kind in FUSABLE else None))
 
@@ -168,9 +224,14 @@ class KernelsSpace(SearchSpace):
         kind, v, act = self.parse(genotype)
         shape = (1, v["i"]) if kind == "linear" else (1, v["i"], v["h"], v["h"])
         b = GraphBuilder(f"kernel-{genotype}", shape)
-        x = _layer(b, kind, v)
-        if act:
-            x = b.act(x, act, id="/act")
+        if kind == "se":
+            x = _se(b, v, act or "relu")
+        elif kind == "act":
+            x = b.act(b.input, str(act), id="/layer")
+        else:
+            x = _layer(b, kind, v)
+            if act:
+                x = b.act(x, act, id="/act")
         return b.build([x], meta={"space": self.name, "genotype": self.format((kind, v, act))})
 
 
@@ -181,13 +242,28 @@ def _layer(b: GraphBuilder, kind: str, v: dict[str, int]) -> str:
         return b.conv(b.input, v["i"], v["k"], stride=v["s"], groups=v["i"], id="/layer")
     if kind == "gconv":
         return b.conv(b.input, v["o"], v["k"], stride=v["s"], groups=v["g"], id="/layer")
+    if kind == "dconv":
+        return b.conv(b.input, v["o"], v["k"], stride=v["s"], dilation=v["d"], id="/layer")
+    if kind == "gap":
+        return b.global_pool(b.input, id="/layer")
     if kind == "linear":
         return b.linear(b.input, v["o"], id="/layer")
     if kind in ("maxpool", "avgpool"):
         pads = [0, 0, 0, 0] if v["k"] % 2 == 0 else None
         return b.pool(b.input, kind[:3], v["k"], stride=v["s"], pads=pads, id="/layer")
     other = b.identity(b.input, id="/other")  # a second, distinct operand
+    if kind == "concat":
+        return b.concat([b.input, other], id="/layer")
     return b.add([b.input, other], id="/layer")
+
+
+def _se(b: GraphBuilder, v: dict[str, int], act: str) -> str:
+    """Squeeze-excitation as torchvision writes it: pool, reduce, act, expand, gate, multiply."""
+    s = b.global_pool(b.input, id="/se_pool")
+    s = b.act(b.conv(s, v["o"], 1, id="/se_reduce", bias=True), act, id="/se_act")
+    s = b.conv(s, v["i"], 1, id="/se_expand", bias=True)
+    s = b.act(s, "hardsigmoid" if act == "hardswish" else "sigmoid", id="/se_gate")
+    return b.mul(b.input, s, id="/layer")
 
 
 def _macs(graph: Graph) -> int:

@@ -1,0 +1,156 @@
+"""Unseen families on the cpu device (issue 16): a predictor trained only on what ``nasctl
+profile`` collects (search-space architectures and single kernels), asked about well-known
+classifiers it never saw (bench/zoo.py + bench/zoo_more.py, batch 1, 224x224).
+
+    .venv/bin/python bench/bench_kernels_unseen.py --train runs/k16/cpu.db runs/k16/kernels.db \
+        --eval runs/k16/zoo.db --out runs/k16/unseen
+
+Reports, per evaluated model and in summary (MAPE, worst error, share within +-10 %): the whole
+predictor's answer (``Predictor.predict``: the ensemble, which hands graphs outside the training
+ranges to the per-kernel model), the per-kernel model (kernel sum with the learned per-graph term),
+the plain kernel sum, and the roofline (MACs over the fitted peak, bytes over the fitted bandwidth,
+summed over kernels, times the kernels' median ratio). The evaluated models' rows are read only to
+score the answers. Also the held-out single kernels per type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasctl.datasets.store import Store
+from nasctl.predictor import training
+from nasctl.predictor.kernel_model import _roof, fit_from_examples
+from nasctl.predictor.kernel_units import unit_rows
+from nasctl.predictor.training import train
+
+_T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - _T0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def load(dbs: list[Path], device: str) -> tuple[str, list[Any]]:
+    rows, dev = [], ""
+    for db in dbs:
+        with Store(db, readonly=True) as s:
+            dev = s.resolve_device_id(device)
+            part = [r for r in s.training_rows(dev) if r.latency_ms and r.latency_ms > 0]
+            for r in part:
+                _ = r.graph
+            rows += part
+    return dev, rows
+
+
+def _summary(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    e = p / y - 1
+    return {
+        "mape": float(100 * np.abs(e).mean()),
+        "worst": float(100 * e[np.argmax(np.abs(e))]),
+        "within10": float(100 * np.mean(np.abs(e) <= 0.10)),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    dev, rows = load(args.train, args.device)
+    _, zoo = load(args.eval, args.device)
+    log(f"{len(rows)} training rows ({sum(r.single_layer for r in rows)} kernels), {len(zoo)} eval")
+    if args.kernels_only:  # the per-kernel model alone (no ensemble, no test split)
+        ex = training.featurize_rows(rows, lambda stage, i, n: None)
+        km = fit_from_examples(ex, np.array([r.latency_ms for r in rows]), seed=args.seed)
+        pred, metrics = None, {"parts": []}
+    else:
+        pred, metrics = train(rows, dev, seed=args.seed, gnn_steps=args.gnn_steps)
+        km = pred.kernels
+    log("trained")
+    graphs = [r.graph for r in zoo]
+    units = [unit_rows(g) for g in graphs]
+    y = np.array([r.latency_ms for r in zoo])
+    answers = {
+        "kernel model": km.predict_ms(units),
+        "kernel sum": km.sum_ms(units),
+        "roofline": np.array(
+            [
+                _roof(u, km.meta["peak_macs_per_ms"], km.meta["bytes_per_ms"])[1].sum()
+                * np.exp(km.meta["median_log_ratio"])
+                for u, _ in units
+            ]
+        ),
+    }
+    if pred is not None:
+        answers["predictor"] = np.array([p.latency_ms for p in pred.predict(graphs)])
+    names = [str(r.model or r.genotype).removesuffix(".onnx") for r in zoo]
+    table = [
+        {"model": n, "measured_ms": float(t), **{k: float(v[i]) for k, v in answers.items()}}
+        for i, (n, t) in enumerate(zip(names, y, strict=True))
+    ]
+    return {
+        "device_id": dev,
+        "train_rows": len(rows),
+        "kernel_rows": int(sum(r.single_layer for r in rows)),
+        "graph_term": km.meta["graph_term"],
+        "rows_per_type": km.meta["rows_per_type"],
+        "own_regressor": sorted(k for k in km.boosters if k != "all"),
+        "summary": {k: _summary(y, v) for k, v in answers.items()},
+        "models": table,
+        "parts": metrics["parts"],
+        "q_unit": km.meta.get("q_unit"),
+        "q_kernel": (pred.meta.get("ood") or {}).get("q_kernel") if pred else None,
+    }
+
+
+def markdown(res: dict[str, Any]) -> str:
+    names = list(res["summary"])
+    lines = ["| answer | MAPE % | worst % | within +-10 % |", "|---|---|---|---|"]
+    for k in names:
+        s = res["summary"][k]
+        lines.append(f"| {k} | {s['mape']:.1f} | {s['worst']:+.1f} | {s['within10']:.0f} |")
+    lines += [
+        "",
+        "| model | measured ms | " + " | ".join(names) + " |",
+        "|---" * (2 + len(names)) + "|",
+    ]
+    key = names[-1] if "predictor" in names else "kernel model"
+    for m in sorted(res["models"], key=lambda m: -abs(m[key] / m["measured_ms"] - 1)):
+        cells = [f"{m[k]:.2f} ({100 * (m[k] / m['measured_ms'] - 1):+.1f})" for k in names]
+        lines.append(f"| {m['model']} | {m['measured_ms']:.2f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| part | answered by | MAPE % | Acc@10 % | coverage | n |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in res["parts"]:
+        cov = "-" if p["coverage"] is None else f"{p['coverage']:.2f}"
+        head = f"| {p['part']} | {p['answered_by']} | {p['mape']:.1f} | {p['acc10']:.0f}"
+        lines.append(f"{head} | {cov} | {p['n']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=Path, nargs="+", required=True, help="dbs to train on")
+    ap.add_argument("--eval", type=Path, nargs="+", required=True, help="dbs of the zoo models")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gnn-steps", type=int, default=200)
+    ap.add_argument("--kernels-only", action="store_true", help="fit the per-kernel model only")
+    ap.add_argument("--out", type=Path, default=Path("runs/k16/unseen"))
+    args = ap.parse_args(argv)
+    res = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    md = markdown(res)
+    args.out.with_suffix(".md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

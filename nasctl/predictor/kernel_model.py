@@ -1,0 +1,208 @@
+"""Per-kernel latency model (issue 16, nn-Meter style): one LightGBM regressor per kernel type on
+the kernels' configurations, summed over a graph's kernels, plus a learned per-graph term.
+
+Training rows are the single kernels ``nasctl profile --kernels`` measures: each sample is one
+unit of :mod:`kernel_units` and its measured latency is the label. Each regressor predicts
+``log(time / roofline)`` (roofline ``max(MACs / peak, bytes / bandwidth)``, peak and bandwidth the
+95th percentile of the achieved rates over the kernel rows), so it extrapolates in units of the
+device's limits. A type with fewer than :data:`MIN_TYPE_ROWS` rows is answered by a model over
+all kernel rows (type as a feature); a type never sampled (``other``: transpose, split, ...) by
+the roofline times the median ratio of all kernels.
+
+The per-graph term, fitted on whole-graph rows (search-space architectures, never the evaluated
+models): ``latency = sum_t s_t * K_t + c * units + b * MB + a`` with ``K_t`` the predicted time
+of the graph's kernels of type ``t`` and ``MB`` the activation megabytes its convolutions read
+and write (:func:`io_megabytes`): what a kernel costs inside a network rather than alone (cache
+effects, fused sums, the per-run cost and the layout conversions a sample measured alone
+carries), fit by least squares on relative errors with a ridge toward ``s_t = 1``, ``c = b = a =
+0`` (:data:`RIDGE`); a type absent from the whole-graph rows keeps ``s_t = 1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nasctl.predictor.kernel_units import TYPES, UNIT_FEATURES
+
+PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 5,
+    "max_bin": 63,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+    "num_threads": 1,
+}
+ROUNDS = 300
+MIN_TYPE_ROWS = 150  # kernel rows of a type for its own regressor (fewer: the shared one)
+MIN_ROWS = 30  # kernel rows in all for a kernel model
+RIDGE = 1.0
+_MACS = UNIT_FEATURES.index("log1p_macs")
+_BYTES = [UNIT_FEATURES.index(k) for k in ("log1p_read_bytes", "log1p_write_bytes")]
+_WBYTES = UNIT_FEATURES.index("log1p_weight_bytes")
+
+
+def _roof(x: np.ndarray, peak: float, bw: float) -> tuple[np.ndarray, np.ndarray]:
+    macs = np.expm1(x[:, _MACS])
+    nbytes = np.expm1(x[:, _BYTES]).sum(1) + np.expm1(x[:, _WBYTES])
+    roof = np.maximum(macs / peak, nbytes / bw) + 1e-6
+    extra = np.column_stack([np.log(macs / peak + 1e-9), np.log(nbytes / bw + 1e-9), np.log(roof)])
+    return np.hstack([x, extra]), roof
+
+
+class KernelModel:
+    """Per-type boosters (``"all"``: over every type), roofline constants, per-graph term."""
+
+    def __init__(self, boosters: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.boosters, self.meta = boosters, dict(meta)
+
+    @classmethod
+    def fit(
+        cls, rows: np.ndarray, types: list[str], ms: np.ndarray, seed: int = 0
+    ) -> KernelModel | None:
+        """Fit on kernel rows (``rows``: :data:`UNIT_FEATURES` rows, ``types``, measured ms);
+        None with fewer than :data:`MIN_ROWS`."""
+        import lightgbm as lgb
+
+        ms = np.asarray(ms, float)
+        if ms.size < MIN_ROWS:
+            return None
+        macs = np.expm1(rows[:, _MACS])
+        nbytes = np.expm1(rows[:, _BYTES]).sum(1) + np.expm1(rows[:, _WBYTES])
+        peak = float(np.quantile(macs[macs > 0] / ms[macs > 0], 0.95)) if (macs > 0).any() else 1.0
+        bw = float(np.quantile(nbytes / ms, 0.95))
+        xr, roof = _roof(rows, max(peak, 1e-9), max(bw, 1e-9))
+        y = np.log(ms / roof)
+        code = np.array([TYPES.index(t) for t in types], dtype=np.float64)
+        params = {**PARAMS, "seed": seed}
+        boosters = {"all": lgb.train(params, lgb.Dataset(np.column_stack([xr, code]), y), ROUNDS)}
+        counts = {t: int(sum(1 for u in types if u == t)) for t in TYPES}
+        for t, n in counts.items():
+            if n >= MIN_TYPE_ROWS:
+                m = code == TYPES.index(t)
+                boosters[t] = lgb.train(params, lgb.Dataset(xr[m], y[m]), ROUNDS)
+        meta = {
+            "peak_macs_per_ms": peak,
+            "bytes_per_ms": bw,
+            "median_log_ratio": float(np.median(y)),
+            "rows_per_type": counts,
+            "graph_term": {"scale": {t: 1.0 for t in TYPES}, "per_unit_ms": 0.0, "const_ms": 0.0},
+        }
+        return cls(boosters, meta)
+
+    def unit_ms(self, rows: np.ndarray, types: list[str]) -> np.ndarray:
+        """Predicted time (ms) of each kernel row alone."""
+        out = np.zeros(len(types))
+        if not len(types):
+            return out
+        xr, roof = _roof(rows, self.meta["peak_macs_per_ms"], self.meta["bytes_per_ms"])
+        tarr = np.asarray(types)
+        counts = self.meta["rows_per_type"]
+        for t in set(types):
+            m = tarr == t
+            if t in self.boosters:
+                logr = self.boosters[t].predict(xr[m], num_threads=1)
+            elif counts.get(t, 0) > 0:
+                x = np.column_stack([xr[m], np.full(int(m.sum()), float(TYPES.index(t)))])
+                logr = self.boosters["all"].predict(x, num_threads=1)
+            else:
+                logr = np.full(int(m.sum()), self.meta["median_log_ratio"])
+            out[m] = roof[m] * np.exp(logr)
+        return out
+
+    def type_sums(self, graphs: list[tuple[np.ndarray, list[str]]]) -> np.ndarray:
+        """(graphs, len(TYPES)) predicted kernel time per type (ms) of each graph's units."""
+        out = np.zeros((len(graphs), len(TYPES)))
+        for i, (rows, types) in enumerate(graphs):
+            per = self.unit_ms(rows, types)
+            for t, v in zip(types, per, strict=True):
+                out[i, TYPES.index(t)] += v
+        return out
+
+    def fit_graph_term(self, graphs: list[tuple[np.ndarray, list[str]]], ms: np.ndarray) -> None:
+        """Fit the per-graph term (module docstring) on whole graphs' units and latencies."""
+        y = np.asarray(ms, float)
+        if y.size < 5:
+            return
+        K = self.type_sums(graphs)
+        n = np.array([len(t) for _, t in graphs], dtype=np.float64)
+        io = io_megabytes(graphs)
+        X = np.column_stack([K, n, io, np.ones_like(n)]) / y[:, None]
+        prior = np.r_[np.ones(len(TYPES)), 0.0, 0.0, 0.0]
+        present = np.r_[K.any(0), True, True, True]
+        A = X[:, present]
+        lam = RIDGE * np.eye(A.shape[1])
+        theta = prior.copy()
+        rhs = A.T @ np.ones_like(y) + lam @ prior[present]
+        theta[present] = np.linalg.solve(A.T @ A + lam, rhs)
+        self.meta["graph_term"] = {
+            "scale": {t: float(theta[i]) for i, t in enumerate(TYPES)},
+            "per_unit_ms": float(theta[-3]),
+            "per_io_mb_ms": float(theta[-2]),
+            "const_ms": float(theta[-1]),
+        }
+
+    def sum_ms(self, graphs: list[tuple[np.ndarray, list[str]]]) -> np.ndarray:
+        """Plain sum of each graph's predicted kernel times (ms), no per-graph term."""
+        return self.type_sums(graphs).sum(1)
+
+    def predict_ms(self, graphs: list[tuple[np.ndarray, list[str]]]) -> np.ndarray:
+        """Whole-graph estimate (ms): kernel sums with the learned per-graph term (floored at
+        half the plain sum, so the term cannot turn an answer negative)."""
+        K = self.type_sums(graphs)
+        term = self.meta["graph_term"]
+        s = np.array([term["scale"].get(t, 1.0) for t in TYPES])
+        n = np.array([len(t) for _, t in graphs], dtype=np.float64)
+        io = term.get("per_io_mb_ms", 0.0) * io_megabytes(graphs)
+        ms = K @ s + term["per_unit_ms"] * n + io + term["const_ms"]
+        return np.maximum(ms, 0.5 * K.sum(1))
+
+    def texts(self) -> dict[str, str]:
+        """LightGBM text models by file name (for :func:`artifacts.write_dir`)."""
+        return {f"kernel_{t}.txt": str(b.model_to_string()) for t, b in self.boosters.items()}
+
+    @classmethod
+    def from_texts(cls, texts: dict[str, str], meta: dict[str, Any]) -> KernelModel:
+        import lightgbm as lgb
+
+        boosters = {
+            name[len("kernel_") : -len(".txt")]: lgb.Booster(model_str=text)
+            for name, text in texts.items()
+            if name.startswith("kernel_") and name.endswith(".txt")
+        }
+        if "all" not in boosters:
+            raise ValueError("kernel model without kernel_all.txt")
+        return cls(boosters, meta)
+
+
+def io_megabytes(graphs: list[tuple[np.ndarray, list[str]]]) -> np.ndarray:
+    """Per graph, activation MB read and written by its convolution units: what a convolution
+    measured alone also spends converting its input and output to and from ORT's blocked
+    (NCHWc) layout, which inside a network happens once at the ends of a run of convolutions."""
+    conv = {"conv", "dwconv", "gconv"}
+    out = np.zeros(len(graphs))
+    for i, (rows, types) in enumerate(graphs):
+        m = np.array([t in conv for t in types], dtype=bool)
+        if m.any():
+            out[i] = np.expm1(rows[m][:, _BYTES]).sum() / 1e6
+    return out
+
+
+def fit_from_examples(train: Any, y_ms: np.ndarray, seed: int = 0) -> KernelModel | None:
+    """The kernel model of training examples (``.units``, ``.single_layer``): regressors on the
+    single-kernel rows that are one unit, the per-graph term on the whole-graph rows; None
+    without enough kernel rows."""
+    y = np.asarray(y_ms, float)
+    k = [i for i, e in enumerate(train) if e.single_layer and e.units and len(e.units[1]) == 1]
+    if len(k) < MIN_ROWS:
+        return None
+    rows = np.vstack([train[i].units[0] for i in k])
+    model = KernelModel.fit(rows, [train[i].units[1][0] for i in k], y[k], seed=seed)
+    if model is not None:
+        w = [i for i, e in enumerate(train) if not e.single_layer and e.units is not None]
+        model.fit_graph_term([train[i].units for i in w], y[w])
+        model.meta["n_kernel_rows"], model.meta["n_graph_rows"] = len(k), len(w)
+    return model

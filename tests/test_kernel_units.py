@@ -1,0 +1,146 @@
+"""Kernel units (the kernels ONNX Runtime runs) and the per-kernel model (issue 16)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+
+from nasctl.arch.graph import Graph, GraphBuilder
+from nasctl.predictor.kernel_model import KernelModel, io_megabytes
+from nasctl.predictor.kernel_units import FREE_OPS, TYPES, graph_units, unit_rows
+from nasctl.spaces import get_space
+from nasctl.spaces.kernels import KernelsSpace
+
+
+def _optimized(model: onnx.ModelProto, tmp: Path) -> onnx.ModelProto:
+    import onnxruntime as ort
+    from nasctl_agent.backends.ort import session_options
+
+    path = tmp / "optimized.onnx"
+    ort.InferenceSession(
+        model.SerializeToString(),
+        session_options(1, optimized_path=str(path)),
+        providers=["CPUExecutionProvider"],
+    )
+    return onnx.load(path)
+
+
+def _dense_block() -> Graph:
+    """DenseNet-style pre-activation: concat -> BN -> ReLU -> conv (ORT fuses BN-ReLU-conv)."""
+    b = GraphBuilder("dense", (1, 16, 14, 14))
+    a = b.act(b.batchnorm(b.conv(b.input, 16, 3, id="c0"), id="bn0"), "relu", id="r0")
+    x = b.concat([b.input, a], id="cat")
+    x = b.conv(b.act(b.batchnorm(x, id="bn1"), "relu", id="r1"), 32, 1, id="c1")
+    return b.build([b.global_pool(x, id="gap")])
+
+
+def _residual() -> Graph:
+    """Conv-BN-ReLU, conv-BN, + a strided shortcut conv, add, ReLU (a ResNet block)."""
+    b = GraphBuilder("res", (1, 16, 28, 28))
+    x = b.act(b.batchnorm(b.conv(b.input, 32, 3, stride=2, id="c1"), id="b1"), "relu", id="r1")
+    x = b.batchnorm(b.conv(x, 32, 3, id="c2"), id="b2")
+    s = b.batchnorm(b.conv(b.input, 32, 1, stride=2, id="sc"), id="bs")
+    return b.build([b.act(b.add([x, s], id="add"), "relu", id="r2")])
+
+
+def _graphs() -> list[Graph]:
+    ks, rng = KernelsSpace(), random.Random(2)
+    out = [_dense_block(), _residual()]
+    out += [ks.to_graph(g) for g in ("se-i96-o24-h28-swish", "conv-i32-o64-k3-s1-h28-hardswish")]
+    for name in ("mbconv", "resnet"):
+        sp = get_space(name)
+        out += [sp.to_graph(sp.sample(rng)) for _ in range(2)]
+    return out
+
+
+@pytest.mark.parametrize("graph", _graphs(), ids=lambda g: g.name[:24])
+def test_units_are_made_of_whole_ort_kernels(graph: Graph, tmp_path: Path) -> None:
+    """Map ORT's kernels (nodes of its optimized graph) back to graph nodes: no kernel ORT runs
+    may span two units (fused Conv+Add+ReLU, BN-ReLU-Conv, Conv+sigmoid stay together)."""
+    from nasctl.arch.onnx_io import to_onnx
+    from nasctl.profiler.layers import to_graph_ids
+    from nasctl.profiler.ort_names import map_kernels
+
+    model = to_onnx(graph)
+    mapping = map_kernels(model, _optimized(model, tmp_path))
+    pos = {n.id: i for i, n in enumerate(graph.nodes)}
+    units = graph_units(graph)
+    owner = {i: k for k, u in enumerate(units) for i in u.nodes}
+    spans = []
+    for info in mapping.kernels.values():
+        if info.kind == "reformat":
+            continue
+        nodes = [pos[n] for n in to_graph_ids(list(info.nodes), set(pos)) if n in pos]
+        owners = {owner.get(i) for i in nodes if graph.nodes[i].op not in FREE_OPS}
+        if len(owners) > 1:
+            spans.append([graph.nodes[i].op for i in nodes])
+    assert not spans
+    assert len(units) <= len([k for k in mapping.kernels.values() if k.kind != "reformat"])
+
+
+def test_fusions_seen_on_ort_give_the_expected_units() -> None:
+    res = graph_units(_residual())
+    assert [u.type for u in res] == ["conv", "conv", "conv"]
+    assert [u.fused_sum for u in res] == [False, True, False] and res[1].act == "relu"
+    dense = graph_units(_dense_block())
+    assert [u.type for u in dense] == ["conv", "concat", "conv", "gap"]
+    assert len(dense[2].nodes) == 3  # BN-ReLU folded into the conv after them
+
+
+def test_every_kernels_sample_is_one_unit_of_its_kind() -> None:
+    ks, rng = KernelsSpace(), random.Random(0)
+    kind_type = {"dconv": "conv", "maxpool": "pool", "avgpool": "pool"}
+    for g in (ks.sample(rng) for _ in range(300)):
+        kind = g.split("-")[0]
+        rows, types = unit_rows(ks.to_graph(g))
+        assert types == [kind_type.get(kind, kind)], g
+        assert rows.shape == (1, 16) and np.isfinite(rows).all()
+
+
+def _kernel_data(n: int = 240) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """Kernel samples with a smooth made-up latency (MACs and bytes at fixed rates)."""
+    ks, rng = KernelsSpace(), random.Random(1)
+    gens = [ks.sample(rng) for _ in range(n)]
+    rows, types = [], []
+    for g in gens:
+        r, t = unit_rows(ks.to_graph(g))
+        rows.append(r[0])
+        types.append(t[0])
+    x = np.array(rows)
+    ms = np.expm1(x[:, 11]) / 2e6 + np.expm1(x[:, 12:15]).sum(1) / 4e6 + 0.003
+    return x, types, ms, gens
+
+
+def test_a_model_of_known_kernels_is_their_sum_plus_the_learned_term() -> None:
+    x, types, ms, gens = _kernel_data()
+    model = KernelModel.fit(x, types, ms)
+    assert model is not None
+    alone = model.unit_ms(x, types)
+    assert np.median(np.abs(alone / ms - 1)) < 0.1  # trained kernels are known
+    # whole graphs made of known kernels: latency 0.8 x sum of kernels + 0.01 ms per kernel + 0.2
+    rng = np.random.default_rng(0)
+    picks = [
+        rng.choice(len(types), size=int(rng.integers(3, 12)), replace=False) for _ in range(60)
+    ]
+    graphs: list[Any] = [(x[p], [types[i] for i in p]) for p in picks]
+    y = np.array([0.8 * ms[p].sum() + 0.01 * len(p) + 0.2 for p in picks])
+    model.fit_graph_term(graphs, y)
+    term = model.meta["graph_term"]
+    assert term["scale"]["conv"] == pytest.approx(0.8, abs=0.05)  # the learned term
+    assert 0.0 <= term["per_unit_ms"] <= 0.05 and term["scale"]["other"] == 1.0  # (unseen)
+    new = rng.choice(len(types), size=8, replace=False)  # a new model of known kernels
+    g = (x[new], [types[i] for i in new])
+    scale = np.array([term["scale"][t] for t in g[1]])
+    by_hand = (scale * model.unit_ms(*g)).sum() + 8 * term["per_unit_ms"] + term["const_ms"]
+    by_hand += term["per_io_mb_ms"] * io_megabytes([g])[0]
+    assert model.predict_ms([g])[0] == pytest.approx(by_hand, rel=1e-9)
+    assert model.predict_ms([g])[0] == pytest.approx(0.8 * ms[new].sum() + 0.28, rel=0.15)
+    # saved as LightGBM text and loaded back: the same answers
+    again = KernelModel.from_texts(model.texts(), model.meta)
+    assert np.allclose(again.predict_ms([g]), model.predict_ms([g]))
+    assert set(term["scale"]) == set(TYPES)
