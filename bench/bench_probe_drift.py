@@ -98,8 +98,8 @@ class Collector:
 
         s = collect(self.store, self.dev, jobs(), 0, per_layer=True, options=self.options,
                     probe=self.probe, probe_every=self.probe_every)  # fmt: skip
-        self.summaries.append({"t": time.time(), "measured": s.measured, "ok": s.ok,
-                               "noisy": s.noisy, "failed": s.failed, "seconds": s.seconds})  # fmt: skip
+        keys = ("measured", "ok", "noisy", "failed", "seconds")
+        self.summaries.append({"t": time.time(), **{k: getattr(s, k) for k in keys}})
         print(f"  collected {s.measured} ({s.ok} ok, {s.noisy} noisy) in {s.seconds:.0f} s",
               flush=True)  # fmt: skip
 
