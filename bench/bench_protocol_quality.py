@@ -57,6 +57,8 @@ def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                      "status": m.status, "cpu_s": cpu_s, "timed_s": timed_s}
                 )  # fmt: skip
         rows.append(row)
+        if args.out is not None:  # what is measured so far survives a time limit
+            args.out.with_suffix(".partial.json").write_text(json.dumps(rows))
         print(f"{len(rows)}/{args.archs} {row['slow'][0]['median_ms']:.2f} ms", flush=True)
     return rows
 
