@@ -3,7 +3,8 @@
 ``--archs`` mbconv architectures (seed ``--seed``) are measured ``--pairs`` times with each of
 two protocols, alternating (slow, fast, slow, fast, ...): *slow* = the timed phase always runs
 ``min_time_s`` (``median_ci=0``, the protocol before), *fast* = the cpu device's default (stop once
-the median's 95 % confidence interval is within +-``--median-ci``). Both use the same clock and
+the median's 95 % confidence interval is within +-``--median-ci``; ``--fast-min-time-s`` also
+shortens its minimum time). Both use the same clock and
 gate options. Per architecture, with ``s1, s2`` the slow medians and ``f1, f2`` the fast ones:
 
     slow vs slow   |s1 - s2| / mean(s)         how much the slow protocol disagrees with itself
@@ -38,7 +39,10 @@ def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     dev = get_device("cpu", **({"clock": args.clock} if args.clock != "wall" else {}))
     gate = gate_options(load_gate(dev.device_id), {})
-    protocols = {"slow": {**gate, "median_ci": 0.0}, "fast": {**gate, "median_ci": args.median_ci}}
+    fast = {**gate, "median_ci": args.median_ci}
+    if args.fast_min_time_s is not None:
+        fast["min_time_s"] = args.fast_min_time_s
+    protocols = {"slow": {**gate, "median_ci": 0.0}, "fast": fast}
     rows = []
     for genotype, graph in sample_architectures(get_space("mbconv"), args.archs, args.seed):
         row: dict[str, Any] = {"genotype": genotype, "slow": [], "fast": []}
@@ -99,6 +103,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--clock", choices=("wall", "thread"), default="thread")
     ap.add_argument("--median-ci", type=float, default=0.01)
+    ap.add_argument("--fast-min-time-s", type=float, default=None, help="default: the device's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/protocol_quality.json"))
     args = ap.parse_args()
