@@ -110,3 +110,45 @@ def test_config_from_options_and_bad_values() -> None:
         TimingConfig.from_options({"repeats": 0})
     with pytest.raises(DeviceError, match="must be an integer"):
         TimingConfig.from_options({"max_attempts": "many"})
+
+
+def test_median_ci_halfwidth_is_the_order_statistics_interval() -> None:
+    from nasctl_agent.protocol import median_ci_halfwidth
+
+    # n = 25: j = floor(12.5 - 4.9) = 7, k = ceil(1 + 12.5 + 4.9) = 19 (1-based)
+    xs = [float(i) for i in range(1, 26)]  # median 13
+    assert median_ci_halfwidth(xs) == pytest.approx((19 - 7) / (2 * 13))
+    assert median_ci_halfwidth([1.0, 2.0, 3.0]) == float("inf")  # too few to say
+    assert median_ci_halfwidth([0.0] * 10) == float("inf")
+    # its coverage on real draws: the interval holds the true median ~95 % of the time
+    rng = random.Random(0)
+    hits = 0
+    for _ in range(400):
+        s = sorted(rng.gauss(10.0, 1.0) for _ in range(40))
+        med = (s[19] + s[20]) / 2
+        hits += abs(med - 10.0) <= median_ci_halfwidth(s) * med
+    assert 0.9 <= hits / 400 <= 1.0
+
+
+def test_median_ci_stops_a_stable_net_early_and_not_a_noisy_one() -> None:
+    # 1 ms steps +-0.5 %: the median is known to 1 % long before min_time_s (1000 runs)
+    stable = ScriptedRunner([1.0, 1.005, 0.995, 1.002, 0.998])
+    res = stable.measure(TimingConfig(repeats=20, min_time_s=1.0, median_ci=0.01))
+    assert res.stats.runs == 20  # stopped at the repeat floor
+    off = ScriptedRunner([1.0, 1.005, 0.995, 1.002, 0.998])
+    assert off.measure(TimingConfig(repeats=20, min_time_s=1.0)).stats.runs == 1000
+    # a bimodal net (1 ms / 2 ms alternating): the median is not pinned, runs to min_time_s
+    noisy = ScriptedRunner([1.0, 2.0])
+    assert noisy.measure(TimingConfig(repeats=20, min_time_s=0.3, median_ci=0.01)).stats.runs == 200
+    with pytest.raises(DeviceError, match="median_ci"):
+        TimingConfig.from_options({"median_ci": -0.1})
+
+
+def test_cpu_device_defaults_to_the_early_stop_and_the_probe_does_not() -> None:
+    from nasctl.profiler import get_device
+    from nasctl.profiler.probe import PROBE_TIMING
+
+    dev = get_device("cpu")
+    assert TimingConfig.from_options(dev.timing_defaults, {}).median_ci == 0.01
+    assert TimingConfig.from_options(dev.timing_defaults, {"median_ci": "0"}).median_ci == 0.0
+    assert PROBE_TIMING["median_ci"] == 0.0  # every probe runs its full min_time_s

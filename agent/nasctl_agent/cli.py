@@ -23,6 +23,12 @@ _TIMING = (
     ("max_repeats", int, "cap on timed runs per attempt (default 10000)"),
     ("cv_threshold", float, "quality gate on std/mean (default 0.025)"),
     ("max_attempts", int, "attempts while the gate fails (default 3)"),
+    (
+        "median_ci",
+        float,
+        "stop before min_time_s once the median's 95%% CI is within +-this "
+        "fraction of it (default 0: off)",
+    ),
 )
 
 

@@ -10,7 +10,10 @@ clock.
 
 1. warm-up: runs until ``warmup`` runs are done or ``warmup_s`` seconds passed (at least one);
 2. timed runs: at least ``repeats`` runs *and* at least ``min_time_s`` seconds of timed runs
-   (capped by ``max_repeats``);
+   (capped by ``max_repeats``); with ``median_ci`` > 0 the runs may stop before ``min_time_s``
+   (never before ``repeats``) once the median is known to within ``median_ci``: the
+   distribution-free 95 % confidence interval of the median (order statistics) is at most
+   ``2 x median_ci x median`` wide. Stable nets stop early, noisy ones run to ``min_time_s``;
 3. statistics in milliseconds: median, mean, p90, std, CV = std / mean;
 4. quality gate: if CV > ``cv_threshold`` (default 0.025, nasctl's own default: trtexec only
    warns, from about 1 % CV; the host can derive a device's own threshold), re-measure, up to
@@ -22,6 +25,7 @@ Standard library only (Python >= 3.8).
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from abc import ABC, abstractmethod
@@ -43,6 +47,8 @@ class TimingConfig:
         max_repeats: hard cap on timed runs per attempt.
         cv_threshold: quality gate on the coefficient of variation (std / mean).
         max_attempts: timed attempts in all (1 = no re-measuring).
+        median_ci: stop timed runs before ``min_time_s`` once the median's 95 % confidence
+            interval is within +- this fraction of it (0 = off: always run ``min_time_s``).
     """
 
     warmup: int = 10
@@ -52,6 +58,7 @@ class TimingConfig:
     max_repeats: int = 10_000
     cv_threshold: float = 0.025
     max_attempts: int = 3
+    median_ci: float = 0.0
 
     @classmethod
     def from_options(cls, *sources: dict[str, Any] | None) -> TimingConfig:
@@ -71,8 +78,8 @@ class TimingConfig:
             raise RequestError(
                 f"repeats must be >= 1 and <= max_repeats ({self.max_repeats}); got {self.repeats}"
             )
-        if self.warmup < 0 or self.warmup_s < 0 or self.min_time_s < 0:
-            raise RequestError("warmup, warmup_s and min_time_s must be >= 0")
+        if self.warmup < 0 or self.warmup_s < 0 or self.min_time_s < 0 or self.median_ci < 0:
+            raise RequestError("warmup, warmup_s, min_time_s and median_ci must be >= 0")
         if self.max_attempts < 1:
             raise RequestError(f"max_attempts must be >= 1; got {self.max_attempts}")
         if not self.cv_threshold > 0:
@@ -121,6 +128,20 @@ class TimingStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def median_ci_halfwidth(sorted_xs: list[float]) -> float:
+    """Half the width of the median's distribution-free 95 % confidence interval, relative to
+    the median: order statistics ``j = floor(n/2 - 0.98 sqrt(n))`` and ``k = ceil(1 + n/2 + 0.98
+    sqrt(n))`` (1-based, clamped to 1..n); ``inf`` for fewer than 6 samples or a median <= 0."""
+    n = len(sorted_xs)
+    med = percentile(sorted_xs, 50.0) if n else 0.0
+    if n < 6 or med <= 0:
+        return math.inf
+    half = 0.98 * math.sqrt(n)
+    j = max(1, math.floor(n / 2 - half))
+    k = min(n, math.ceil(1 + n / 2 + half))
+    return (sorted_xs[k - 1] - sorted_xs[j - 1]) / (2 * med)
 
 
 def percentile(sorted_xs: list[float], q: float) -> float:
@@ -258,14 +279,20 @@ class Runner(ABC):
         return n
 
     def timed_runs(self, cfg: TimingConfig) -> list[float]:
-        """Timed steps until both ``repeats`` and ``min_time_s`` are reached (ms each)."""
+        """Timed steps until both ``repeats`` and ``min_time_s`` are reached (ms each), or,
+        with ``median_ci``, ``repeats`` and a median known to within ``median_ci``."""
         samples: list[float] = []
+        ordered: list[float] = []
         total_ms = 0.0
         min_ms = cfg.min_time_s * 1e3
         while len(samples) < cfg.max_repeats and (len(samples) < cfg.repeats or total_ms < min_ms):
             dt = self.timed_step_ms()
             samples.append(dt)
             total_ms += dt
+            if cfg.median_ci > 0:
+                bisect.insort(ordered, dt)
+                if len(samples) >= cfg.repeats and median_ci_halfwidth(ordered) <= cfg.median_ci:
+                    break
         return samples
 
     def measure(self, cfg: TimingConfig | None = None) -> TimingResult:

@@ -38,6 +38,8 @@ class Device(ABC):
     #: isomorphic NB201 cells with different latencies), so only the device itself answers.
     reuses_by_hash: bool = True
     backend_label = "the backend"  # "<label> failed: ..." for an engine's own exception
+    #: This device's timing-protocol defaults (under the device's and the request's options).
+    timing_defaults: dict[str, Any] = {}
 
     def __init__(self, **opts: Any) -> None:
         self.opts = dict(opts)
@@ -88,7 +90,7 @@ class Device(ABC):
 
     def measure_impl(self, request: MeasurementRequest, opts: dict[str, Any]) -> Measurement:
         """Options -> timing config, load, :meth:`measure_model`, failures -> failed record."""
-        cfg = TimingConfig.from_options(opts)
+        cfg = TimingConfig.from_options(self.timing_defaults, opts)
         dev_id = self.request_device_id(request, opts)
         t0 = time.perf_counter()
         try:

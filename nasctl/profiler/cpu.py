@@ -4,7 +4,11 @@ optimizations, sequential execution; whole-graph latency from an un-profiled ses
 times from a separate profiling session, mapped back to graph nodes here. INT8: the host writes
 the model as explicit Q/DQ (:mod:`nasctl.arch.precision`, calibrated on ``calib_data`` or stated
 random data; activations uint8 asymmetric, ORT's fast CPU path, weights int8 symmetric
-per-channel) and ORT runs its int8 kernels; the device id says ``int8``."""
+per-channel) and ORT runs its int8 kernels; the device id says ``int8``.
+
+Timed runs stop early once the median is known to +-1 % (``median_ci=0.01``; 95 % confidence,
+at least ``repeats`` runs; option ``median_ci=0`` always runs ``min_time_s``): stable nets
+take a fraction of a second, noisy ones still run ``min_time_s``."""
 
 from __future__ import annotations
 
@@ -24,3 +28,4 @@ class CpuDevice(AgentBackedDevice):
     writes_precision = ("int8",)
     int8_activations = "uint8"  # ORT's x86 fast path (U8S8); symmetric int8 runs slower here
     backend_label = "ONNX Runtime"
+    timing_defaults = {"median_ci": 0.01}

@@ -11,7 +11,8 @@ imports every device module, so the registry is full once ``nasctl.profiler`` is
 
 Options (device kwargs, overridden per request by ``request.options``): the timing protocol's
 ``warmup``, ``warmup_s``, ``repeats``, ``min_time_s``, ``max_repeats``, ``cv_threshold``,
-``max_attempts`` (see :class:`~nasctl.profiler.protocol.TimingConfig`), plus per device:
+``max_attempts``, ``median_ci`` (see :class:`~nasctl.profiler.protocol.TimingConfig`; a device's
+own defaults in ``timing_defaults``, e.g. the cpu device's ``median_ci=0.01``), plus per device:
 ``threads``, ``clock`` (``wall`` | ``thread``), ``per_layer_runs`` (cpu); ``trtexec``,
 ``timing_cache_dir``, ``workspace_mb`` (t4, xavier); ``data_dir`` (replay).
 """
