@@ -19,7 +19,8 @@ HELP's code does instead (``loader.py``: from indices 0-899 minus the target's b
     python bench/bench_transfer_nb201.py --split help --seeds 10
     python bench/bench_transfer_nb201.py --split kinds --seeds 10
 
-Output: markdown rows on stdout; ``--time`` also times one full transfer (source models included).
+Output: markdown rows on stdout; ``--time`` instead times one full transfer (source models
+included; run it alone, pinned, under the cpu lock).
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def main() -> None:
     ap.add_argument("--split", choices=sorted(SPLITS), default="help")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--sizes", default="10,20")
-    ap.add_argument("--time", action="store_true", help="time one full transfer")
+    ap.add_argument("--time", action="store_true", help="only time one full transfer")
     ap.add_argument("--heads", action="store_true", help="only compare heads (random picks)")
     ap.add_argument(
         "--pool", choices=("outside", "help"), default="outside", help="where target rows come from"
@@ -192,12 +193,24 @@ def main() -> None:
     print(f"cpu cores visible: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
     first = np.flatnonzero(idx < 900)
     if args.time:
+        stages: list[tuple[str, float]] = []
         t0 = time.perf_counter()
         tr = np.random.default_rng(0).choice(pool, 10, replace=False)
         _, rep = transfer.fit_transfer(
-            rows_of(tr, archs, table[targets[0]]), source_rows, device_id=targets[0]
+            rows_of(tr, archs, table[targets[0]]),
+            source_rows,
+            device_id=targets[0],
+            progress=lambda stage, i, n: stages.append((stage, time.perf_counter())),
         )
-        print(f"full transfer (9+ source models + head): {time.perf_counter() - t0:.1f} s")
+        total = time.perf_counter() - t0
+        marks = [t0] + [t for _, t in stages] + [t0 + total]
+        parts = ", ".join(
+            f"{st} {b - a:.1f}"
+            for (st, _), a, b in zip(stages, marks[1:-1], marks[2:], strict=True)
+        )
+        print(f"full transfer (source models + latent model + head): {total:.1f} s ({parts})")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
     t0 = time.perf_counter()
     shared = transfer.shared_sources(source_rows, {"nb201"}, "target")
     src = transfer.fit_sources(shared, seed=0)
