@@ -261,7 +261,10 @@ def main() -> None:
                         inside = np.abs(logs - y[te]) <= q
                         cover.setdefault(f"{t}@{n}", []).append(float(inside.mean()))
                         cover.setdefault(f"{t}@{n}:q", []).append(q)
-        print(f"# {t} done", file=sys.stderr, flush=True)
+        got = " ".join(
+            f"{k[1]}/{k[3]}@{k[2]}={np.mean(v):.3f}" for k, v in res.items() if k[0] == t
+        )
+        print(f"# {t} done: {got}", file=sys.stderr, flush=True)
     methods = ("transfer", "ridge only", "floor")
     cols = [(m, n, p) for n in sizes for m in methods for p in ("random", "informative")]
     head = " | ".join(f"{m} {p[:4]} @{n}" for m, n, p in cols)

@@ -17,6 +17,8 @@ new device's rows handed in are read.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,20 @@ LR = 3e-3
 FIT_STEPS = 200  # Adam steps of the new device's embedding
 FIT_LR = 0.05
 PRIOR = 0.01  # weight of the embedding's Gaussian prior (per coordinate, mean square)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread inside: the matrices here are small, and on a shared machine a
+    second OpenMP thread only waits at barriers (measured: many times slower under load)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _net(n_in: int, emb_dim: int, hidden: int) -> Any:
@@ -96,7 +112,7 @@ def _inputs(X_design: np.ndarray, inp: dict[str, Any]) -> np.ndarray:
     return X.astype(np.float32)
 
 
-def fit_latent(X_design: np.ndarray, n_graph: int, Y: np.ndarray, *, seed: int = 0) -> Latent:
+def _fit_latent(X_design: np.ndarray, n_graph: int, Y: np.ndarray, *, seed: int = 0) -> Latent:
     """Train on architectures (design matrix ``X_design``, its first ``n_graph`` columns graph
     features) and their log ms on each source ``Y`` (n, sources; NaN where a source did not
     measure that architecture)."""
@@ -127,7 +143,7 @@ def fit_latent(X_design: np.ndarray, n_graph: int, Y: np.ndarray, *, seed: int =
     return Latent(net.state_dict(), emb.detach().numpy(), inp)
 
 
-def fit_embedding(lat: Latent, X_design: np.ndarray, y_log: np.ndarray) -> dict[str, Any]:
+def _fit_embedding(lat: Latent, X_design: np.ndarray, y_log: np.ndarray) -> dict[str, Any]:
     """The new device's embedding ``e`` and affine map (``a``, ``b``) to log ms from its rows
     (design matrix ``X_design``) and log latencies ``y_log`` (least squares plus the Gaussian
     prior on ``e``)."""
@@ -156,7 +172,7 @@ def fit_embedding(lat: Latent, X_design: np.ndarray, y_log: np.ndarray) -> dict[
     return {"e": e.detach().numpy().tolist(), "a": float(a) * sd, "b": float(b) * sd + mu}
 
 
-def latent_log(lat: Latent, fit: dict[str, Any], X_design: np.ndarray) -> np.ndarray:
+def _latent_log(lat: Latent, fit: dict[str, Any], X_design: np.ndarray) -> np.ndarray:
     """Log ms on the new device of rows (design matrix ``X_design``; ``fit`` from
     :func:`fit_embedding`)."""
     import torch
@@ -165,3 +181,26 @@ def latent_log(lat: Latent, fit: dict[str, Any], X_design: np.ndarray) -> np.nda
         e = torch.as_tensor(np.asarray(fit["e"], dtype=np.float32))
         out = lat.forward(lat.inputs(X_design), e).numpy()
     return out.astype(np.float64) * fit["a"] + fit["b"]
+
+
+def fit_latent(X_design: np.ndarray, n_graph: int, Y: np.ndarray, *, seed: int = 0) -> Latent:
+    """Train on architectures (design matrix ``X_design``, its first ``n_graph`` columns graph
+    features) and their log ms on each source ``Y`` (n, sources; NaN where a source did not
+    measure that architecture)."""
+    with one_thread():
+        return _fit_latent(X_design, n_graph, Y, seed=seed)
+
+
+def fit_embedding(lat: Latent, X_design: np.ndarray, y_log: np.ndarray) -> dict[str, Any]:
+    """The new device's embedding ``e`` and affine map (``a``, ``b``) to log ms from its rows
+    (design matrix ``X_design``) and log latencies ``y_log`` (least squares plus the Gaussian
+    prior on ``e``)."""
+    with one_thread():
+        return _fit_embedding(lat, X_design, y_log)
+
+
+def latent_log(lat: Latent, fit: dict[str, Any], X_design: np.ndarray) -> np.ndarray:
+    """Log ms on the new device of rows (design matrix ``X_design``; ``fit`` from
+    :func:`fit_embedding`)."""
+    with one_thread():
+        return _latent_log(lat, fit, X_design)
