@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 EMB_DIM = 8  # device embedding width
-HIDDEN = 96  # MLP width
-EPOCHS = 24  # passes over the (architecture, source) pairs
+HIDDEN = 128  # MLP width
+EPOCHS = 30  # passes over the (architecture, source) pairs
 BATCH = 512
 LR = 3e-3
 FIT_STEPS = 200  # Adam steps of the new device's embedding
