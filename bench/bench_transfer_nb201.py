@@ -4,8 +4,12 @@ Sources: all cells of the source devices; targets: ``--n`` rows drawn from outsi
 900-1899 (random, or ``informative`` picks from 2,000 random candidates there); test: indices
 900-1899 minus the target's bottom and top 10 % latencies; Spearman rho, mean over targets and
 seeds. The model is :func:`nasctl.predictor.transfer.fit_transfer`, the code path of
-``nasctl train-predictor --transfer``; the source models are fit once (they do not depend on the
-target) and handed to it. Reference rows:
+``nasctl train-predictor --transfer``; the source models (and the latent model) are fit once
+(they do not depend on the target) and handed to it. ``--pool help`` draws the target rows as
+HELP's code does instead (``loader.py``: from indices 0-899 minus the target's bottom and top
+10 % there). Reference rows:
+
+* ``ridge only``: the same fit's ridge head without the latent model (the default before);
 
 * ``floor``: ridge (lambda 1, standardized) on the sources' *measured* log latencies (table
   lookups, the issue's floor);
@@ -15,7 +19,8 @@ target) and handed to it. Reference rows:
     python bench/bench_transfer_nb201.py --split help --seeds 10
     python bench/bench_transfer_nb201.py --split kinds --seeds 10
 
-Output: markdown rows on stdout; ``--time`` also times one full transfer (source models included).
+Output: markdown rows on stdout; ``--time`` instead times one full transfer (source models
+included; run it alone, pinned, under the cpu lock).
 """
 
 from __future__ import annotations
@@ -172,8 +177,11 @@ def main() -> None:
     ap.add_argument("--split", choices=sorted(SPLITS), default="help")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--sizes", default="10,20")
-    ap.add_argument("--time", action="store_true", help="time one full transfer")
+    ap.add_argument("--time", action="store_true", help="only time one full transfer")
     ap.add_argument("--heads", action="store_true", help="only compare heads (random picks)")
+    ap.add_argument(
+        "--pool", choices=("outside", "help"), default="outside", help="where target rows come from"
+    )
     args = ap.parse_args()
     src_names, targets = SPLITS[args.split]
     idx, archs, table = load(DATA)
@@ -183,13 +191,26 @@ def main() -> None:
     every = np.arange(n_all)
     source_rows = {d: rows_of(every, archs, table[d]) for d in src_names}
     print(f"cpu cores visible: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
+    first = np.flatnonzero(idx < 900)
     if args.time:
+        stages: list[tuple[str, float]] = []
         t0 = time.perf_counter()
         tr = np.random.default_rng(0).choice(pool, 10, replace=False)
         _, rep = transfer.fit_transfer(
-            rows_of(tr, archs, table[targets[0]]), source_rows, device_id=targets[0]
+            rows_of(tr, archs, table[targets[0]]),
+            source_rows,
+            device_id=targets[0],
+            progress=lambda stage, i, n: stages.append((stage, time.perf_counter())),
         )
-        print(f"full transfer (9+ source models + head): {time.perf_counter() - t0:.1f} s")
+        total = time.perf_counter() - t0
+        marks = [t0] + [t for _, t in stages] + [t0 + total]
+        parts = ", ".join(
+            f"{st} {b - a:.1f}"
+            for (st, _), a, b in zip(stages, marks[1:-1], marks[2:], strict=True)
+        )
+        print(f"full transfer (source models + latent model + head): {total:.1f} s ({parts})")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
     t0 = time.perf_counter()
     shared = transfer.shared_sources(source_rows, {"nb201"}, "target")
     src = transfer.fit_sources(shared, seed=0)
@@ -197,7 +218,8 @@ def main() -> None:
     logZ = np.column_stack([np.log(table[d]) for d in src_names])
     logZ = (logZ - logZ.mean(0)) / logZ.std(0)
     test_rows = rows_of(test_all, archs, table[targets[0]])
-    S_test = src.logs(transfer.row_features(test_rows), test_rows)
+    X_test = src.design(transfer.row_features(test_rows), test_rows)
+    S_test = src.logs_of(X_test)
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.heads:
         heads_table(src, S_test, table, targets, pool, test_all, archs, args.seeds, sizes)
@@ -211,11 +233,15 @@ def main() -> None:
         lo, hi = np.quantile(lat, [0.1, 0.9])
         keep = (lat > lo) & (lat < hi)
         te = test_all[keep]
+        pool_t = pool
+        if args.pool == "help":  # HELP's loader: first 900 minus the target's 10 % tails there
+            lo1, hi1 = np.quantile(y_ms[first], [0.1, 0.9])
+            pool_t = first[(y_ms[first] > lo1) & (y_ms[first] < hi1)]
         # the ceiling: the ridge on every target row outside 900-1899
         res.setdefault((t, "ceiling", 0, "all"), []).append(ridge_rho(logZ, pool, y, te))
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
-            cand = rng.choice(pool, 2000, replace=False)
+            cand = rng.choice(pool_t, min(2000, len(pool_t)), replace=False)
             cand_rows = rows_of(cand, archs, y_ms)
             S_cand = src.logs(transfer.row_features(cand_rows), cand_rows)
             for n in sizes:
@@ -224,19 +250,23 @@ def main() -> None:
                     pred, _ = transfer.fit_transfer(
                         rows_of(tr, archs, y_ms), device_id=t, seed=seed, sources=src
                     )
-                    logs = pred.head_log(S_test[keep])
+                    logs = pred.log_ms(X_test[keep], S_test[keep])
                     rho = float(spearmanr(logs, y[te]).statistic)
                     res.setdefault((t, "transfer", n, pick), []).append(rho)
+                    rho = float(spearmanr(pred.head_log(S_test[keep]), y[te]).statistic)
+                    res.setdefault((t, "ridge only", n, pick), []).append(rho)
                     res.setdefault((t, "floor", n, pick), []).append(ridge_rho(logZ, tr, y, te))
                     if pick == "random":
                         q = float(pred.meta["q"])
                         inside = np.abs(logs - y[te]) <= q
                         cover.setdefault(f"{t}@{n}", []).append(float(inside.mean()))
                         cover.setdefault(f"{t}@{n}:q", []).append(q)
-        print(f"# {t} done", file=sys.stderr, flush=True)
-    cols = [
-        (m, n, p) for n in sizes for m in ("transfer", "floor") for p in ("random", "informative")
-    ]
+        got = " ".join(
+            f"{k[1]}/{k[3]}@{k[2]}={np.mean(v):.3f}" for k, v in res.items() if k[0] == t
+        )
+        print(f"# {t} done: {got}", file=sys.stderr, flush=True)
+    methods = ("transfer", "ridge only", "floor")
+    cols = [(m, n, p) for n in sizes for m in methods for p in ("random", "informative")]
     head = " | ".join(f"{m} {p[:4]} @{n}" for m, n, p in cols)
     print(f"\n| target | {head} | ceiling | 90% cover @{sizes[0]} | x/÷ @{sizes[0]} |")
     print("|---" * (len(cols) + 4) + "|")

@@ -85,6 +85,27 @@ def test_recovers_a_device_that_is_a_function_of_the_sources(sources) -> None:  
     assert report["weights"]["src-a"] > report["weights"]["src-b"] > 0  # 0.7 vs 0.3
 
 
+def test_latent_model_alone_recovers_the_device(sources) -> None:  # noqa: ANN001
+    """The latent half of the ensemble (MLP + device embedding fit from the 10 rows), on its
+    own, orders the 200 unseen architectures of the made-up device; the ensemble is the mean."""
+    from nasctl.predictor.transfer_latent import latent_log
+
+    pred, _ = transfer.fit_transfer(_rows(NEW, TGT), device_id=NEW, sources=sources)
+    test = _rows(NEW, TEST)
+    X = sources.design(transfer.row_features(test), test)
+    y = np.log([r.latency_ms for r in test])
+    lat = latent_log(sources.latent, pred.meta["latent"]["fit"], X)
+    assert spearmanr(lat, y).statistic > 0.9
+    assert np.median(np.abs(lat - y)) < 0.15
+    both = pred.log_ms(X)
+    assert np.allclose(both, 0.5 * (lat + pred.head_log(sources.logs_of(X))))
+    # without the latent model the transfer is the ridge head alone
+    plain = transfer.Sources(**{**sources.__dict__, "latent": None})
+    ridge, _ = transfer.fit_transfer(_rows(NEW, TGT), device_id=NEW, sources=plain)
+    assert ridge.meta["latent"] is None
+    assert np.allclose(ridge.log_ms(X), ridge.head_log(sources.logs_of(X)))
+
+
 def test_informative_picks_spread_over_the_sources(sources) -> None:  # noqa: ANN001
     """D-optimal picks span the sources' latency range wider than a random draw does."""
     cands = _rows(NEW, GENOS[310:560])
@@ -146,6 +167,9 @@ def test_cli_reads_only_the_new_devices_rows(tmp_path: Path, monkeypatch) -> Non
     m1 = json.loads((tmp_path / "p1" / "meta.json").read_text())
     m2 = json.loads((tmp_path / "p2" / "meta.json").read_text())
     assert m1["head"] == m2["head"] and m1["q"] == m2["q"] and m1["n_target"] == 10
+    assert m1["latent"]["emb"] == m2["latent"]["emb"] and m1["latent"]["fit"]["e"]
+    f1, f2 = m1["latent"]["fit"], m2["latent"]["fit"]  # float32 Adam steps: equal to rounding
+    assert np.allclose(f1["e"] + [f1["a"], f1["b"]], f2["e"] + [f2["a"], f2["b"]], rtol=1e-5)
     genos = tmp_path / "g.txt"
     genos.write_text("\n".join(TEST[:20]) + "\n")
     res = runner.invoke(

@@ -95,7 +95,7 @@ def informative_genotypes(
     if src is None:
         src_rows = source_rows(store, device_id, sources, space=space.name)
         shared = transfer.shared_sources(src_rows, {space.name}, device_id)
-        src = transfer.fit_sources(shared, seed=seed)
+        src = transfer.fit_sources(shared, seed=seed, latent=False)
     done: set[str] = set()
     hashes: set[str] = set()
     if device_id in store.device_ids():

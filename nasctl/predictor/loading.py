@@ -14,7 +14,7 @@ from nasctl.predictor.transfer import KIND, TransferPredictor
 def load_predictor(path: str | Path) -> Any:
     """The predictor saved in ``path`` (either kind; both answer ``predict``,
     ``predict_genotypes`` and ``check_device``)."""
-    meta, texts, _ = artifacts.read_dir(Path(path))
+    meta, texts, blobs = artifacts.read_dir(Path(path))
     if meta.get("kind") == KIND:
-        return TransferPredictor.from_dir(Path(path), meta, texts)
+        return TransferPredictor.from_dir(Path(path), meta, texts, blobs)
     return Predictor.load(path)

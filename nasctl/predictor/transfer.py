@@ -5,13 +5,15 @@
 
 Each *source* device gets a model of its own (:class:`~nasctl.predictor.gbdt.GBDTModel` on the
 graph-level features plus the genotype one-hot, predicting log ms), so the new device's rows may be
-architectures no source device measured. The new device's log latency is then a ridge regression
-on the sources' predicted log latencies of the same architecture (standardized inputs, an
-intercept, the ridge weight chosen by exact leave-one-out on the new device's rows): a device is
-described by how it weighs the others. With
-ten rows this beats the other heads measured (``bench/bench_transfer_nb201.py --heads``: fixed
-ridge weights, non-negative weights, a device embedding in the principal-component basis of the
-sources with a prior fit on the source devices).
+architectures no source device measured. The new device's log latency is the mean of two
+predictions: (1) a ridge regression on the sources' predicted log latencies of the same
+architecture (standardized inputs, an intercept, the ridge weight chosen by exact leave-one-out on
+the new device's rows): a device described by how it weighs the others; with ten rows this beats
+the other linear heads measured (``bench/bench_transfer_nb201.py --heads``); (2) a latent model
+(:mod:`~nasctl.predictor.transfer_latent`): one MLP over the genotype one-hot and a learned
+device embedding, trained on all source devices' rows, the new device's embedding fit from its
+rows. The mean beats either alone on HELP's split and on the split by hardware kind
+(docs/benchmarks.md, issue 13).
 
 Intervals (90 %): log half-width = ``q * s``, where ``s`` is the root mean square leave-one-out
 error of the head on the new device's own rows (how well a few-shot fit explains this device) and
@@ -43,7 +45,7 @@ from nasctl.predictor.features import featurize_many
 from nasctl.predictor.gbdt import GBDTModel
 from nasctl.predictor.genotype_onehot import GenotypeEncoder
 from nasctl.predictor.inference import CACHE_SIZE, Prediction, gc_paused, names_device
-from nasctl.predictor.schema import SCHEMA_VERSION, GraphFeatures, schema_hash
+from nasctl.predictor.schema import GRAPH_FEATURES, SCHEMA_VERSION, GraphFeatures, schema_hash
 from nasctl.predictor.transfer_head import (
     SCALE_FLOOR,
     fit_head,
@@ -52,12 +54,14 @@ from nasctl.predictor.transfer_head import (
     loo_errors,
     lso_scores,
 )
+from nasctl.predictor.transfer_latent import Latent, fit_embedding, fit_latent, latent_log
 
 __all__ = [
     "Sources",
     "TransferPredictor",
     "fit_head",
     "fit_sources",
+    "design",
     "fit_transfer",
     "head_predict",
     "informative",
@@ -72,6 +76,7 @@ SOURCE_ROWS = 3000  # rows per source device its model is fit on (the same archi
 SOURCE_ROUNDS = 300  # boosting rounds of a source model
 ALPHA = 0.1  # intervals target 90 % coverage
 PREDICT_CHUNK = 8192
+LATENT_BLOB = "latent.pt"  # the latent model's MLP (torch state_dict, loaded weights_only)
 Progress = Callable[[str, int, int], None]
 
 
@@ -136,13 +141,18 @@ def _subsample(rows: Sequence[Any], n: int, seed: int) -> list[Any]:
 # -- the model -------------------------------------------------------------------------------------
 class TransferPredictor:
     """A new device's predictor: source-device models, a ridge head on their log predictions,
-    a calibrated log half-width. Answers like :class:`~nasctl.predictor.inference.Predictor`
-    (``predict``, ``predict_genotypes``, ``check_device``, ``save``)."""
+    the latent model with the new device's embedding (None: the ridge head alone), a calibrated
+    log half-width. Answers like :class:`~nasctl.predictor.inference.Predictor` (``predict``,
+    ``predict_genotypes``, ``check_device``, ``save``)."""
 
     def __init__(
-        self, meta: dict[str, Any], sources: list[GBDTModel], encoder: GenotypeEncoder
+        self,
+        meta: dict[str, Any],
+        sources: list[GBDTModel],
+        encoder: GenotypeEncoder,
+        latent: Latent | None = None,
     ) -> None:
-        self.meta, self.sources, self.encoder = meta, sources, encoder
+        self.meta, self.sources, self.encoder, self.latent = meta, sources, encoder, latent
         self._gcache: dict[tuple[str, str, str], Prediction] = {}
 
     @property
@@ -150,15 +160,27 @@ class TransferPredictor:
         return str(self.meta["device_id"])
 
     # -- inputs ------------------------------------------------------------------------------
-    def source_logs(
+    def design(
         self, feats: Sequence[GraphFeatures], spaces: Sequence[str | None], genos: Sequence[Any]
     ) -> np.ndarray:
-        """(n, sources) predicted log ms of each source device."""
-        return source_logs(self.sources, self.encoder, feats, spaces, genos)
+        """The source models' input (graph features + genotype one-hot) of these graphs."""
+        return design(self.encoder, feats, spaces, genos)
+
+    def source_logs(self, X: np.ndarray) -> np.ndarray:
+        """(n, sources) predicted log ms of each source device on design rows ``X``."""
+        return np.column_stack([m.predict_log(X) for m in self.sources])
 
     def head_log(self, S: np.ndarray) -> np.ndarray:
-        """Log ms on this device from the sources' log predictions ``S``."""
+        """Log ms on this device from the sources' log predictions ``S`` (the ridge head)."""
         return head_predict(self.meta["head"], S)
+
+    def log_ms(self, X: np.ndarray, S: np.ndarray | None = None) -> np.ndarray:
+        """Log ms on this device of design rows ``X`` (``S``: their source predictions, if
+        known): the mean of the ridge head and the latent model."""
+        ridge = self.head_log(self.source_logs(X) if S is None else S)
+        if self.latent is None:
+            return ridge
+        return 0.5 * (ridge + latent_log(self.latent, self.meta["latent"]["fit"], X))
 
     def _answer(self, logs: np.ndarray) -> list[Prediction]:
         q = float(self.meta["q"])
@@ -176,10 +198,10 @@ class TransferPredictor:
             return []
         prec = precision or str(self.meta.get("precision", "fp32"))
         feats = featurize_many(list(graphs), prec)
-        S = self.source_logs(
+        X = self.design(
             feats, [g.meta.get("space") for g in graphs], [g.meta.get("genotype") for g in graphs]
         )
-        return self._answer(self.head_log(S))
+        return self._answer(self.log_ms(X))
 
     def predict_genotypes(
         self,
@@ -203,8 +225,8 @@ class TransferPredictor:
                     feats = featurize_batch(arrays(part), prec).views()
                 else:
                     feats = featurize_many([to_graph(g) for g in part], prec)
-            S = self.source_logs(feats, [sp_name] * len(part), part)
-            fresh.update(zip(part, self._answer(self.head_log(S)), strict=True))
+            X = self.design(feats, [sp_name] * len(part), part)
+            fresh.update(zip(part, self._answer(self.log_ms(X)), strict=True))
         if len(self._gcache) + len(fresh) <= CACHE_SIZE:
             self._gcache.update({(space, g, prec): p for g, p in fresh.items()})
         return [fresh.get(g) or self._gcache[(space, g, prec)] for g in genotypes]
@@ -227,11 +249,18 @@ class TransferPredictor:
             "libraries": artifacts.library_versions(),
         }
         texts = {f"source-{i}.txt": m.to_string() for i, m in enumerate(self.sources)}
-        artifacts.write_dir(out, meta, texts, {})
+        blobs = {LATENT_BLOB: self.latent.net.state_dict()} if self.latent is not None else {}
+        artifacts.write_dir(out, meta, texts, blobs)
         return out
 
     @classmethod
-    def from_dir(cls, path: Path, meta: dict[str, Any], texts: dict[str, str]) -> TransferPredictor:
+    def from_dir(
+        cls,
+        path: Path,
+        meta: dict[str, Any],
+        texts: dict[str, str],
+        blobs: dict[str, Any] | None = None,
+    ) -> TransferPredictor:
         """From the parts :func:`artifacts.read_dir` returned (see :mod:`loading`)."""
         if meta.get("schema_version") != SCHEMA_VERSION or meta.get("schema_hash") != schema_hash():
             raise PredictorError(
@@ -246,9 +275,12 @@ class TransferPredictor:
             enc = GenotypeEncoder.from_dict(meta.pop("encoder"))
             if len(meta["head"]["w"]) != len(sources):
                 raise ValueError("head and source models disagree in number")
+            lat = None
+            if meta.get("latent") is not None:
+                lat = Latent.from_meta(meta["latent"], (blobs or {})[LATENT_BLOB])
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise PredictorError(f"predictor {path} is inconsistent: {e}; retrain it") from None
-        return cls(meta, sources, enc)
+        return cls(meta, sources, enc, lat)
 
 
 def design(
@@ -268,22 +300,11 @@ def design(
     return np.hstack([g, tok.astype(np.float64)])
 
 
-def source_logs(
-    sources: Sequence[GBDTModel],
-    encoder: GenotypeEncoder,
-    feats: Sequence[GraphFeatures],
-    spaces: Sequence[str | None],
-    genos: Sequence[Any],
-) -> np.ndarray:
-    """(n, sources) predicted log ms of each source model."""
-    X = design(encoder, feats, spaces, genos)
-    return np.column_stack([m.predict_log(X) for m in sources])
-
-
 @dataclass
 class Sources:
     """Source-device models fit for a transfer: ``names`` (device ids), ``models`` (one per
-    device), the genotype ``encoder``; ``mean``/``std``: per source, of its model's predictions
+    device), the genotype ``encoder``; ``latent``: the latent model on all of them (None when
+    not fit); ``mean``/``std``: per source, of its model's predictions
     on all source rows used (the head standardizes with them); ``own``: per source index, (all
     models' predictions on that source's rows, its log latencies), for interval calibration."""
 
@@ -293,16 +314,21 @@ class Sources:
     mean: np.ndarray
     std: np.ndarray
     own: dict[int, tuple[np.ndarray, np.ndarray]]
+    latent: Latent | None = None
+
+    def design(self, feats: Sequence[GraphFeatures], rows_like: Sequence[Any]) -> np.ndarray:
+        """Source-model input of rows-like objects (``space``, ``genotype``)."""
+        return design(
+            self.encoder, feats, [r.space for r in rows_like], [r.genotype for r in rows_like]
+        )
 
     def logs(self, feats: Sequence[GraphFeatures], rows_like: Sequence[Any]) -> np.ndarray:
         """(n, sources) predicted log ms of rows-like objects (``space``, ``genotype``)."""
-        return source_logs(
-            self.models,
-            self.encoder,
-            feats,
-            [r.space for r in rows_like],
-            [r.genotype for r in rows_like],
-        )
+        return self.logs_of(self.design(feats, rows_like))
+
+    def logs_of(self, X: np.ndarray) -> np.ndarray:
+        """(n, sources) predicted log ms of design rows ``X``."""
+        return np.column_stack([m.predict_log(X) for m in self.models])
 
 
 def shared_sources(
@@ -326,10 +352,15 @@ def shared_sources(
 
 
 def fit_sources(
-    shared: dict[str, list[Any]], *, seed: int = 0, progress: Progress | None = None
+    shared: dict[str, list[Any]],
+    *,
+    seed: int = 0,
+    progress: Progress | None = None,
+    latent: bool = True,
 ) -> Sources:
     """A model per source device, each on up to ``SOURCE_ROWS`` of its rows (``shared``: device
-    id -> rows, from :func:`shared_sources`)."""
+    id -> rows, from :func:`shared_sources`), and (``latent``) the latent model on the same rows
+    of all of them (only the transfer needs it; the informative picks do not)."""
     say = progress or (lambda stage, i, n: None)
     names = sorted(shared)
     subs = {d: _subsample(shared[d], SOURCE_ROWS, seed) for d in names}
@@ -353,10 +384,16 @@ def fit_sources(
         models.append(GBDTModel.fit(X_all[idx], y, seed=seed, rounds=SOURCE_ROUNDS))
     S_all = np.column_stack([m.predict_log(X_all) for m in models])
     own = {}
+    Y = np.full((len(keys), len(names)), np.nan)
     for j, d in enumerate(names):
         idx = [pos[_row_key(r)] for r in subs[d]]
         own[j] = (S_all[idx], np.log(np.array([float(r.latency_ms) for r in subs[d]])))
-    return Sources(names, models, enc, S_all.mean(0), S_all.std(0) + 1e-9, own)
+        Y[idx, j] = own[j][1]
+    lat = None
+    if latent:
+        say("latent model", len(names) + 1, len(names) + 1)
+        lat = fit_latent(X_all, len(GRAPH_FEATURES), Y, seed=seed)
+    return Sources(names, models, enc, S_all.mean(0), S_all.std(0) + 1e-9, own, lat)
 
 
 def fit_transfer(
@@ -383,9 +420,13 @@ def fit_transfer(
     if sources is None:
         shared = shared_sources(source_rows or {}, _spaces(target), device_id)
         sources = fit_sources(shared, seed=seed, progress=progress)
-    S_t = sources.logs(row_features(target), target)
+    X_t = sources.design(row_features(target), target)
+    S_t = sources.logs_of(X_t)
     y_t = np.log(np.array([float(r.latency_ms) for r in target]))
     head = fit_head(S_t, y_t, sources.mean, sources.std)
+    lat_meta = None
+    if sources.latent is not None:
+        lat_meta = {**sources.latent.meta(), "fit": fit_embedding(sources.latent, X_t, y_t)}
     scores = lso_scores(sources.own, len(target), seed)
     e_loo = loo_errors(S_t, y_t, sources.mean, sources.std, head["lambda"])
     scale = float(np.sqrt(np.mean(e_loo**2))) + SCALE_FLOOR
@@ -400,6 +441,7 @@ def fit_transfer(
         "device_id": device_id,
         "sources": sources.names,
         "head": head,
+        "latent": lat_meta,
         "q": q,
         "q_score": float(q_score),
         "loo_scale": scale,
@@ -419,4 +461,5 @@ def fit_transfer(
         "target_loo_mae_log": float(e_loo.mean()),
         "train_s": round(time.perf_counter() - t0, 2),
     }
-    return TransferPredictor(meta, sources.models, sources.encoder), report
+    pred = TransferPredictor(meta, sources.models, sources.encoder, sources.latent)
+    return pred, report
