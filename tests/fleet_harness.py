@@ -58,11 +58,18 @@ def env() -> dict[str, str]:
 class RedisServer:
     """``redis-server`` on 127.0.0.1 with an append-only file (so a restart keeps the queues)."""
 
-    def __init__(self, workdir: Path, password: str | None = None, tls: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        password: str | None = None,
+        tls: bool = False,
+        appendfsync: str = "always",
+    ) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             pytest.skip("redis-server is not installed (make setup installs it)")
         self.exe, self.dir, self.password = exe, workdir, password
+        self.appendfsync = appendfsync
         self.port = free_port()
         self.ca = make_certs(workdir) if tls else None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -83,7 +90,7 @@ class RedisServer:
             args += ["--tls-cert-file", str(d / "server.crt"), "--tls-key-file"]
             args += [str(d / "server.key"), "--tls-ca-cert-file", str(self.ca)]
             args += ["--tls-auth-clients", "no"]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)]
+        args += ["--appendonly", "yes", "--appendfsync", self.appendfsync, "--dir", str(self.dir)]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -156,10 +163,12 @@ class Worker:
 class Fleet:
     """A Redis server and the workers started on it; everything stopped by :meth:`close`."""
 
-    def __init__(self, tmp: Path, password: str | None = None, tls: bool = False) -> None:
+    def __init__(
+        self, tmp: Path, password: str | None = None, tls: bool = False, **redis: Any
+    ) -> None:
         (tmp / "redis").mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
-        self.redis = RedisServer(tmp / "redis", password, tls)
+        self.redis = RedisServer(tmp / "redis", password, tls, **redis)
         self.workers: list[Worker] = []
 
     @property

@@ -115,21 +115,26 @@ def test_profile_through_the_fleet_stores_the_same_rows(
     con.close()
     mapped = [json.loads(n) for (n,) in layers]
     assert mapped and sum(bool(n) for n in mapped) > len(mapped) / 2  # engine layers -> nodes
-    # a user's ONNX over the inline limit travels as Redis chunks, or by path in a shared folder
+    # a user's ONNX over the inline limit travels by path when every worker of the key sees
+    # this machine's files, as Redis chunks (deleted once answered) when one does not, and by
+    # path again from a folder both sides see
     big = _matmul_onnx(tmp_path / "big.onnx", 1.5)
-    for extra in ([], ["--fleet-shared-dir", tmp_path]):
+    for i, (extra, transfer) in enumerate(
+        [([], "path"), ([], "chunks"), (["--fleet-shared-dir", tmp_path], "path")]
+    ):
+        if i == 1:  # a second cpu worker that takes models through Redis only
+            fleet.worker("cpu", "--no-local-paths", name="cpu-remote")
+        db = tmp_path / f"big{i}.db"
         res = run_cli(
-            "profile", "--device", "cpu", "--onnx", big, "--db", tmp_path / f"big{len(extra)}.db",
-            "--fleet", fleet.url, "--option", "repeats=3", "--option", "min_time_s=0.02",
-            "--json", *extra,
+            "profile", "--device", "cpu", "--onnx", big, "--db", db, "--fleet", fleet.url,
+            "--option", "repeats=3", "--option", "min_time_s=0.02", "--json", *extra,
         )  # fmt: skip
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout)["ok"] + json.loads(res.stdout)["noisy"] == 1, res.stdout
+        [row] = _rows(db)
+        assert json.loads(row[4])["fleet"]["transfer"] == transfer
         r = fleet.redis.client()
-        blobs = list(r.scan_iter(match="nasctl:blob:*"))
-        assert bool(blobs) is not bool(extra)  # Redis chunks, else the path
-        if blobs:
-            r.delete(*blobs)
+        assert not list(r.scan_iter(match="nasctl:blob:*"))  # chunks gone once answered
         r.close()
     status = run_cli("fleet", "status", "--fleet", fleet.url, "--json")
     assert status.returncode == 0, status.stderr

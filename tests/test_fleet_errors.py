@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from fleet_harness import LEASE_S, Fleet, RedisServer, env, free_port, run_cli
+from nasctl_agent import fleet_protocol
 
 from nasctl.datasets.store import Store
 
@@ -87,7 +88,8 @@ def test_a_worker_of_another_protocol_is_refused(
         while "old" not in fleet.announcements() and time.monotonic() < deadline:
             time.sleep(0.05)
         res = run_cli(*_profile(fleet.url, tmp_path / "a.db", device=device))
-        _one_line_error(res, "worker old speaks fleet protocol 99", "this nasctl speaks 1")
+        ours = f"this nasctl speaks {fleet_protocol.PROTOCOL_VERSION}"
+        _one_line_error(res, "worker old speaks fleet protocol 99", ours)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -109,7 +111,7 @@ def test_a_malformed_answer_is_refused_and_nothing_is_stored(fleet: Fleet, tmp_p
     result.update(device_id="replay-nb201-titanxp_1", precision="fp32", batch=1)
     stats = dict.fromkeys(("mean_ms", "p90_ms", "std_ms", "cv"), 1.0)
     result["timing"] = {"median_ms": -3.0, **stats, "runs": 5, "status": "ok", "attempts": 1}
-    bad = {"protocol": 1, "result": result, "worker": {}}
+    bad = {"protocol": fleet_protocol.PROTOCOL_VERSION, "result": result, "worker": {}}
     host.app.backend.store_result(tid, bad, "SUCCESS")
     host.redis.set("nasctl:sent:" + tid, "1")
     db = tmp_path / "a.db"

@@ -20,6 +20,7 @@ from nasctl.spaces.base import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
 NUM = 6
+NEVER_NOISY = 1e6
 
 
 class TinySpace(SearchSpace):
@@ -87,7 +88,11 @@ def _cmd(db: Path) -> list[str]:
         str(db),
         "--json",
         "--option",
-        "cv_threshold=10",
+        # the noise gate is not what this test checks: under load (>= 15 on 2 cores) one
+        # preempted run among thousands of sub-millisecond ones lifts a CV past 10 (its bound
+        # is sqrt(runs), ~100 at max_repeats), and a "noisy" row made the test flaky. No CV
+        # reaches this, so every row must still be "ok": nothing failed, nothing half-stored.
+        f"cv_threshold={NEVER_NOISY}",
         "--option",
         "min_time_s=0.3",
         "--option",
@@ -118,7 +123,7 @@ def test_kill_9_then_rerun_measures_each_architecture_once(tmp_path: Path) -> No
     proc = subprocess.Popen(
         _cmd(db), cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a loaded machine starts python + torch slowly
     while _count(db) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
@@ -127,7 +132,7 @@ def test_kill_9_then_rerun_measures_each_architecture_once(tmp_path: Path) -> No
     done_before = _count(db)
     assert 1 <= done_before < NUM
 
-    res = subprocess.run(_cmd(db), cwd=REPO, env=_env(), capture_output=True, timeout=180)
+    res = subprocess.run(_cmd(db), cwd=REPO, env=_env(), capture_output=True, timeout=600)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     summary = json.loads(res.stdout)
     assert summary["skipped"] == done_before and summary["measured"] == NUM - done_before
@@ -155,5 +160,6 @@ def test_kill_9_then_rerun_measures_each_architecture_once(tmp_path: Path) -> No
     finally:
         con.close()
 
-    again = subprocess.run(_cmd(db), cwd=REPO, env=_env(), capture_output=True, timeout=180)
+    again = subprocess.run(_cmd(db), cwd=REPO, env=_env(), capture_output=True, timeout=600)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
     assert json.loads(again.stdout)["skipped"] == NUM and _count(db) == NUM

@@ -6,7 +6,10 @@ Standard library only and Python >= 3.8 (a Jetson Xavier NX runs JetPack 5.1's P
 Messages are JSON (Celery's ``accept_content=["json"]``; pickle is refused on both sides).
 A job message is ``{"protocol": PROTOCOL_VERSION, "request": {...}, "payload": {...}}`` where
 ``request`` is a ``nasctl.records.MeasurementRequest`` as a dict (without ``graph_json``) and
-``payload`` says where the ONNX bytes are (see :func:`payload_inline` and friends). A result is
+``payload`` says where the ONNX bytes are (see :func:`payload_inline` and friends): in the
+message (small models), as Redis chunks under the job's task id (checked by size and CRC-32;
+the host deletes them once it has the answer), or as a path when both sides see the same
+files (a shared folder, or the same machine: :func:`filesystem_view`). A result is
 ``{"protocol": ..., "measurement": {...}, "worker": {...}}`` where ``measurement`` is a
 ``nasctl.records.Measurement`` as a dict whose layer ``nodes`` are the engine's own names (the
 host maps them to graph nodes).
@@ -14,7 +17,7 @@ host maps them to graph nodes).
 Redis keys (all under ``nasctl:``): ``worker:<name>`` (a worker's announcement, a JSON string
 with a short time to live that its heartbeat renews), ``running:<task id>`` (the lease of the
 worker measuring a job), ``started:<task id>`` (who took a job), ``sent:<task id>`` (the host sent
-it), ``blob:<sha256>:<i>`` (chunks of a large ONNX).
+it), ``blob:<task id>:<i>`` (chunks of a large ONNX).
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import base64
 import hashlib
 import json
 import os
+import zlib
 from typing import Any
 
 #: Bumped when a message or key changes meaning; host and worker must agree.
-PROTOCOL_VERSION = 1
+#: 2: chunks keyed by task id and checked by CRC-32 (was SHA-256 content keys); path payloads
+#: on one machine; workers announce their filesystem view.
+PROTOCOL_VERSION = 2
 TASK_NAME = "nasctl.measure"
 KEY_PREFIX = "nasctl:"
 #: A worker's announcement and its job's lease (``running:<id>``) live this long unless its
@@ -104,23 +110,30 @@ def split_tls(url: str) -> tuple[str, dict[str, Any] | None]:
     return urlunsplit(parts._replace(query="")), tls
 
 
+def crc32(data: bytes) -> str:
+    """The check a payload carries: CRC-32 (against a truncated or mixed-up transfer; the
+    message is trusted as much as the broker, so no cryptographic hash is paid for twice)."""
+    return "%08x" % (zlib.crc32(data) & 0xFFFFFFFF)
+
+
 def payload_inline(data: bytes) -> dict[str, Any]:
     return {
         "kind": "inline",
         "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "crc32": crc32(data),
         "data": base64.b64encode(data).decode("ascii"),
     }
 
 
-def payload_chunks(data: bytes, chunk_bytes: int = CHUNK_BYTES) -> dict[str, Any]:
-    """The reference to ``data`` stored as Redis chunks (the caller stores them with
-    :func:`chunk_keys`)."""
+def payload_chunks(data: bytes, blob_id: str, chunk_bytes: int = CHUNK_BYTES) -> dict[str, Any]:
+    """The reference to ``data`` stored as Redis chunks under ``blob_id`` (the job's task id;
+    the caller stores them with :func:`chunk_keys`)."""
     n = max(1, -(-len(data) // chunk_bytes))
     return {
         "kind": "chunks",
+        "blob": blob_id,
         "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "crc32": crc32(data),
         "chunks": n,
         "chunk_bytes": chunk_bytes,
     }
@@ -131,14 +144,17 @@ def payload_path(path: str, size: int) -> dict[str, Any]:
     return {"kind": "path", "path": path, "size": size}
 
 
-def chunk_keys(payload: dict[str, Any]) -> list:
-    return [key("blob", payload["sha256"], str(i)) for i in range(int(payload["chunks"]))]
+def chunk_keys(payload: dict[str, Any]) -> list[str]:
+    return [key("blob", str(payload["blob"]), str(i)) for i in range(int(payload["chunks"]))]
 
 
-def read_payload(payload: dict[str, Any], redis: Any | None = None) -> bytes | str:
-    """The model a payload points at: its bytes, checked against size and sha256, or for a
+def read_payload(
+    payload: dict[str, Any], redis: Any = None, parts: list[Any] | None = None
+) -> bytes | str:
+    """The model a payload points at: its bytes, checked against size and CRC-32, or for a
     ``path`` payload the path (checked by size; the engine reads it and its external data).
-    Raises ``ValueError`` with a one-line reason."""
+    ``parts``: the chunks already fetched (``MGET`` of :func:`chunk_keys`), else read from
+    ``redis``. Raises ``ValueError`` with a one-line reason."""
     kind = payload.get("kind")
     if kind == "path":
         path = str(payload["path"])
@@ -149,28 +165,44 @@ def read_payload(payload: dict[str, Any], redis: Any | None = None) -> bytes | s
     if kind == "inline":
         data = base64.b64decode(payload["data"])
     elif kind == "chunks":
-        if redis is None:
-            raise ValueError("a chunked payload needs the broker's Redis")
-        parts = redis.mget(chunk_keys(payload))
+        if parts is None:
+            if redis is None:
+                raise ValueError("a chunked payload needs the broker's Redis")
+            parts = redis.mget(chunk_keys(payload))
         if any(p is None for p in parts):
             raise ValueError(
-                f"the model's chunks {str(payload.get('sha256', '?'))[:12]} are gone from Redis "
+                f"the model's chunks ({payload.get('blob', '?')}) are gone from Redis "
                 "(expired or flushed); the host sends them again when the command is rerun"
             )
-        data = b"".join(parts)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
     else:
         raise ValueError(f"unknown payload kind {kind!r}")
     if len(data) != int(payload.get("size", -1)):
         raise ValueError(f"payload is {len(data)} bytes; the message says {payload['size']}")
-    if hashlib.sha256(data).hexdigest() != payload.get("sha256"):
-        raise ValueError("payload sha256 does not match the message (corrupt or changed file)")
+    if crc32(data) != payload.get("crc32"):
+        raise ValueError("payload CRC-32 does not match the message (corrupt or changed file)")
     return data
+
+
+def filesystem_view() -> str | None:
+    """Who sees which files, as a short string: this kernel's boot id, the process's mount
+    namespace and user id (Linux). Two processes with the same view see the same file at the
+    same path with the same rights, so a host may send a worker the path of a model instead of
+    its bytes. None where it cannot be told (no ``/proc``): models then travel through Redis."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        mnt = os.readlink("/proc/self/ns/mnt")
+        uid = os.getuid()
+    except (OSError, AttributeError):
+        return None
+    return f"{boot}/{mnt}/{uid}" if boot and mnt else None
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
     """A short digest of the parts of a fingerprint that must agree between workers of one key
-    (everything but per-machine fields such as the host name and the time)."""
-    skip = {"hostname", "host", "node", "pid", "time", "timestamp", "uptime_s", "serial"}
+    (everything but per-machine or per-moment fields: the host name, the time, the load)."""
+    skip = {"hostname", "host", "node", "pid", "time", "timestamp", "uptime_s", "serial", "loadavg"}
     kept = {k: v for k, v in fingerprint.items() if k not in skip}
     text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

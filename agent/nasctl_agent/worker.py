@@ -109,8 +109,9 @@ class Announcer:
         except Exception:
             pass
 
-    def beat(self, started: str | None = None) -> None:
-        """Renew the announcement and the job's lease (and record who ``started`` a job)."""
+    def beat(self, started: str | None = None, chunks: list[str] | None = None) -> Any:
+        """Renew the announcement and the job's lease (and record who ``started`` a job); with
+        ``chunks``, fetch those keys in the same round trip and return them."""
         self.info["job"] = self.job
         self.info["seen"] = time.time()
         pipe = self.redis.pipeline()
@@ -119,7 +120,10 @@ class Announcer:
             pipe.set(fp.key("running", self.job), self.info["name"], px=self.lease_ms)
         if started:
             pipe.set(fp.key("started", started), self.info["name"], ex=fp.KEEP_S)
-        pipe.execute()
+        if chunks:
+            pipe.mget(chunks)
+        out = pipe.execute()
+        return out[-1] if chunks else None
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
@@ -162,9 +166,11 @@ def make_app(url: str, server: DeviceServer, announcer_box: list[Announcer]) -> 
             raise Ignore()  # a live worker holds it; it answers
         ann.job = tid
         try:
-            ann.beat(started=tid)
-            try:
-                onnx = fp.read_payload(msg["payload"], r)
+            payload = msg.get("payload") or {}
+            chunks = fp.chunk_keys(payload) if payload.get("kind") == "chunks" else None
+            try:  # the lease, the announcement and the model's chunks: one round trip
+                parts = ann.beat(started=tid, chunks=chunks)
+                onnx = fp.read_payload(payload, r, parts)
             except (ValueError, OSError, KeyError) as e:
                 res = _failed(msg.get("request") or {}, server, f"model not received: {e}")
             else:
@@ -231,8 +237,10 @@ def serve(
     options: dict[str, Any] | None = None,
     loglevel: str = "WARNING",
     lease_s: float = fp.LEASE_TTL_S,
+    no_local_paths: bool = False,
 ) -> None:
-    """Serve ``device`` on the fleet at ``url`` until stopped (SIGTERM/Ctrl-C: warm shutdown)."""
+    """Serve ``device`` on the fleet at ``url`` until stopped (SIGTERM/Ctrl-C: warm shutdown).
+    ``no_local_paths``: take every model through Redis, even from a host on this machine."""
     server = DeviceServer(device, precision, options or {})
     r = redis_client(url)
     host = socket.gethostname()
@@ -252,6 +260,8 @@ def serve(
         "fingerprint_digest": fp.fingerprint_digest(server.fingerprint),
         "started": time.time(),
         "jobs_done": 0,
+        # same view as the host: it may send the path of a model instead of its bytes
+        "fs_view": None if no_local_paths else fp.filesystem_view(),
     }
     ann = Announcer(r, info, lease_s)
     app = make_app(url, server, [ann])
@@ -293,6 +303,12 @@ def add_parser(sub: Any) -> None:
         default=fp.LEASE_TTL_S,
         help="seconds after which the host re-sends the job of a worker that stopped beating",
     )
+    p.add_argument(
+        "--no-local-paths",
+        action="store_true",
+        help="take every model through Redis, even from a host on this machine (by default a "
+        "host that sees the same files sends a model's path)",
+    )
     p.add_argument("--loglevel", default="WARNING")
     p.set_defaults(func=run_cli)
 
@@ -312,6 +328,7 @@ def run_cli(args: Any) -> int:
             options,
             args.loglevel,
             args.lease_s,
+            args.no_local_paths,
         )
     except WorkerError as e:
         sys.stderr.write(f"error: {e}\n")

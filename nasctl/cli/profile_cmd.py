@@ -163,7 +163,7 @@ def profile(
         with ProgressBar(quiet=json_out) as bar:
             tick = bar.ticker(bar.add(f"{dev.name} -> {db.name}", total=total))
             probing = {"probe": probe, "probe_every": probe_every} if probe else {}
-            summary = (_fleet_collect() if fleet else collect)(
+            summary = collect(  # a fleet too: RemoteDevice.measure_many
                 store,
                 dev,
                 jobs,
@@ -201,12 +201,6 @@ def profile(
             f"{res['journal']}; the next command that opens {db} stores them",
             err=True,
         )
-
-
-def _fleet_collect() -> Any:
-    from nasctl.fleet import collect_fleet
-
-    return collect_fleet
 
 
 def _prober(dev: Any, gate: Any, tolerance: float) -> Any:

@@ -6,14 +6,15 @@ The loop never times anything itself and does not import the profiler: it is han
 Resume rule: a space run samples genotypes from ``random.Random(seed)`` and keeps the first
 ``num`` distinct architectures (by graph hash), so the same command asks for the same ``num``
 architectures every time; those already measured (ok or noisy) are skipped, failed ones retried.
-Each measurement is committed on its own before the next one starts.
+Each measurement is committed on its own as it comes back (one at a time on a local device; as
+the workers finish on a fleet, the device's ``measure_many``).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from nasctl.arch.graph import Graph
 from nasctl.datasets.measure import measure, store_result
 from nasctl.datasets.store import Store, graph_hash
 from nasctl.errors import NasctlError, SpaceError
-from nasctl.records import MeasurementRequest
+from nasctl.records import Measurement, MeasurementRequest
 
 #: Give up sampling after this many draws per requested architecture (tiny or degenerate spaces).
 MAX_DRAWS_PER_ARCH = 50
@@ -136,7 +137,7 @@ def onnx_jobs(store: Store, models: list[tuple[Path, Graph]]) -> list[Job]:
 def collect(
     store: Store,
     device: Any,
-    jobs: Iterator[Job] | list[Job],
+    jobs: Iterable[Job],
     total: int,
     *,
     precision: str = "fp32",
@@ -147,11 +148,15 @@ def collect(
     probe: Callable[[], dict[str, Any]] | None = None,
     probe_every: int = 1,
 ) -> Summary:
-    """Measure every job not yet stored, one at a time, committing each
-    (:func:`~nasctl.datasets.measure.measure_and_store`). A model that fails is stored as
-    failed and the run goes on; a :class:`DeviceError` stops the run (what was committed stays).
-    A measurement the locked store could not take is kept in its journal (counted in
+    """Measure every job not yet stored, committing each answer on its own as it comes
+    (:func:`~nasctl.datasets.measure.store_result`). A model that fails is stored as failed and
+    the run goes on; a :class:`DeviceError` stops the run (what was committed stays). A
+    measurement the locked store could not take is kept in its journal (counted in
     ``journaled``). ``progress(done, total, label)`` is called after each job.
+
+    A device measures one request at a time (``measure``), or, when it has
+    ``measure_many(requests)`` (a fleet of workers), is handed the stream of requests and yields
+    the answers in the order they finish: the same loop, the same rows.
 
     ``probe``: times the device's reference architecture (a dict with ``median_ms``, ``cv``,
     ``status``); called before the first measurement and then before every ``probe_every``-th,
@@ -162,13 +167,26 @@ def collect(
     summary = Summary(device=device.name, device_id=device_id, requested=total)
     stages = summary.stages
     t0 = time.perf_counter()
+    sent: dict[str, tuple[Job, MeasurementRequest, dict[str, Any] | None]] = {}
+    busy = _Busy()  # wall time with a job in hand: ``measure_seconds``
+    done = 0
     last_probe: dict[str, Any] | None = None
     since_probe = 0
-    for i, job in enumerate(jobs, start=1):
-        if store.has_measurement(job.arch_hash, device_id, precision, batch):
-            summary.skipped += 1
-        else:
-            t1 = time.perf_counter()
+
+    def tick(label: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total, label)
+
+    def requests() -> Iterator[MeasurementRequest]:
+        nonlocal last_probe, since_probe
+        for job in jobs:
+            if store.has_measurement(job.arch_hash, device_id, precision, batch):
+                summary.skipped += 1
+                tick(job.label)
+                continue
+            busy.start()
             if probe is not None and (last_probe is None or since_probe >= max(1, probe_every)):
                 tp = time.perf_counter()
                 last_probe = dict(probe())
@@ -176,30 +194,61 @@ def collect(
                 summary.probes += 1
                 since_probe = 0
             req = request_for(device, job, precision, batch, per_layer, options)
-            m = measure(device, req)
-            if last_probe is not None and m.status != "failed":
-                m.extra["probe"] = {**last_probe, "measurements_since": since_probe}
+            seen = None if last_probe is None else {**last_probe, "measurements_since": since_probe}
+            sent[job.arch_hash] = (job, req, seen)
             since_probe += 1
-            _add_stages(stages, m.extra.get("timing_s"))
-            ts = time.perf_counter()
-            out = store_result(store, req, m, device_id=device.device_id)
-            stages["store"] = stages.get("store", 0.0) + time.perf_counter() - ts
-            summary.measure_seconds += time.perf_counter() - t1
-            if out.journal is not None:
-                summary.journaled += 1
-                summary.journal = str(out.journal)
-            summary.measured += 1
-            setattr(summary, m.status, getattr(summary, m.status) + 1)
-            if m.status == "failed":
-                summary.failures.append({"arch": job.label, "error": m.error or ""})
-        if progress:
-            progress(i, total, job.label)
+            yield req
+
+    for m in _answers(device, requests()):
+        job, req, seen = sent.pop(m.arch_hash)
+        if seen is not None and m.status != "failed":
+            m.extra["probe"] = seen
+        _add_stages(stages, m.extra.get("timing_s"))
+        ts = time.perf_counter()
+        out = store_result(store, req, m, device_id=device_id)
+        stages["store"] = stages.get("store", 0.0) + time.perf_counter() - ts
+        busy.stop(len(sent))
+        if out.journal is not None:  # the store stayed locked: kept in its journal
+            summary.journaled += 1
+            summary.journal = str(out.journal)
+        summary.measured += 1
+        setattr(summary, m.status, getattr(summary, m.status) + 1)
+        if m.status == "failed":
+            summary.failures.append({"arch": job.label, "error": m.error or ""})
+        tick(job.label)
     summary.seconds = round(time.perf_counter() - t0, 3)
-    summary.measure_seconds = round(summary.measure_seconds, 3)
+    summary.measure_seconds = round(busy.total, 3)
     known = sum(v for k, v in stages.items() if k in ("total", "probe", "store"))
     stages["other"] = summary.seconds - known
     summary.stages = {k: round(v, 3) for k, v in stages.items()}
     return summary
+
+
+def _answers(device: Any, requests: Iterator[MeasurementRequest]) -> Iterator[Measurement]:
+    """The device's answers to ``requests``: as they finish (``measure_many``), else one by
+    one through :func:`~nasctl.datasets.measure.measure`."""
+    many = getattr(device, "measure_many", None)
+    if many is not None:
+        yield from many(requests)
+        return
+    for req in requests:
+        yield measure(device, req)
+
+
+class _Busy:
+    """Wall time during which at least one job is in hand (measured, not yet stored)."""
+
+    def __init__(self) -> None:
+        self.total, self._since = 0.0, None
+
+    def start(self) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def stop(self, still_in_hand: int) -> None:
+        if not still_in_hand and self._since is not None:
+            self.total += time.perf_counter() - self._since
+            self._since = None
 
 
 def _add_stages(stages: dict[str, float], timing_s: Any) -> None:

@@ -4,15 +4,15 @@ on the device (``agent/nasctl_agent/worker.py``); the wire contract both sides i
 ``nasctl_agent.fleet_protocol``.
 
 :class:`RemoteDevice` is the fleet seen as a device (the CLI hands it to the collector and to
-the search loop); :func:`collect_fleet` keeps every worker busy during ``nasctl profile``;
+the search loop); its ``measure_many`` keeps every worker busy during ``nasctl profile``
+(through the one collection loop, :func:`nasctl.datasets.collect.collect`);
 :func:`fleet_status` is ``nasctl fleet status``.
 """
 
 from __future__ import annotations
 
-from nasctl.fleet.collect import collect_fleet
 from nasctl.fleet.connect import BrokerDown, Fleet, FleetError
 from nasctl.fleet.registry import status as fleet_status
 from nasctl.fleet.remote import RemoteDevice
 
-__all__ = ["BrokerDown", "Fleet", "FleetError", "RemoteDevice", "collect_fleet", "fleet_status"]
+__all__ = ["BrokerDown", "Fleet", "FleetError", "RemoteDevice", "fleet_status"]

@@ -70,6 +70,9 @@ class Fleet:
         self.call(self.redis.ping)
         self.app = Celery("nasctl_host")
         self.app.conf.update(self.proto.celery_config(url))
+        # the host waits for answers on its own subscription (RemoteDevice); Celery's per-task
+        # one (for AsyncResult.get, never called here) would be a second, unread copy of each
+        self.app.backend.on_task_call = lambda *args, **kwargs: None
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args)`` with Redis errors turned into one-line FleetErrors."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,20 @@ def task_id(request: MeasurementRequest, device_id: str) -> str:
 
 @dataclass
 class Prepared:
-    """A job ready to send: its id, message, and the graph node ids (None for a user ONNX) to
-    map engine layer names back."""
+    """A job ready to send: its id, message, the graph node ids (None for a user ONNX) to map
+    engine layer names back, and the Redis chunks of its model (stored when it is sent, deleted
+    once it is answered)."""
 
     tid: str
     request: MeasurementRequest
     message: dict[str, Any]
     source: ModelSource
+    chunks: dict[str, bytes | memoryview] = field(default_factory=dict)
+
+    @property
+    def transfer(self) -> str:
+        """How the model travels: ``inline``, ``chunks`` or ``path``."""
+        return str(self.message["payload"]["kind"])
 
 
 def prepare(
@@ -54,20 +61,24 @@ def prepare(
     device_id: str,
     shared_dir: Path | None = None,
     host_opts: dict[str, Any] | None = None,
+    same_files: bool = False,
 ) -> Prepared:
     """Write the request's ONNX (graph requests) and build its message. The model is written as
     the local device of that name writes it (:func:`host_model`): an INT8 request to ``cpu``
     workers travels as the Q/DQ model, calibrated with ``host_opts`` (``calib_data``, ``seed``),
-    not as the FP32 model the worker would refuse to measure as INT8. A user's ONNX under
-    ``shared_dir`` (a folder both sides see at the same path) is sent as its path, external data
-    included; other models up to ``INLINE_MAX_BYTES`` travel in the message, larger ones as Redis
-    chunks, and over ``MAX_BLOB_BYTES`` they are refused."""
+    not as the FP32 model the worker would refuse to measure as INT8. A user's ONNX travels as
+    its path (external data included) when the workers see the same files (``same_files``: on
+    this machine) or it lies under ``shared_dir`` (a folder both sides see at the same path);
+    other models up to ``INLINE_MAX_BYTES`` travel in the message, larger ones as Redis chunks
+    under the task id, and over ``MAX_BLOB_BYTES`` they are refused."""
     source = host_model(request, device, host_opts)
-    if source.path is not None and shared_dir and _under(source.path, shared_dir):
+    tid = task_id(request, device_id)
+    chunks: dict[str, bytes | memoryview] = {}
+    if source.path is not None and (same_files or (shared_dir and _under(source.path, shared_dir))):
         path = source.path.resolve()
         payload = dict(fleet.proto.payload_path(str(path), path.stat().st_size))
     else:
-        payload = _send_bytes(fleet, request, source)
+        payload, chunks = _send_bytes(fleet, request, source, tid)
     job = {"arch_hash": request.arch_hash, "genotype": request.genotype, "model": request.model}
     msg = {
         "protocol": fleet.proto.PROTOCOL_VERSION,
@@ -75,7 +86,7 @@ def prepare(
         "job": job,  # the worker gets ONNX and these labels, never graphs
         "payload": payload,
     }
-    return Prepared(task_id(request, device_id), request, msg, source)
+    return Prepared(tid, request, msg, source, chunks)
 
 
 def host_model(
@@ -93,8 +104,10 @@ def host_model(
     return cls(**(host_opts or {})).load(request)
 
 
-def _send_bytes(fleet: Fleet, request: MeasurementRequest, source: ModelSource) -> dict[str, Any]:
-    """The payload of a model's bytes: inline, or stored as Redis chunks."""
+def _send_bytes(
+    fleet: Fleet, request: MeasurementRequest, source: ModelSource, tid: str
+) -> tuple[dict[str, Any], dict[str, bytes | memoryview]]:
+    """The payload of a model's bytes (inline, or Redis chunks) and the chunks to store."""
     p = fleet.proto
     if source.data is not None:
         data = source.data
@@ -105,20 +118,17 @@ def _send_bytes(fleet: Fleet, request: MeasurementRequest, source: ModelSource) 
         except OSError as e:
             raise OnnxReadError(f"cannot read ONNX file {source.path}: {e.strerror or e}") from e
     if len(data) <= p.INLINE_MAX_BYTES:
-        return dict(p.payload_inline(data))
+        return dict(p.payload_inline(data)), {}
     if len(data) > p.MAX_BLOB_BYTES:
         raise FleetError(
             f"{request.model or request.arch_hash[:12]} is {len(data) / 2**20:.0f} MiB, over the "
             f"fleet's {p.MAX_BLOB_BYTES / 2**20:.0f} MiB limit for models sent through Redis; put "
             "it in a folder both host and workers see and set fleet_shared_dir=DIR"
         )
-    payload = dict(p.payload_chunks(data))
-    step = int(payload["chunk_bytes"])
-    pipe = fleet.redis.pipeline(transaction=False)
-    for i, k in enumerate(p.chunk_keys(payload)):
-        pipe.set(k, data[i * step : (i + 1) * step], ex=p.KEEP_S)
-    fleet.call(pipe.execute)
-    return payload
+    payload = dict(p.payload_chunks(data, tid))
+    step, view = int(payload["chunk_bytes"]), memoryview(data)
+    keys = p.chunk_keys(payload)
+    return payload, {k: view[i * step : (i + 1) * step] for i, k in enumerate(keys)}
 
 
 def agent_request_dict(request: MeasurementRequest, device: str) -> dict[str, Any]:
@@ -194,7 +204,9 @@ def read_result(
             f"{who} answered for {got[0][:12]} on {got[1]} ({got[2]}, batch {got[3]}); asked "
             f"{want[0][:12]} on {want[1]} ({want[2]}, batch {want[3]}); nothing stored"
         )
-    m.extra.setdefault("fleet", {}).update({"worker": who, "task_id": job.tid})
+    m.extra.setdefault("fleet", {}).update(
+        {"worker": who, "task_id": job.tid, "transfer": job.transfer}
+    )
     return m, worker
 
 

@@ -32,6 +32,7 @@ class WorkerInfo:
     job: str | None = None
     jobs_done: int = 0
     seen: float = 0.0
+    fs_view: str | None = None  # who sees which files (``fleet_protocol.filesystem_view``)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> WorkerInfo | None:
@@ -51,6 +52,7 @@ class WorkerInfo:
                 job=d.get("job"),
                 jobs_done=int(d.get("jobs_done", 0)),
                 seen=float(d.get("seen", 0.0)),
+                fs_view=d.get("fs_view") or None,
             )
         except (ValueError, KeyError, TypeError):
             return None  # not a worker of this protocol's shape: listed by status as unreadable

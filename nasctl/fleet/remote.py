@@ -59,7 +59,9 @@ class RemoteDevice:
         self.reuses_by_hash = not str(self.name).startswith("replay")
         self.digest = ws[0].fingerprint_digest
         self.workers = len(ws)
+        self.same_files = _same_files(ws, self.proto.filesystem_view())
         self.resent = 0
+        self._trash: list[str] = []  # chunks of answered jobs, deleted with the next call
         self._pubsub: Any = None
         self._subscribed: set[str] = set()
         self._idle_watches = 0
@@ -81,9 +83,14 @@ class RemoteDevice:
     def measure_many(self, requests: Iterable[MeasurementRequest]) -> Iterator[Measurement]:
         """Measurements of ``requests`` in the order they finish; at most two jobs per live
         worker are in the queue at once (so a restart re-sends little)."""
-        it = iter(requests)
+        try:
+            yield from self._gather(iter(requests))
+        finally:
+            self._empty_trash()
+
+    def _gather(self, it: Iterator[MeasurementRequest]) -> Iterator[Measurement]:
         pending: dict[str, Prepared] = {}
-        more = True
+        more, check = True, False
         next_watch = time.monotonic() + self.watch_s
         while True:
             while more and len(pending) < max(2, 2 * self.workers):
@@ -92,18 +99,30 @@ class RemoteDevice:
                     more = False
                     break
                 job = prepare(
-                    self.fleet, req, self.name, self.device_id, self.shared_dir, self.host_opts
+                    self.fleet,
+                    req,
+                    self.name,
+                    self.device_id,
+                    self.shared_dir,
+                    self.host_opts,
+                    self.same_files,
                 )
                 if job.tid not in pending:
-                    self._submit(job)
+                    # listening before it is sent: its answer is not missed, and no read is
+                    # needed until one is published
+                    self._subscribe([*pending, job.tid])
+                    check |= self._submit(job)
                 pending[job.tid] = job
             if not pending:
                 return
-            self._subscribe(list(pending))  # before reading: an answer between is not missed
-            metas = self._metas(list(pending))
-            done = [t for t, meta in metas.items() if meta.get("status") in ("SUCCESS", "FAILURE")]
+            done: list[str] = []
+            if check:
+                self._subscribe(list(pending))
+                metas = self._metas(list(pending))
+                done = [t for t, m in metas.items() if m.get("status") in ("SUCCESS", "FAILURE")]
             for tid in done:
                 job = pending.pop(tid)
+                self._trash += job.chunks
                 try:
                     m, worker = read_result(
                         metas[tid], job, self.device_id, self.proto.PROTOCOL_VERSION
@@ -118,35 +137,55 @@ class RemoteDevice:
             if time.monotonic() >= next_watch:
                 self._watch(pending)
                 next_watch = time.monotonic() + self.watch_s
+            check = bool(done)
             if not done:
                 self._wait_for_news()
+                check = True
 
     # -- sending and watching -------------------------------------------------------------------
-    def _submit(self, job: Prepared) -> None:
-        """Send ``job`` unless it was sent before (its answer or its message is in Redis)."""
-        meta = self._metas([job.tid])[job.tid]
+    def _submit(self, job: Prepared) -> bool:
+        """Send ``job`` unless it was sent before (its answer or its message is in Redis); True
+        when its answer is already there. Its chunks, the check and the marker: one round
+        trip."""
+        r = self.fleet.redis
+        sent = self._key("sent", job.tid)
+
+        def store_and_mark() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            if self._trash:
+                pipe.unlink(*self._trash)
+            for k, v in job.chunks.items():  # before the marker: a marked job has its model
+                pipe.set(k, v, ex=self.proto.KEEP_S)
+            pipe.get(self.fleet.app.backend.get_key_for_task(job.tid))
+            pipe.set(sent, str(time.time()), nx=True, ex=self.proto.KEEP_S)
+            return list(pipe.execute()[-2:])
+
+        raw, first = self._call(store_and_mark)
+        self._trash = []
+        meta = self._decode(raw)
         if meta.get("status") == "SUCCESS":
             res = meta.get("result")
             ok = isinstance(res, dict) and (res.get("measurement") or {}).get("status") != "failed"
             if ok:
-                return  # answered before this run: picked up, not measured again
+                return True  # answered before this run: picked up, not measured again
+        if meta.get("status") in ("SUCCESS", "FAILURE"):
             self._forget(job.tid)
-        elif meta.get("status") == "FAILURE":
-            self._forget(job.tid)
-        r = self.fleet.redis
-        first = self._call(
-            r.set, self._key("sent", job.tid), str(time.time()), nx=True, ex=self.proto.KEEP_S
-        )
+            first = self._call(r.set, sent, str(time.time()), nx=True, ex=self.proto.KEEP_S)
         if first:
             self._send(job)
+        return False
 
     def _send(self, job: Prepared) -> None:
+        r = job.request
         self._call(
             self.fleet.app.send_task,
             self.proto.TASK_NAME,
             args=[job.message],
             task_id=job.tid,
             queue=self.queue,
+            # what Flower shows for the job; given, so Celery does not repr the whole message
+            argsrepr=repr(r.model or r.genotype or r.arch_hash[:12]),
+            kwargsrepr="{}",
         )
 
     def _watch(self, pending: dict[str, Prepared]) -> None:
@@ -157,6 +196,7 @@ class RemoteDevice:
         ws = self._wait_for_workers()
         check_agree(ws, self.proto.PROTOCOL_VERSION)
         self.workers = len(ws)
+        self.same_files = _same_files(ws, self.proto.filesystem_view())
         tids = list(pending)
         r = self.fleet.redis
         started = self._call(r.mget, [self._key("started", t) for t in tids])
@@ -231,14 +271,16 @@ class RemoteDevice:
         """Celery's stored state of each task (``{}`` when unknown)."""
         backend = self.fleet.app.backend
         raws = self._call(self.fleet.redis.mget, [backend.get_key_for_task(t) for t in tids])
-        out: dict[str, dict[str, Any]] = {}
-        for t, raw in zip(tids, raws, strict=True):
-            try:
-                meta = backend.decode_result(raw) if raw is not None else {}
-            except Exception as e:  # not JSON: treated as a malformed answer
-                meta = {"status": "SUCCESS", "result": f"undecodable ({type(e).__name__})"}
-            out[t] = meta if isinstance(meta, dict) else {"status": "SUCCESS", "result": meta}
-        return out
+        return {t: self._decode(raw) for t, raw in zip(tids, raws, strict=True)}
+
+    def _decode(self, raw: bytes | None) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        try:
+            meta = self.fleet.app.backend.decode_result(raw)
+        except Exception as e:  # not JSON: treated as a malformed answer
+            meta = {"status": "SUCCESS", "result": f"undecodable ({type(e).__name__})"}
+        return meta if isinstance(meta, dict) else {"status": "SUCCESS", "result": meta}
 
     def _subscribe(self, tids: list[str]) -> None:
         """Listen on the channels where Celery's Redis backend publishes the answers of
@@ -282,10 +324,25 @@ class RemoteDevice:
         except BrokerDown:
             pass  # the rerun finds the stale answer and checks it again
 
+    def _empty_trash(self) -> None:
+        """Delete the chunks of answered jobs (they would otherwise expire in ``KEEP_S``)."""
+        if self._trash:
+            try:
+                self.fleet.call(self.fleet.redis.unlink, *self._trash)
+            except FleetError:
+                return  # Redis away: they expire
+            self._trash = []
+
     def close(self) -> None:
+        self._empty_trash()
         if self._pubsub is not None:
             try:
                 self._pubsub.close()
             except Exception:
                 pass
         self.fleet.close()
+
+
+def _same_files(ws: list[WorkerInfo], here: str | None) -> bool:
+    """Whether every worker sees this host's files (same machine, mount namespace and user)."""
+    return here is not None and all(w.fs_view == here for w in ws)
