@@ -126,8 +126,10 @@ class TrainingEstimator(AccuracyEstimator):
         if t.shape[2:] != (h, w):
             t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
         if t.shape[1] != c:
-            t = t.mean(dim=1, keepdim=True).expand(-1, c, -1, -1).contiguous()
-        return t
+            t = t.mean(dim=1, keepdim=True).expand(-1, c, -1, -1)
+        # channels-last: oneDNN's depthwise and small convolutions run 2-7x faster on a CPU
+        # core in this layout (forward + backward) than in NCHW; same network, same math
+        return t.contiguous(memory_format=torch.channels_last)
 
     # -- the contract ----------------------------------------------------------------------
     def check_space(self, space: SearchSpace) -> None:
@@ -140,14 +142,14 @@ class TrainingEstimator(AccuracyEstimator):
             )
 
     def proxy_graph(self, genotype: str, space: SearchSpace) -> Graph:
-        """``genotype`` at its space's proxy-training size with this data's class count."""
-        small = space.proxy_space(self.data.num_classes)
-        if small is None:
+        """``genotype`` at its space's proxy-training size with this data's class count
+        (:meth:`~nasctl.spaces.base.SearchSpace.proxy_graph`: image spaces bound its compute)."""
+        g = space.proxy_graph(genotype, self.data.num_classes)
+        if g is None:
             raise SearchError(
                 f"{self.name}: space {space.name!r} declares no proxy-training size "
                 "(SearchSpace.proxy_space); use proxy:synflow or a python: estimator"
             )
-        g = small.to_graph(genotype)
         if len(g.input_shape) != 4:
             raise SearchError(f"{self.name} needs an image input (N,C,H,W); got {g.input_shape}")
         return g
@@ -168,7 +170,7 @@ class TrainingEstimator(AccuracyEstimator):
         seed = genotype_seed(genotype, self.seed)
         with one_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = to_torch(graph)
+            net = to_torch(graph).to(memory_format=torch.channels_last)
             opt = torch.optim.Adam(net.parameters(), lr=self.lr)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / self.steps))
