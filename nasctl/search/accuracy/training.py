@@ -136,23 +136,23 @@ class TrainingEstimator(AccuracyEstimator):
         """Reads the images (a bad folder fails here, before the search starts) and checks
         that ``space`` declares a proxy-training size."""
         if space.proxy_space(self.data.num_classes) is None:
-            raise SearchError(
-                f"{self.name}: space {space.name!r} declares no proxy-training size "
-                "(SearchSpace.proxy_space); use proxy:synflow or a python: estimator"
-            )
+            raise self._no_proxy(space)
 
     def proxy_graph(self, genotype: str, space: SearchSpace) -> Graph:
         """``genotype`` at its space's proxy-training size with this data's class count
         (:meth:`~nasctl.spaces.base.SearchSpace.proxy_graph`: image spaces bound its compute)."""
         g = space.proxy_graph(genotype, self.data.num_classes)
         if g is None:
-            raise SearchError(
-                f"{self.name}: space {space.name!r} declares no proxy-training size "
-                "(SearchSpace.proxy_space); use proxy:synflow or a python: estimator"
-            )
+            raise self._no_proxy(space)
         if len(g.input_shape) != 4:
             raise SearchError(f"{self.name} needs an image input (N,C,H,W); got {g.input_shape}")
         return g
+
+    def _no_proxy(self, space: SearchSpace) -> SearchError:
+        return SearchError(
+            f"{self.name}: space {space.name!r} declares no proxy-training size "
+            "(SearchSpace.proxy_space); use proxy:synflow or a python: estimator"
+        )
 
     def estimate(self, genotype: str, graph: Graph | None, space: SearchSpace) -> float:
         return self.train(genotype, space).accuracy
