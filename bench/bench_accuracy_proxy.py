@@ -129,14 +129,14 @@ def heaviest(space_name: str, samples: int = 2000) -> list[str]:
 
 
 def run_timing(space_name: str, n: int, out: Path, isolate: bool, shard: tuple[int, int]) -> None:
-    """Default estimates only: the ``n`` sampled architectures, then :func:`heaviest`."""
+    """Default estimates only: :func:`heaviest`, then the ``n`` sampled architectures."""
     from nasctl.search.accuracy import get_estimator
     from nasctl.spaces import get_space
 
     space = get_space(space_name)
     rng = random.Random(0)
     genotypes = list(dict.fromkeys(space.sample(rng) for _ in range(n * 2)))[:n]
-    todo = [(g, "sample") for g in genotypes] + [(g, "heaviest") for g in heaviest(space_name)]
+    todo = [(g, "heaviest") for g in heaviest(space_name)] + [(g, "sample") for g in genotypes]
     path = out / f"{space_name}.timing.jsonl"
     done = {json.loads(line)["genotype"] for line in path.open()} if path.exists() else set()
     est = get_estimator("train:digits")
