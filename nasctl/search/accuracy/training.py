@@ -11,7 +11,7 @@ same machine: same score.
 
 Memory: the images (uint8, bounded by :func:`~nasctl.search.accuracy.imagedata.load_folder`'s
 ``max_images``), one proxy network, its Adam state and one mini-batch's activations; nothing is
-cached per candidate or per resolution. See ``docs/search.md`` for what the proxy preserves.
+cached per candidate or per resolution. See ``docs/accuracy.md`` for what the proxy preserves.
 
 For later work on precision: :meth:`TrainingEstimator.train` returns the trained module with the
 graph it was built from (``to_onnx(trained.graph, params=trained.module.export_params())`` is
