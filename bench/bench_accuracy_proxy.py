@@ -22,6 +22,13 @@ is there), so one space per process can run in the background::
     done; done
     .venv/bin/python bench/bench_accuracy_proxy.py --space mbconv --space resnet --report
 
+Cost per candidate on one core (``--timing``): only the default estimate of each of the ``--n``
+architectures plus the space's heaviest genotypes (:func:`heaviest`), CPU and wall seconds per
+candidate, rows in ``<out>/<space>.timing.jsonl``; run it pinned to a locked core::
+
+    flock /work/notes/cpu0.lock taskset -c 0 .venv/bin/python bench/bench_accuracy_proxy.py \
+        --space mbconv --timing --isolate
+
 Peak memory: ``ru_maxrss`` of the process after each candidate (the peak over everything the
 process did so far, so an upper bound for one candidate's peak), and ``peak_default_mb``, the
 peak of a fresh subprocess that scores only that candidate's default run (``--isolate``).
@@ -95,6 +102,93 @@ def timed(fn: Any) -> tuple[Any, float, float]:
     c0, w0 = time.process_time(), time.perf_counter()
     value = fn()
     return value, time.process_time() - c0, time.perf_counter() - w0
+
+
+def heaviest(space_name: str, samples: int = 2000) -> list[str]:
+    """The space's heaviest genotypes for the proxy trainer: every choice at its maximum, and of
+    ``samples`` sampled genotypes (seed 1) the one whose *bounded* proxy graph has the most
+    MACs and the one with the most nodes."""
+    from nasctl.arch.costs import graph_costs
+    from nasctl.spaces import get_space
+
+    space = get_space(space_name)
+    out = {
+        "mbconv": ["r224-w1.25|" + "|".join(["swish:" + ",".join(["k7e6s"] * 4)] * 7)],
+        "resnet": [
+            "r224-bottleneck|96x6|192x6|384x6|768x6",
+            "r224-basic|96x6|192x6|384x6|768x6",
+        ],
+    }.get(space_name, [])
+    rng = random.Random(1)
+    graphs = {g: space.proxy_graph(g, 10) for g in (space.sample(rng) for _ in range(samples))}
+    if graphs and next(iter(graphs.values())) is not None:
+        macs = {g: graph_costs(gr).total["macs"] for g, gr in graphs.items()}
+        out += [max(macs, key=macs.__getitem__)]
+        out += [max(graphs, key=lambda g: len(graphs[g].nodes))]
+    return list(dict.fromkeys(out))
+
+
+def run_timing(space_name: str, n: int, out: Path, isolate: bool, shard: tuple[int, int]) -> None:
+    """Default estimates only: :func:`heaviest`, then the ``n`` sampled architectures."""
+    from nasctl.search.accuracy import get_estimator
+    from nasctl.spaces import get_space
+
+    space = get_space(space_name)
+    rng = random.Random(0)
+    genotypes = list(dict.fromkeys(space.sample(rng) for _ in range(n * 2)))[:n]
+    todo = [(g, "heaviest") for g in heaviest(space_name)] + [(g, "sample") for g in genotypes]
+    path = out / f"{space_name}.timing.jsonl"
+    done = {json.loads(line)["genotype"] for line in path.open()} if path.exists() else set()
+    est = get_estimator("train:digits")
+    est.data  # noqa: B018 - the images are read once, before any candidate's clock starts
+    for k, (g, kind) in enumerate(todo):
+        if g in done or k % shard[1] != shard[0]:
+            continue
+        row: dict[str, Any] = {"space": space_name, "genotype": g, "kind": kind}
+        row["default"], row["cpu_s"], row["wall_s"] = timed(
+            lambda g=g: est.estimate(g, None, space)
+        )
+        graph = space.proxy_graph(g, 10)
+        row["proxy_scale"] = graph.meta.get("channel_scale") if graph is not None else None
+        row["loadavg"] = os.getloadavg()[0]
+        if isolate and kind == "heaviest":
+            row["peak_default_mb"] = isolated_peak_mb(space_name, g)
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(
+            f"[{k + 1}/{len(todo)}] {space_name} {kind} {row['default']:.1f}% "
+            f"cpu {row['cpu_s']:.2f} s wall {row['wall_s']:.2f} s load {row['loadavg']:.1f}",
+            flush=True,
+        )
+
+
+def timing_report(spaces: list[str], out: Path) -> str:
+    lines = [
+        "| space | candidates | CPU s: median / p90 / max | wall s: median / max | "
+        "> 10 s CPU | > 20 % (2x chance) | heaviest: CPU s (proxy scale), fresh-process peak MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    nan = float("nan")
+    for s in spaces:
+        path = out / f"{s}.timing.jsonl"
+        rows = [json.loads(line) for line in path.open()] if path.exists() else []
+        rows = list({r["genotype"]: r for r in rows}.values())
+        if not rows:
+            continue
+        cpu, wall = [r["cpu_s"] for r in rows], [r["wall_s"] for r in rows]
+        sampled = [r for r in rows if r["kind"] == "sample"]
+        heavy = "; ".join(
+            f"{r['cpu_s']:.1f} ({r['proxy_scale']:.3g}), {r.get('peak_default_mb', nan):.0f}"
+            for r in rows
+            if r["kind"] == "heaviest"
+        )
+        lines.append(
+            f"| {s} | {len(sampled)} sampled + {len(rows) - len(sampled)} heaviest | "
+            f"{np.median(cpu):.1f} / {np.percentile(cpu, 90):.1f} / {max(cpu):.1f} | "
+            f"{np.median(wall):.1f} / {max(wall):.1f} | {sum(v > 10 for v in cpu)}/{len(cpu)} | "
+            f"{sum(r['default'] > 20 for r in sampled)}/{len(sampled)} | {heavy} |"
+        )
+    return "\n".join(lines)
 
 
 def run_space(
@@ -193,6 +287,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/accuracy_proxy"))
     ap.add_argument("--isolate", action="store_true", help="also a fresh-process peak per run")
     ap.add_argument("--report", action="store_true", help="only print the tables")
+    ap.add_argument("--timing", action="store_true", help="default estimates only (cost)")
     ap.add_argument("--reverse", action="store_true", help="last candidates first (a 2nd worker)")
     ap.add_argument(
         "--shard", default="0/1", help="i/k: this process scores candidates i, i+k, ... only"
@@ -200,11 +295,14 @@ def main() -> None:
     args = ap.parse_args()
     spaces = args.space or ["mbconv", "resnet"]
     args.out.mkdir(parents=True, exist_ok=True)
+    i, k = (int(v) for v in args.shard.split("/"))
     if not args.report:
         for s in spaces:
-            i, k = (int(v) for v in args.shard.split("/"))
-            run_space(s, args.n, args.long_factor, args.out, args.isolate, (i, k), args.reverse)
-    print(report(spaces, args.out))
+            if args.timing:
+                run_timing(s, args.n, args.out, args.isolate, (i, k))
+            else:
+                run_space(s, args.n, args.long_factor, args.out, args.isolate, (i, k), args.reverse)
+    print(timing_report(spaces, args.out) if args.timing else report(spaces, args.out))
 
 
 if __name__ == "__main__":

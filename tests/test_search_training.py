@@ -55,6 +55,23 @@ def test_proxy_space_keeps_the_block_structure_at_a_smaller_size(name: str) -> N
         assert _macs(proxy) < _macs(full) / 10
 
 
+@pytest.mark.parametrize("name,big", [("mbconv", BIG_MBCONV), ("resnet", BIG_RESNET)])
+def test_proxy_compute_is_bounded_per_genotype(name: str, big: str) -> None:
+    space = get_space(name)
+    cap = space.PROXY_MAX_MACS  # type: ignore[attr-defined]
+    plain_scale = space.PROXY_CHANNEL_SCALE  # type: ignore[attr-defined]
+    assert _macs(space.proxy_space(10).to_graph(big)) > cap  # the plain proxy is over the cap
+    heavy = space.proxy_graph(big, 10)
+    assert heavy is not None and _macs(heavy) <= cap
+    assert heavy.meta["channel_scale"] < plain_scale
+    assert _ops(heavy) == _ops(space.to_graph(big))  # narrower, the same blocks
+    assert space.proxy_graph(big, 10).to_dict() == heavy.to_dict()  # deterministic
+    typical = space.sample(random.Random(0))  # most genotypes keep the plain proxy
+    plain = space.proxy_graph(typical, 10)
+    assert plain is not None and plain.meta["channel_scale"] == plain_scale
+    assert plain.to_dict()["nodes"] == space.proxy_space(10).to_graph(typical).to_dict()["nodes"]
+
+
 def _macs(graph) -> float:  # noqa: ANN001
     from nasctl.arch.costs import graph_costs
 

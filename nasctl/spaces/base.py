@@ -91,9 +91,73 @@ class SearchSpace(ABC):
         estimators). None (the default) when the space declares none."""
         return None
 
+    def proxy_graph(self, genotype: str, num_classes: int) -> Graph | None:
+        """``genotype``'s graph at this space's proxy-training size (``proxy_space``), or None
+        when the space declares none. Spaces may bound its compute per genotype."""
+        small = self.proxy_space(num_classes)
+        return None if small is None else small.to_graph(genotype)
+
     def validate(self, genotype: str) -> str:
         """Parse and re-format; raise :class:`SpaceError` if invalid."""
         return self.format(self.parse(genotype))
+
+
+class ImageSpace(SearchSpace):
+    """An image space whose genotypes name their input resolution (mbconv, resnet), with a
+    proxy-training size: ``PROXY_RESOLUTION`` px and every channel count times
+    ``PROXY_CHANNEL_SCALE``, so block structure and relative widths are kept.
+
+    Compute bound: a genotype whose proxy graph exceeds ``PROXY_MAX_MACS`` multiply-accumulates
+    per image is rebuilt with the channel scale stepped down (x ``PROXY_SCALE_STEP`` at a time,
+    at most ``PROXY_MAX_STEPS`` times) until it fits, so no candidate's proxy training costs
+    more than about the cap's worth of compute. Deterministic per genotype; the genotypes below
+    the cap (most of each space) keep the plain proxy scale.
+    """
+
+    RESOLUTIONS: tuple[int, ...] = ()
+    PROXY_RESOLUTION = 32
+    PROXY_CHANNEL_SCALE = 1.0
+    PROXY_MAX_MACS: float | None = None
+    PROXY_SCALE_STEP = 0.8
+    PROXY_MAX_STEPS = 6
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        resolutions: Sequence[int] | None = None,
+        *,
+        input_resolution: int | None = None,
+        channel_scale: float = 1.0,
+    ) -> None:
+        """``input_resolution`` (px) replaces every genotype's resolution and ``channel_scale``
+        multiplies every channel count: both only for :meth:`proxy_space`."""
+        self.num_classes = num_classes
+        self.resolutions = check_resolutions(
+            self.name, self.RESOLUTIONS if resolutions is None else tuple(resolutions)
+        )
+        self.input_resolution, self.channel_scale = input_resolution, channel_scale
+
+    def proxy_space(self, num_classes: int, channel_scale: float | None = None) -> ImageSpace:
+        scale = self.PROXY_CHANNEL_SCALE if channel_scale is None else channel_scale
+        return type(self)(
+            num_classes,
+            self.resolutions,
+            input_resolution=self.PROXY_RESOLUTION,
+            channel_scale=scale,
+        )
+
+    def proxy_graph(self, genotype: str, num_classes: int) -> Graph:
+        from nasctl.arch.costs import graph_costs
+
+        scale = self.PROXY_CHANNEL_SCALE
+        graph = self.proxy_space(num_classes, scale).to_graph(genotype)
+        for _ in range(self.PROXY_MAX_STEPS if self.PROXY_MAX_MACS else 0):
+            if graph_costs(graph).total["macs"] <= self.PROXY_MAX_MACS:
+                break
+            scale *= self.PROXY_SCALE_STEP
+            graph = self.proxy_space(num_classes, scale).to_graph(genotype)
+        graph.meta["channel_scale"] = scale
+        return graph
 
 
 T = TypeVar("T")

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.errors import SpaceError
-from nasctl.spaces.base import SearchSpace, check_resolutions, other_choice, register_space
+from nasctl.spaces.base import ImageSpace, other_choice, register_space
 from nasctl.spaces.mbconv_arrays import mbconv_graph_arrays
 from nasctl.spaces.mbconv_blocks import (  # noqa: F401 - re-exported for users of the space
     ACTS,
@@ -86,7 +86,7 @@ class MBConvGenotype:
 
 
 @register_space
-class MBConvSpace(SearchSpace):
+class MBConvSpace(ImageSpace):
     """Inverted-residual (MBConv) networks for ImageNet-size inputs."""
 
     name = "mbconv"
@@ -101,28 +101,10 @@ class MBConvSpace(SearchSpace):
     #: multiplier's relative effect are kept; SE reductions are at least 8 channels).
     PROXY_RESOLUTION = 32
     PROXY_CHANNEL_SCALE = 0.25
-
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        resolutions: tuple[int, ...] | list[int] = RESOLUTIONS,
-        *,
-        input_resolution: int | None = None,
-        channel_scale: float = 1.0,
-    ) -> None:
-        """``input_resolution`` (px) replaces every genotype's resolution and ``channel_scale``
-        multiplies every channel count: both only for :meth:`proxy_space`."""
-        self.num_classes = num_classes
-        self.resolutions = check_resolutions("mbconv", resolutions)
-        self.input_resolution, self.channel_scale = input_resolution, channel_scale
-
-    def proxy_space(self, num_classes: int) -> MBConvSpace:
-        return MBConvSpace(
-            num_classes,
-            self.resolutions,
-            input_resolution=self.PROXY_RESOLUTION,
-            channel_scale=self.PROXY_CHANNEL_SCALE,
-        )
+    #: compute bound per genotype (see :class:`ImageSpace`): only the heaviest ~1 % of the space
+    #: exceed it; their proxy is rebuilt narrower
+    PROXY_MAX_MACS = 3.0e6
+    RESOLUTIONS = RESOLUTIONS
 
     # -- genotypes ---------------------------------------------------------------------------
     def parse(self, genotype: str) -> MBConvGenotype:

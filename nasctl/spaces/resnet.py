@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from nasctl.arch.graph import Graph, GraphBuilder, Shape
 from nasctl.errors import SpaceError
-from nasctl.spaces.base import SearchSpace, check_resolutions, other_choice, register_space
+from nasctl.spaces.base import ImageSpace, other_choice, register_space
 
 if TYPE_CHECKING:
     from nasctl.arch.arrays import GraphArrays
@@ -55,7 +55,7 @@ class ResNetGenotype:
 
 
 @register_space
-class ResNetSpace(SearchSpace):
+class ResNetSpace(ImageSpace):
     """ResNets with per-stage width and depth."""
 
     name = "resnet"
@@ -68,28 +68,10 @@ class ResNetSpace(SearchSpace):
     #: resolution (px) and channel scale; block type, depths and relative widths are kept.
     PROXY_RESOLUTION = 32
     PROXY_CHANNEL_SCALE = 0.125
-
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        resolutions: tuple[int, ...] | list[int] = RESOLUTIONS,
-        *,
-        input_resolution: int | None = None,
-        channel_scale: float = 1.0,
-    ) -> None:
-        """``input_resolution`` (px) replaces every genotype's resolution and ``channel_scale``
-        multiplies every channel count: both only for :meth:`proxy_space`."""
-        self.num_classes = num_classes
-        self.resolutions = check_resolutions("resnet", resolutions)
-        self.input_resolution, self.channel_scale = input_resolution, channel_scale
-
-    def proxy_space(self, num_classes: int) -> ResNetSpace:
-        return ResNetSpace(
-            num_classes,
-            self.resolutions,
-            input_resolution=self.PROXY_RESOLUTION,
-            channel_scale=self.PROXY_CHANNEL_SCALE,
-        )
+    #: compute bound per genotype (see :class:`ImageSpace`): only the heaviest ~1 % of the space
+    #: exceed it; their proxy is rebuilt narrower
+    PROXY_MAX_MACS = 3.0e6
+    RESOLUTIONS = RESOLUTIONS
 
     # -- genotypes ---------------------------------------------------------------------------
     def parse(self, genotype: str) -> ResNetGenotype:

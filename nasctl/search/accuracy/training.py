@@ -11,7 +11,7 @@ same machine: same score.
 
 Memory: the images (uint8, bounded by :func:`~nasctl.search.accuracy.imagedata.load_folder`'s
 ``max_images``), one proxy network, its Adam state and one mini-batch's activations; nothing is
-cached per candidate or per resolution. See ``docs/search.md`` for what the proxy preserves.
+cached per candidate or per resolution. See ``docs/accuracy.md`` for what the proxy preserves.
 
 For later work on precision: :meth:`TrainingEstimator.train` returns the trained module with the
 graph it was built from (``to_onnx(trained.graph, params=trained.module.export_params())`` is
@@ -133,31 +133,33 @@ class TrainingEstimator(AccuracyEstimator):
         if t.shape[2:] != (h, w):
             t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
         if t.shape[1] != c:
-            t = t.mean(dim=1, keepdim=True).expand(-1, c, -1, -1).contiguous()
-        return t
+            t = t.mean(dim=1, keepdim=True).expand(-1, c, -1, -1)
+        # channels-last: oneDNN's depthwise and small convolutions run 2-7x faster on a CPU
+        # core in this layout (forward + backward) than in NCHW; same network, same math
+        return t.contiguous(memory_format=torch.channels_last)
 
     # -- the contract ----------------------------------------------------------------------
     def check_space(self, space: SearchSpace) -> None:
         """Reads the images (a bad folder fails here, before the search starts) and checks
         that ``space`` declares a proxy-training size."""
         if space.proxy_space(self.data.num_classes) is None:
-            raise SearchError(
-                f"{self.name}: space {space.name!r} declares no proxy-training size "
-                "(SearchSpace.proxy_space); use proxy:synflow or a python: estimator"
-            )
+            raise self._no_proxy(space)
 
     def proxy_graph(self, genotype: str, space: SearchSpace) -> Graph:
-        """``genotype`` at its space's proxy-training size with this data's class count."""
-        small = space.proxy_space(self.data.num_classes)
-        if small is None:
-            raise SearchError(
-                f"{self.name}: space {space.name!r} declares no proxy-training size "
-                "(SearchSpace.proxy_space); use proxy:synflow or a python: estimator"
-            )
-        g = small.to_graph(genotype)
+        """``genotype`` at its space's proxy-training size with this data's class count
+        (:meth:`~nasctl.spaces.base.SearchSpace.proxy_graph`: image spaces bound its compute)."""
+        g = space.proxy_graph(genotype, self.data.num_classes)
+        if g is None:
+            raise self._no_proxy(space)
         if len(g.input_shape) != 4:
             raise SearchError(f"{self.name} needs an image input (N,C,H,W); got {g.input_shape}")
         return g
+
+    def _no_proxy(self, space: SearchSpace) -> SearchError:
+        return SearchError(
+            f"{self.name}: space {space.name!r} declares no proxy-training size "
+            "(SearchSpace.proxy_space); use proxy:synflow or a python: estimator"
+        )
 
     def estimate(self, genotype: str, graph: Graph | None, space: SearchSpace) -> float:
         return self.train(genotype, space).accuracy
@@ -221,7 +223,7 @@ class TrainingEstimator(AccuracyEstimator):
         seed = genotype_seed(genotype, self.seed)
         with one_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = to_torch(graph)
+            net = to_torch(graph).to(memory_format=torch.channels_last)
             opt = torch.optim.Adam(net.parameters(), lr=self.lr)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / self.steps))
