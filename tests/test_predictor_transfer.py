@@ -168,8 +168,11 @@ def test_cli_reads_only_the_new_devices_rows(tmp_path: Path, monkeypatch) -> Non
     m2 = json.loads((tmp_path / "p2" / "meta.json").read_text())
     assert m1["head"] == m2["head"] and m1["q"] == m2["q"] and m1["n_target"] == 10
     assert m1["latent"]["emb"] == m2["latent"]["emb"] and m1["latent"]["fit"]["e"]
-    f1, f2 = m1["latent"]["fit"], m2["latent"]["fit"]  # float32 Adam steps: equal to rounding
-    assert np.allclose(f1["e"] + [f1["a"], f1["b"]], f2["e"] + [f2["a"], f2["b"]], rtol=1e-5)
+    # float32 Adam steps: equal up to rounding (torch's CPU kernels may sum in another order
+    # from run to run, ~1e-7 relative per step, which 200 steps amplify)
+    f1, f2 = m1["latent"]["fit"], m2["latent"]["fit"]
+    v1, v2 = f1["e"] + [f1["a"], f1["b"]], f2["e"] + [f2["a"], f2["b"]]
+    assert np.allclose(v1, v2, rtol=1e-4, atol=1e-5)
     genos = tmp_path / "g.txt"
     genos.write_text("\n".join(TEST[:20]) + "\n")
     res = runner.invoke(
