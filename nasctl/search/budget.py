@@ -213,8 +213,13 @@ class DeviceBudget:
 
     def measure_front(self) -> None:
         """Measure the final front, most accurate first, until every member of the front (as
-        re-predicted after each refit) is measured or the device budget is spent."""
+        re-predicted after each refit) is measured or the device budget is spent. Every scored
+        candidate is re-predicted first, as the result is (a refit moves predictions: a
+        candidate dominated under the last validation round's model may be on the final one's
+        front)."""
         while True:
+            if self.latency.model is not None:
+                self.latency.predict([c for c in self.archive.values() if not c.failed])
             members = sorted(front(list(self.archive.values())), key=lambda c: -(c.accuracy or 0.0))
             budget = self.cons.latency_budget_ms
             todo = [
