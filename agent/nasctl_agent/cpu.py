@@ -96,6 +96,10 @@ class CpuDevice(AgentDevice):
                 "writes them, or use onnxruntime.quantization.quantize_static)"
             )
         seed = int(opts.get("seed", 0))
+        if model.data is None and not model.has_external_data:
+            # the caller's copy of the ONNX bytes is not the model's memory: read them before
+            # the baseline (the session is created from these bytes)
+            model.data = model.read_bytes()
         scoped = ort.reset_peak_rss()
         baseline = ort.current_rss_bytes() if scoped else None
         runner = ort.OrtRunner(
@@ -108,6 +112,9 @@ class CpuDevice(AgentDevice):
         )
         with runner:
             res = runner.measure(cfg)
+        # the timed session's peak: read before the per-layer pass, whose profiling session
+        # (events, optimized-model dump) is not what running the model costs
+        peak = ort.peak_rss_bytes()
         result.status = res.status
         result.timing = res.to_dict()
         result.timing_method = "host-clock" if clock == "wall" else "thread-cpu-time"
@@ -132,8 +139,7 @@ class CpuDevice(AgentDevice):
                 result.layers = prof["layers"]
                 result.engine_graph = prof["engine_graph"]
                 result.timing_s["per_layer"] = prof["wall_s"]
-        peak = ort.peak_rss_bytes()
-        if peak is not None:  # sessions, inputs, per-layer pass: this measurement's peak
+        if peak is not None:  # session, weights, arena, inputs: this measurement's peak
             result.memory["peak_rss_bytes"] = peak
             result.memory["peak_rss_scope"] = "measurement" if scoped else "process"
         if peak is not None and baseline is not None:
