@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         db.unlink()
     dev = device_mb(paths, db)
     rows = []
-    for n, p in zip(names, paths):
+    for n, p in zip(names, paths, strict=True):
         mem = dev.get(n, {}).get("memory", {})
         d = mem.get("model_peak_bytes")
         ind = independent_mb(p, args.repeats)

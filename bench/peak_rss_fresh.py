@@ -44,7 +44,9 @@ def warm_runtime() -> None:
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
-    s = ort.InferenceSession(m.SerializeToString(), options(True), providers=["CPUExecutionProvider"])
+    s = ort.InferenceSession(
+        m.SerializeToString(), options(True), providers=["CPUExecutionProvider"]
+    )
     s.run(None, {"x": np.ones((1, 4), np.float32)})
 
 
