@@ -50,13 +50,61 @@ def test_model_peak_is_the_large_activation() -> None:
     assert 0.95 * BIG <= mem["model_peak_bytes"] <= 2.3 * BIG, mem
 
 
-def test_tiny_model_adds_little() -> None:
-    onnx.checker.check_model(onnx.load_from_string(big_activation_model()))
+def tiny_model() -> bytes:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_tiny_model_adds_little() -> None:
+    onnx.checker.check_model(onnx.load_from_string(big_activation_model()))
     req = {"device": "cpu", "per_layer": False, "timing": {"repeats": 2, "min_time_s": 0.0}}
-    res = nasctl_agent.measure(model.SerializeToString(), req)
+    res = nasctl_agent.measure(tiny_model(), req)
     assert res.memory["model_peak_bytes"] < 0.1 * BIG, res.memory
+
+
+def test_unmeasurable_memory_keeps_the_latency_and_marks_memory_missing(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bad input (issue 14): where the peak cannot be reset (no /proc/self/clear_refs, e.g. a
+    locked-down container) the latency is stored, the memory is marked missing, and training
+    rows carry no memory for it (never a silent wrong number)."""
+    import json
+    import sqlite3
+
+    from nasctl.cli.main import app
+    from nasctl.datasets.store import Store
+    from nasctl_agent.backends import ort
+    from nasctl_agent.cpu import model_memory
+    from typer.testing import CliRunner
+
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(tiny_model())
+    monkeypatch.setattr(ort, "reset_peak_rss", lambda: False)
+    db = tmp_path / "m.db"
+    args = ["profile", "--device", "cpu", "--db", str(db), "--no-layers", "--json", str(path)]
+    args += ["--option", "min_time_s=0.0", "--option", "repeats=2", "--option", "max_attempts=1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["measured"] == 1
+    with Store(db, readonly=True) as s:
+        rows = s.training_rows("cpu")
+        assert len(rows) == 1 and rows[0].latency_ms > 0 and rows[0].memory_mb is None
+    con = sqlite3.connect(db)
+    ((raw,),) = con.execute("SELECT extra_json FROM measurements").fetchall()
+    con.close()
+    extra = json.loads(raw)
+    assert "model_peak_bytes" not in extra["memory"]
+    assert "clear_refs" in extra["memory"]["missing"]
+    # the other ways a peak is not a measurement
+    assert "cannot be read" in model_memory(True, None, 10)["missing"]
+    assert "below the baseline" in model_memory(True, 20, 10)["missing"]
+    assert model_memory(True, 10, 25) == {
+        "peak_rss_bytes": 25,
+        "peak_rss_scope": "measurement",
+        "baseline_rss_bytes": 10,
+        "model_peak_bytes": 15,
+    }

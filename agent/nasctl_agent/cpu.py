@@ -139,13 +139,28 @@ class CpuDevice(AgentDevice):
                 result.layers = prof["layers"]
                 result.engine_graph = prof["engine_graph"]
                 result.timing_s["per_layer"] = prof["wall_s"]
-        if peak is not None:  # session, weights, arena, inputs: this measurement's peak
-            result.memory["peak_rss_bytes"] = peak
-            result.memory["peak_rss_scope"] = "measurement" if scoped else "process"
-        if peak is not None and baseline is not None:
-            # what running the model added to the process (sessions, weights, activations,
-            # inputs): the peak over the measurement minus the resident size before it
-            result.memory["baseline_rss_bytes"] = baseline
-            result.memory["model_peak_bytes"] = max(0, peak - baseline)
-        else:
-            result.notes.append("model memory not measured here (needs Linux /proc/self)")
+        result.memory.update(model_memory(scoped, baseline, peak))
+
+
+def model_memory(scoped: bool, baseline: int | None, peak: int | None) -> dict[str, Any]:
+    """The ``memory`` of a cpu measurement: the process's peak RSS over the timed session
+    (``peak_rss_bytes``) and ``model_peak_bytes`` = that peak minus the resident size just before
+    the session (session, weights, arena, activations, inputs). Where that cannot be measured
+    (no resettable peak, no ``/proc/self``, a peak below the baseline) ``model_peak_bytes`` is
+    left out and ``missing`` says why: the latency stands, the memory is never a guess."""
+    out: dict[str, Any] = {}
+    if peak is not None:
+        out["peak_rss_bytes"] = peak
+        out["peak_rss_scope"] = "measurement" if scoped else "process"
+    if not scoped:
+        out["missing"] = (
+            "the process's peak memory cannot be reset here (needs /proc/self/clear_refs)"
+        )
+    elif peak is None or baseline is None:
+        out["missing"] = "the process's memory cannot be read here (needs /proc/self/status)"
+    elif peak < baseline:
+        out["missing"] = f"peak RSS {peak} below the baseline {baseline}: not a measurement"
+    else:
+        out["baseline_rss_bytes"] = baseline
+        out["model_peak_bytes"] = peak - baseline
+    return out
