@@ -75,11 +75,12 @@ def test_unmeasurable_memory_keeps_the_latency_and_marks_memory_missing(
     import json
     import sqlite3
 
-    from nasctl.cli.main import app
-    from nasctl.datasets.store import Store
     from nasctl_agent.backends import ort
     from nasctl_agent.cpu import model_memory
     from typer.testing import CliRunner
+
+    from nasctl.cli.main import app
+    from nasctl.datasets.store import Store
 
     path = tmp_path / "tiny.onnx"
     path.write_bytes(tiny_model())
