@@ -9,8 +9,8 @@
    --db OUT/zoo.db OUT/onnx/*.onnx`` process (the CLI's defaults: per-layer times on), and the
    bench reads each row's ``memory.model_peak_bytes`` from the store.
 3. Independently, ``bench/peak_rss_fresh.py`` (ONNX Runtime only, no nasctl code) runs each
-   model in a fresh process, twice (with and without the session), and the parent reads each
-   child's peak RSS from ``os.wait4``; the difference is the model's peak. Repeated
+   model in a fresh process, twice (with and without the session); each reports its own peak
+   RSS (``VmHWM``, never reset) and the difference is the model's peak. Repeated
    ``--repeats`` times, median. The same again with ONNX Runtime's CPU arena off, to show what
    the arena adds.
 
@@ -34,13 +34,9 @@ TOLERANCE = 0.10
 
 
 def child_peak_bytes(args: list[str]) -> int:
-    """Peak RSS (bytes) of a fresh ``python args...`` process, from the kernel at its exit."""
-    proc = subprocess.Popen([sys.executable, *args])
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed with exit code {proc.returncode}")
-    return int(usage.ru_maxrss) * 1024  # Linux: KiB
+    """Peak RSS (bytes) a fresh ``python args...`` process reports for itself at its end."""
+    out = subprocess.run([sys.executable, *args], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[-1])
 
 
 def independent_mb(model: Path, repeats: int, arena: bool = True) -> list[float]:
@@ -60,6 +56,11 @@ def device_mb(models: list[Path], db: Path) -> dict[str, dict]:
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "nasctl.cli.main", "profile", "--device", "cpu", "--db", str(db)]
     subprocess.run(cmd + [str(m) for m in models], check=True, env=env, stdout=subprocess.DEVNULL)
+    return read_store(db)
+
+
+def read_store(db: Path) -> dict[str, dict]:
+    """Model name -> status and stored ``memory`` of each measurement in ``db``."""
     con = sqlite3.connect(db)
     rows = con.execute(
         "SELECT a.model, m.status, json_extract(m.extra_json, '$.memory') FROM measurements m "
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated zoo names (default: all)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--keep-db", action="store_true", help="reuse OUT/zoo.db's device measurements if present"
+    )
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE))
     import zoo  # type: ignore[import-not-found]
@@ -92,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             zoo.export(n, p)
         paths.append(p)
     db = args.out / "zoo.db"
-    if db.exists():
+    if db.exists() and not args.keep_db:
         db.unlink()
-    dev = device_mb(paths, db)
+    dev = device_mb(paths, db) if not db.exists() else read_store(db)
     rows = []
     for n, p in zip(names, paths, strict=True):
         mem = dev.get(n, {}).get("memory", {})

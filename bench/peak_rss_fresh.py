@@ -1,15 +1,18 @@
 """An independent measurement of a model's peak memory under ONNX Runtime, for
 ``bench/bench_memory_zoo.py``: nothing from nasctl or nasctl_agent, one fresh process per run.
 
-The parent starts this script twice per model and reads each child's peak resident set size from
-the kernel when it exits (``os.wait4``'s ``ru_maxrss``; no ``/proc/self/clear_refs``, no
-``VmHWM``, no sampling):
+The parent starts this script twice per model; each run prints its own process's peak resident
+set size when it is done (``VmHWM`` of ``/proc/self/status``: the high-water mark of this
+process's memory since its ``exec``, never reset; no ``clear_refs``, no baseline taken inside):
 
 - ``--baseline``: Python, numpy and ONNX Runtime imported, the runtime's environment created by
   one session of a one-Relu model (run once), the model file read;
 - without it: the same, then a session of the model (the cpu device's settings: 1 intra-op
   thread, 1 inter-op thread, sequential, all graph optimizations, the CPU arena on, the
   model's bytes as input) run ``--runs`` times on random N(0,1) inputs at batch 1.
+
+(Not ``os.wait4``'s ``ru_maxrss``: on Linux that keeps the high-water mark of the image the
+child was forked from, so a parent bigger than the child, one that imported torch, hides it.)
 
 Model peak = peak(model) - peak(baseline): what creating and running the session added.
 
@@ -60,17 +63,29 @@ def main() -> int:
     warm_runtime()
     with open(a.model, "rb") as f:
         data = f.read()
-    if a.baseline:
-        return 0
-    s = ort.InferenceSession(data, options(not a.no_arena), providers=["CPUExecutionProvider"])
+    if not a.baseline:
+        run_model(data, a.runs, arena=not a.no_arena)
+    print(peak_bytes())
+    return 0
+
+
+def peak_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise SystemExit("no VmHWM in /proc/self/status (Linux only)")
+
+
+def run_model(data: bytes, runs: int, arena: bool) -> None:
+    s = ort.InferenceSession(data, options(arena), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feeds = {}
     for i in s.get_inputs():
         shape = [1 if not isinstance(d, int) else d for d in i.shape]
         feeds[i.name] = rng.standard_normal(shape).astype(np.float32)
-    for _ in range(a.runs):
+    for _ in range(runs):
         s.run(None, feeds)
-    return 0
 
 
 if __name__ == "__main__":
