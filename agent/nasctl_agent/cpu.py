@@ -100,6 +100,7 @@ class CpuDevice(AgentDevice):
             # the caller's copy of the ONNX bytes is not the model's memory: read them before
             # the baseline (the session is created from these bytes)
             model.data = model.read_bytes()
+        ort.warm_runtime(threads)
         scoped = ort.reset_peak_rss()
         baseline = ort.current_rss_bytes() if scoped else None
         runner = ort.OrtRunner(

@@ -45,13 +45,19 @@ class MemoryEstimator:
             return cls(note=f"{e}; the analytic bound (weights + activations) stands in")
 
     def estimate(self, graph: Any) -> tuple[float, float, float]:
+        return self.estimate_many([graph])[0]
+
+    def estimate_many(self, graphs: list[Any]) -> list[tuple[float, float, float]]:
+        """``(mid, low, high)`` MiB per graph (one batch through the memory model)."""
+        if not graphs:
+            return []
         if self.model is None:
             from nasctl.search.objectives import graph_cost_fields
 
-            bound = graph_cost_fields(graph)[1]
-            return bound, bound, bound
-        ((mb, lo, hi),) = self.model.predict([graph])
-        return mb * 1e6 / MIB, lo * 1e6 / MIB, hi * 1e6 / MIB
+            bounds = [graph_cost_fields(g)[1] for g in graphs]
+            return [(b, b, b) for b in bounds]
+        k = 1e6 / MIB
+        return [(mb * k, lo * k, hi * k) for mb, lo, hi in self.model.predict(graphs)]
 
 
 def measured_memory_mib(extra: dict[str, Any] | None) -> float | None:
