@@ -41,7 +41,7 @@ def test_model_peak_is_the_large_activation() -> None:
     res = nasctl_agent.measure(big_activation_model(), req)
     assert res.status in ("ok", "noisy"), res.error
     mem = res.memory
-    assert mem["peak_rss_scope"] == "measurement"
+    assert mem["peak_rss_scope"] == "fresh process"
     assert mem["model_peak_bytes"] == mem["peak_rss_bytes"] - mem["baseline_rss_bytes"]
     # the 200 MB activation is all there is to see: at least 0.95x of it. ORT's CPU arena (on
     # in the cpu device, as in the timed session) touches about twice the activation here
@@ -88,6 +88,7 @@ def test_unmeasurable_memory_keeps_the_latency_and_marks_memory_missing(
     db = tmp_path / "m.db"
     args = ["profile", "--device", "cpu", "--db", str(db), "--no-layers", "--json", str(path)]
     args += ["--option", "min_time_s=0.0", "--option", "repeats=2", "--option", "max_attempts=1"]
+    args += ["--option", "memory=inprocess"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["measured"] == 1
@@ -109,3 +110,30 @@ def test_unmeasurable_memory_keeps_the_latency_and_marks_memory_missing(
         "baseline_rss_bytes": 10,
         "model_peak_bytes": 15,
     }
+
+
+def test_a_memory_probe_that_cannot_run_marks_memory_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nasctl_agent import memprobe
+
+    monkeypatch.setattr(memprobe.sys, "executable", "/nonexistent/python")
+    req = {"device": "cpu", "per_layer": False, "timing": {"repeats": 2, "min_time_s": 0.0}}
+    res = nasctl_agent.measure(tiny_model(), req)
+    assert res.status in ("ok", "noisy") and res.timing["median_ms"] > 0
+    assert "model_peak_bytes" not in res.memory
+    assert res.memory["missing"].startswith("the memory probe did not run")
+
+
+def test_fresh_and_inprocess_agree_on_a_first_model() -> None:
+    """The default measures in a fresh process; the in-process way, on a process's first
+    model, measures the same (the 200 MB activation, within 10 %)."""
+    req = {"device": "cpu", "per_layer": False, "timing": {"repeats": 2, "min_time_s": 0.0}}
+    fresh = nasctl_agent.measure(big_activation_model(), req).memory
+    assert fresh["peak_rss_scope"] == "fresh process"
+    inproc = nasctl_agent.measure(
+        big_activation_model(), {**req, "options": {"memory": "inprocess"}}
+    ).memory
+    assert abs(fresh["model_peak_bytes"] / inproc["model_peak_bytes"] - 1) < 0.1
+    off = nasctl_agent.measure(tiny_model(), {**req, "options": {"memory": "off"}}).memory
+    assert off == {"missing": "not measured (option memory=off)"}
