@@ -11,7 +11,6 @@ from typing import Any
 
 from nasctl_agent.devices import AgentDevice, register
 from nasctl_agent.errors import ModelError, RequestError
-from nasctl_agent.memprobe import measure_fresh
 from nasctl_agent.model import Model
 from nasctl_agent.protocol import TimingConfig
 from nasctl_agent.request import Request, Result
@@ -159,6 +158,8 @@ class CpuDevice(AgentDevice):
         if memory == "inprocess":
             result.memory.update(model_memory(scoped, baseline, peak))
         elif memory == "fresh":  # after every timed run: the probe never competes with them
+            from nasctl_agent.memprobe import measure_fresh
+
             t0 = time.perf_counter()
             result.memory.update(
                 measure_fresh(

@@ -10,7 +10,8 @@ times (:func:`~nasctl_agent.backends.ort.session_options`, the model's bytes, ra
 
 1. ONNX Runtime's environment warmed by a one-Relu session; the model's bytes read;
 2. the peak RSS reset (``/proc/self/clear_refs``), the resident size read (``VmRSS``);
-3. the session created and run ``runs`` times; the peak read (``VmHWM``).
+3. the session created and run ``runs`` times (3: ONNX Runtime's arena has its final size after
+   the second run); the peak read (``VmHWM``).
 
 It prints ``{"peak_rss_bytes", "baseline_rss_bytes", "model_peak_bytes"}`` as one JSON line, or
 ``{"missing": reason}`` where the memory cannot be measured (not Linux, no ``clear_refs``).
@@ -35,7 +36,7 @@ def measure_fresh(
     batch: int,
     seed: int,
     shapes: dict[str, list[int]] | None,
-    runs: int = 5,
+    runs: int = 3,
     timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """Run the probe on the ``.onnx`` at ``path`` in a fresh process; its memory record."""
@@ -46,12 +47,14 @@ def measure_fresh(
     env = dict(os.environ)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    before = _children_cpu_s()
     try:
         out = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"missing": f"the memory probe did not run: {' '.join(str(e).split())[:200]}"}
+    cpu_s = _children_cpu_s() - before
     lines = out.stdout.strip().splitlines()
     try:
         rec = json.loads(lines[-1]) if lines else None
@@ -61,7 +64,21 @@ def measure_fresh(
         err = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
         return {"missing": f"the memory probe failed: {err[:200]}"}
     rec["peak_rss_scope"] = "fresh process"
+    if cpu_s >= 0:
+        rec["probe_cpu_s"] = round(cpu_s, 3)  # what the probe cost (user + system CPU)
     return rec
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's waited-for children so far (-inf where
+    unknown: the cost is then not reported)."""
+    try:
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    except (ImportError, OSError):
+        return float("-inf")
+    return float(ru.ru_utime + ru.ru_stime)
 
 
 def probe(path: str, threads: int, batch: int, seed: int, shapes: Any, runs: int) -> dict:
@@ -93,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--shapes", default="")
     a = ap.parse_args(argv)
     shapes = json.loads(a.shapes) if a.shapes else None
