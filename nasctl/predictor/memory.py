@@ -34,6 +34,9 @@ PARAMS: dict[str, Any] = {
 }
 ROUNDS = 100
 COVERAGE = 0.9
+#: MB below which a row's weight in the base fit stops growing (rows are weighted by 1 / MB so
+#: that relative errors count alike; single tiny layers would otherwise dominate the fit)
+WEIGHT_FLOOR_MB = 5.0
 
 
 def analytic_mb(graph: Any) -> float:
@@ -155,7 +158,7 @@ class MemoryModel:
         a, b = int(0.7 * n), int(0.85 * n)
         tr, va, te = idx[:a], idx[a:b], idx[b:]
         # relative errors count alike for small and large models: rows weighted by 1 / MB
-        w = 1.0 / mb[tr]
+        w = 1.0 / np.maximum(mb[tr], WEIGHT_FLOOR_MB)
         coef, _ = nnls(terms[tr] * w[:, None], mb[tr] * w)
         model = cls(None, 0.0, {}, base=coef)
         base = model._base_log(graphs, x)
