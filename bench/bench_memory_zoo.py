@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--keep-db", action="store_true", help="reuse OUT/zoo.db's device measurements if present"
     )
+    ap.add_argument(
+        "--independent-from",
+        type=Path,
+        help="take the independent measurements from an earlier run's --json (same script)",
+    )
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE))
     import zoo  # type: ignore[import-not-found]
@@ -99,12 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     if db.exists() and not args.keep_db:
         db.unlink()
     dev = device_mb(paths, db) if not db.exists() else read_store(db)
+    earlier = {}
+    if args.independent_from:
+        earlier = {r["model"]: r for r in json.loads(args.independent_from.read_text())}
     rows = []
     for n, p in zip(names, paths, strict=True):
         mem = dev.get(n, {}).get("memory", {})
         d = mem.get("model_peak_bytes")
-        ind = independent_mb(p, args.repeats)
-        ind_na = independent_mb(p, 1, arena=False)
+        if n in earlier:
+            ind, ind_na = earlier[n]["independent_runs_mb"], [earlier[n]["independent_no_arena_mb"]]
+        else:
+            ind = independent_mb(p, args.repeats)
+            ind_na = independent_mb(p, 1, arena=False)
         row = {
             "model": n,
             "onnx_mb": p.stat().st_size / 1e6,
