@@ -1,5 +1,5 @@
-"""Measured memory as a second target: LightGBM on the graph-level features plus the analytic
-bound (weights + every activation written, :func:`nasctl.arch.costs.graph_costs`), predicting
+"""Measured memory as a second target: LightGBM on the analytic bound (weights + every
+activation written, :func:`nasctl.arch.costs.graph_costs`) and the memory terms, predicting
 log MB of the model's measured peak memory (``memory_mb`` of the training rows: the cpu
 device's ``model_peak_bytes``). A non-negative least-squares fit of the memory terms (weights by
 kind, live activations, all activations: :func:`memory_terms`) is the base, so new sizes and
@@ -86,14 +86,14 @@ def memory_terms(graph: Any) -> dict[str, float]:
 
 
 def features(graphs: Sequence[Any]) -> np.ndarray:
-    """One row per graph: log analytic bound, the log of each memory term, then the
-    predictor's graph-level features."""
-    from nasctl.predictor.features import featurize_many
-
-    feats = featurize_many(list(graphs))
+    """One row per graph: the log analytic bound and the log of each memory term. Only these
+    family-agnostic quantities: with the graph-level op counts as well, the trees learned the
+    residuals of the families they saw and a held-out space did worse than the base alone
+    (leave-one-space-out, mbconv held out: 30.4 % MAPE vs 11.9 % with these; docs/benchmarks.md,
+    issue 14)."""
     bound = np.log1p(np.array([analytic_mb(g) for g in graphs]))[:, None]
     terms = np.log1p(np.array([[memory_terms(g)[k] for k in TERMS] for g in graphs]))
-    return np.hstack([bound, terms, np.stack([f.g for f in feats]).astype(np.float64)])
+    return np.hstack([bound, terms])
 
 
 def term_matrix(graphs: Sequence[Any]) -> np.ndarray:
@@ -109,8 +109,8 @@ class MemoryModel:
     b * linear weights + c * other weights + d * live peak + e * activations``
     (:func:`memory_terms`: a runtime holds each kind of weight once or more, prepacked copies
     included, plus an arena at least as large as the live activations), so new sizes and new
-    families extrapolate along the terms; LightGBM learns the log residual from the features
-    (:func:`features`, the analytic bound among them). A model saved before the terms existed
+    families extrapolate along the terms; LightGBM learns the log residual from
+    :func:`features` (the analytic bound and the terms). A model saved before the terms existed
     (a line in the log bound as its base) still loads."""
 
     def __init__(
