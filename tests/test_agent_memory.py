@@ -76,7 +76,7 @@ def test_unmeasurable_memory_keeps_the_latency_and_marks_memory_missing(
     import sqlite3
 
     from nasctl_agent.backends import ort
-    from nasctl_agent.cpu import model_memory
+    from nasctl_agent.memprobe import model_memory
     from typer.testing import CliRunner
 
     from nasctl.cli.main import app

@@ -156,6 +156,8 @@ class CpuDevice(AgentDevice):
                 result.engine_graph = prof["engine_graph"]
                 result.timing_s["per_layer"] = prof["wall_s"]
         if memory == "inprocess":
+            from nasctl_agent.memprobe import model_memory
+
             result.memory.update(model_memory(scoped, baseline, peak))
         elif memory == "fresh":  # after every timed run: the probe never competes with them
             from nasctl_agent.memprobe import measure_fresh
@@ -173,27 +175,3 @@ class CpuDevice(AgentDevice):
             result.timing_s["memory"] = time.perf_counter() - t0
         else:
             result.memory["missing"] = "not measured (option memory=off)"
-
-
-def model_memory(scoped: bool, baseline: int | None, peak: int | None) -> dict[str, Any]:
-    """The ``memory`` of a cpu measurement: the process's peak RSS over the timed session
-    (``peak_rss_bytes``) and ``model_peak_bytes`` = that peak minus the resident size just before
-    the session (session, weights, arena, activations, inputs). Where that cannot be measured
-    (no resettable peak, no ``/proc/self``, a peak below the baseline) ``model_peak_bytes`` is
-    left out and ``missing`` says why: the latency stands, the memory is never a guess."""
-    out: dict[str, Any] = {}
-    if peak is not None:
-        out["peak_rss_bytes"] = peak
-        out["peak_rss_scope"] = "measurement" if scoped else "process"
-    if not scoped:
-        out["missing"] = (
-            "the process's peak memory cannot be reset here (needs /proc/self/clear_refs)"
-        )
-    elif peak is None or baseline is None:
-        out["missing"] = "the process's memory cannot be read here (needs /proc/self/status)"
-    elif peak < baseline:
-        out["missing"] = f"peak RSS {peak} below the baseline {baseline}: not a measurement"
-    else:
-        out["baseline_rss_bytes"] = baseline
-        out["model_peak_bytes"] = peak - baseline
-    return out

@@ -83,7 +83,6 @@ def _children_cpu_s() -> float:
 
 def probe(path: str, threads: int, batch: int, seed: int, shapes: Any, runs: int) -> dict:
     from nasctl_agent.backends import ort
-    from nasctl_agent.cpu import model_memory
     from nasctl_agent.model import open_model
 
     ort.warm_runtime(threads)
@@ -102,6 +101,30 @@ def probe(path: str, threads: int, batch: int, seed: int, shapes: Any, runs: int
         msg = " ".join(str(e).split())[:200]
         raise ModelError(f"ONNX Runtime cannot run the model: {msg}") from None
     return model_memory(scoped, baseline, ort.peak_rss_bytes())
+
+
+def model_memory(scoped: bool, baseline: int | None, peak: int | None) -> dict[str, Any]:
+    """The ``memory`` of a cpu measurement: the process's peak RSS over the timed session
+    (``peak_rss_bytes``) and ``model_peak_bytes`` = that peak minus the resident size just before
+    the session (session, weights, arena, activations, inputs). Where that cannot be measured
+    (no resettable peak, no ``/proc/self``, a peak below the baseline) ``model_peak_bytes`` is
+    left out and ``missing`` says why: the latency stands, the memory is never a guess."""
+    out: dict[str, Any] = {}
+    if peak is not None:
+        out["peak_rss_bytes"] = peak
+        out["peak_rss_scope"] = "measurement" if scoped else "process"
+    if not scoped:
+        out["missing"] = (
+            "the process's peak memory cannot be reset here (needs /proc/self/clear_refs)"
+        )
+    elif peak is None or baseline is None:
+        out["missing"] = "the process's memory cannot be read here (needs /proc/self/status)"
+    elif peak < baseline:
+        out["missing"] = f"peak RSS {peak} below the baseline {baseline}: not a measurement"
+    else:
+        out["baseline_rss_bytes"] = baseline
+        out["model_peak_bytes"] = peak - baseline
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
