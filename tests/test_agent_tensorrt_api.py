@@ -305,7 +305,12 @@ def test_int8_calibration_from_user_data_cache_reused_buffers_freed(
             self.device_id, self.timing_method, self.status, self.timing = "id", "", "", None
             self.engine_graph = None
 
-    api.measure(m, options={"calib_data": str(data), "calib_cache": str(cache)}, result=R(), **req)
+    r = R()
+    api.measure(m, options={"calib_data": str(data), "calib_cache": str(cache)}, result=r, **req)
+    # the context's device memory from the engine (device_memory_size before 10.1), the
+    # activations from the build log; no weights reported here: no model peak, marked missing
+    assert r.memory["device_memory_bytes"] == 4096 and r.memory["activation_bytes"] == 4096
+    assert "model_peak_bytes" not in r.memory and r.memory["missing"]
     assert (
         calls.names().count("calibrated_batch") == 3 and cache.read_bytes() == b"calibration-table"
     )

@@ -6,6 +6,7 @@ per-kernel times from a separate profiling session."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from nasctl_agent.devices import AgentDevice, register
@@ -30,6 +31,16 @@ def threads_of(options: dict[str, Any]) -> int:
     if t < 1:
         raise RequestError(f"threads must be >= 1; got {t}")
     return t
+
+
+def memory_of(options: dict[str, Any]) -> str:
+    """How the model's peak memory is measured: ``fresh`` (default: a fresh process per model,
+    :mod:`nasctl_agent.memprobe`), ``inprocess`` (around the timed session, in this process:
+    no extra process, but a model measured after others can read low) or ``off``."""
+    m = str(options.get("memory", "fresh"))
+    if m not in ("fresh", "inprocess", "off"):
+        raise RequestError(f"memory must be 'fresh', 'inprocess' or 'off'; got {m!r}")
+    return m
 
 
 def clock_of(options: dict[str, Any]) -> str:
@@ -70,6 +81,7 @@ class CpuDevice(AgentDevice):
     def check_request(self, request: Request) -> None:
         threads_of(request.options)
         clock_of(request.options)
+        memory_of(request.options)
         self.backend_name(request)
 
     def fingerprint(self, request: Request) -> dict[str, Any]:
@@ -96,8 +108,16 @@ class CpuDevice(AgentDevice):
                 "writes them, or use onnxruntime.quantization.quantize_static)"
             )
         seed = int(opts.get("seed", 0))
-        scoped = ort.reset_peak_rss()
-        baseline = ort.current_rss_bytes() if scoped else None
+        memory = memory_of(opts)
+        scoped, baseline = False, None
+        if memory == "inprocess":
+            if model.data is None and not model.has_external_data:
+                # the caller's copy of the ONNX bytes is not the model's memory: read them
+                # before the baseline (the session is created from these bytes)
+                model.data = model.read_bytes()
+            ort.warm_runtime(threads)
+            scoped = ort.reset_peak_rss()
+            baseline = ort.current_rss_bytes() if scoped else None
         runner = ort.OrtRunner(
             model,
             threads=threads,
@@ -108,6 +128,9 @@ class CpuDevice(AgentDevice):
         )
         with runner:
             res = runner.measure(cfg)
+        # the timed session's peak: read before the per-layer pass, whose profiling session
+        # (events, optimized-model dump) is not what running the model costs
+        peak = ort.peak_rss_bytes()
         result.status = res.status
         result.timing = res.to_dict()
         result.timing_method = "host-clock" if clock == "wall" else "thread-cpu-time"
@@ -132,14 +155,23 @@ class CpuDevice(AgentDevice):
                 result.layers = prof["layers"]
                 result.engine_graph = prof["engine_graph"]
                 result.timing_s["per_layer"] = prof["wall_s"]
-        peak = ort.peak_rss_bytes()
-        if peak is not None:  # sessions, inputs, per-layer pass: this measurement's peak
-            result.memory["peak_rss_bytes"] = peak
-            result.memory["peak_rss_scope"] = "measurement" if scoped else "process"
-        if peak is not None and baseline is not None:
-            # what running the model added to the process (sessions, weights, activations,
-            # inputs): the peak over the measurement minus the resident size before it
-            result.memory["baseline_rss_bytes"] = baseline
-            result.memory["model_peak_bytes"] = max(0, peak - baseline)
+        if memory == "inprocess":
+            from nasctl_agent.memprobe import model_memory
+
+            result.memory.update(model_memory(scoped, baseline, peak))
+        elif memory == "fresh":  # after every timed run: the probe never competes with them
+            from nasctl_agent.memprobe import measure_fresh
+
+            t0 = time.perf_counter()
+            result.memory.update(
+                measure_fresh(
+                    model.file_path(),
+                    threads=threads,
+                    batch=request.batch,
+                    seed=seed,
+                    shapes=request.shapes,
+                )
+            )
+            result.timing_s["memory"] = time.perf_counter() - t0
         else:
-            result.notes.append("model memory not measured here (needs Linux /proc/self)")
+            result.memory["missing"] = "not measured (option memory=off)"

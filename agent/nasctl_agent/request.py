@@ -56,6 +56,7 @@ OPTIONS = {
     "per_layer_runs": "profiled runs for per-layer times (cpu 3, TensorRT 10)",
     "per_layer_warmup": "cpu: profiled warm-up runs discarded (default 1)",
     "seed": "random input seed (default 0)",
+    "memory": "cpu: fresh (default: peak memory in a fresh process per model), inprocess, off",
     "trtexec": "path of trtexec (default: PATH, then JetPack's /usr/src/tensorrt/bin)",
     "timeout_s": "trtexec: seconds before a run is killed (default 1800)",
     "timing_cache_dir": "TensorRT timing cache folder ('' disables it)",

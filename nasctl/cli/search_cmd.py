@@ -85,7 +85,13 @@ def search(
         int | None, typer.Option("--max-params", help="Maximum parameter count.")
     ] = None,
     max_memory_mb: Annotated[
-        float | None, typer.Option("--max-memory-mb", help="Maximum weights + activations (MiB).")
+        float | None,
+        typer.Option(
+            "--max-memory-mb",
+            help="Maximum peak memory on the device (MiB): predicted with its interval by the "
+            "--predictor's memory model (else the analytic bound, weights + activations), "
+            "checked on each measured candidate's measured memory.",
+        ),
     ] = None,
     device_budget: Annotated[
         int, typer.Option("--device-budget", help="Maximum number of device measurements.")

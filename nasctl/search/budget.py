@@ -36,6 +36,7 @@ from nasctl.errors import SearchError
 from nasctl.records import MeasurementRequest
 from nasctl.search.config import SearchConfig
 from nasctl.search.latency.intervals import LatencyIntervals
+from nasctl.search.memory import measured_memory_mib
 from nasctl.search.objectives import Candidate, measured_feasible
 from nasctl.search.pareto import front_of
 from nasctl.search.precisions import measure_precision
@@ -270,6 +271,7 @@ class DeviceBudget:
         pred = self.latency.raw.get(genotype) if c.mean_ms is not None else None
         ok = m.status in ("ok", "noisy") and m.median_ms is not None
         c.measured_ms = float(m.median_ms) if ok and m.median_ms is not None else None
+        c.measured_memory_mb = measured_memory_mib(m.extra) if ok else None
         self.latency.add_residual(pred, c.measured_ms)
         self.attempted.add(genotype)
         self.state.add_measured(
@@ -281,6 +283,7 @@ class DeviceBudget:
             error=m.error,
             pred=pred,
             from_store=from_store,
+            memory_mb=c.measured_memory_mb,
         )
         rec = {
             "genotype": genotype,
@@ -291,6 +294,8 @@ class DeviceBudget:
             "low_ms": pred[1] if pred else None,
             "high_ms": pred[2] if pred else None,
             "from_store": from_store,
+            "memory_mb": [c.memory_mb, c.memory_low_mb, c.memory_high_mb],
+            "measured_memory_mb": c.measured_memory_mb,
             "measurement": m.to_dict(),
         }
         self.log.write(json.dumps(rec, default=str) + "\n")

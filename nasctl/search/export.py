@@ -244,6 +244,8 @@ def export_winner(
             "precision_measured": stored["precision"] if stored else None,
         },
         "memory_mb": row.get("memory_mb"),
+        "memory_interval_mb": [row.get("memory_low_mb"), row.get("memory_high_mb")],
+        "measured_memory_mb": row.get("measured_memory_mb"),
         "params": row.get("params") or costs.get("params"),
         "macs": costs.get("macs"),
         "device": settings.get("device"),
@@ -307,8 +309,9 @@ def readme(card: dict[str, Any]) -> str:
         f"- accuracy: {card['accuracy']} ({card['accuracy_estimator']})",
         f"- latency: measured {lat['measured']} ms, predicted {lat['predicted']} ms "
         f"on {card['device']} ({card['device_id'] or 'no stored measurement'})",
-        f"- memory: {card['memory_mb']} MiB (weights + activations, the search's count); "
-        f"measured on the device: {card['device_memory']}",
+        f"- memory: predicted {card['memory_mb']} MiB (the search's memory model, else the "
+        f"analytic bound), measured {card.get('measured_memory_mb')} MiB; the device's "
+        f"record: {card['device_memory']}",
         f"- params: {card['params']}, MACs: {card['macs']}",
         f"- found by: `{card['found_by']}` ({card['found_by_note']})",
         "",

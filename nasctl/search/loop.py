@@ -49,6 +49,7 @@ from nasctl.search.latency.models import (
     SurrogateLatencyModel,
     z_of,
 )
+from nasctl.search.memory import MemoryEstimator
 from nasctl.search.objectives import (
     Candidate,
     best_measured,
@@ -82,6 +83,7 @@ class SearchLoop:
         estimator: AccuracyEstimator | None = None,
         model: LatencyModel | None = None,
         progress: Progress | None = None,
+        memory: MemoryEstimator | None = None,
     ) -> None:
         cfg = self.cfg = config
         if cfg.device_budget < 0:
@@ -119,6 +121,9 @@ class SearchLoop:
         self.store = Store(cfg.db or (self.out / "measurements.db"))
         self.device_id = self.device.device_id
         self.model = model if model is not None else self._default_model()
+        if memory is None and self.cons.max_memory_mb is not None:
+            memory = MemoryEstimator.from_predictor_dir(cfg.predictor_dir)
+        self.memory = memory or MemoryEstimator()
         selftrain = None
         if cfg.use_predictor and not cfg.predictor_dir and cfg.bootstrap_model == "gp+nasctl":
             from nasctl.search.latency.selftrained import SelfTrainedPrior
@@ -225,11 +230,20 @@ class SearchLoop:
 
     # -- resume --------------------------------------------------------------------------------
     def _restore(self) -> None:
-        for g, (acc, err, params, mem) in self.state.estimates().items():
-            self.archive[g] = Candidate(g, accuracy=acc, error=err, params=params, memory_mb=mem)
+        for g, (acc, err, params, mem, mem_lo, mem_hi) in self.state.estimates().items():
+            self.archive[g] = Candidate(
+                g,
+                accuracy=acc,
+                error=err,
+                params=params,
+                memory_mb=mem,
+                memory_low_mb=mem_lo,
+                memory_high_mb=mem_hi,
+            )
         for r in self.state.measured():
             c = self.archive.setdefault(r["genotype"], Candidate(r["genotype"]))
             c.measured_ms = r["measured_ms"]
+            c.measured_memory_mb = r.get("memory_mb")
             self.attempted.add(r["genotype"])
             if r.get("pred_ms") is not None:
                 self.latency.add_residual((r["pred_ms"], r["low_ms"], r["high_ms"]), c.measured_ms)
@@ -421,12 +435,15 @@ class SearchLoop:
             )
         if cons.max_params is not None and c.params is not None:
             v += max(0.0, c.params - cons.max_params) / cons.max_params
-        if cons.max_memory_mb is not None and c.memory_mb is not None:
-            v += max(0.0, c.memory_mb - cons.max_memory_mb) / cons.max_memory_mb
+        if cons.max_memory_mb is not None:  # measured, else the interval's lower end
+            mem = c.measured_memory_mb if c.measured_memory_mb is not None else c.memory_low_mb
+            if mem is not None:
+                v += max(0.0, mem - cons.max_memory_mb) / cons.max_memory_mb
         return v
 
     def _ensure_estimated(self, genotypes: list[str], generation: int) -> list[Candidate]:
         rows = []
+        graphs: dict[str, Any] = {}  # for the memory model, predicted in one batch
         for g in dict.fromkeys(genotypes):
             if g in self.archive and (
                 self.archive[g].accuracy is not None or self.archive[g].error is not None
@@ -439,14 +456,23 @@ class SearchLoop:
                     if (self.estimator.needs_graph or self.cons.needs_costs)
                     else None
                 )
-                if self.cons.needs_costs:
-                    c.params, c.memory_mb = graph_cost_fields(graph)
+                if self.cons.max_params is not None:
+                    c.params = graph_cost_fields(graph)[0]
                 c.accuracy = float(self.estimator.estimate(g, graph, self.space))
                 if not math.isfinite(c.accuracy):
                     raise SearchError(f"estimator returned {c.accuracy}")
+                if self.cons.max_memory_mb is not None:
+                    graphs[g] = graph
             except Exception as e:  # noqa: BLE001 - any estimator failure marks the candidate
                 c.accuracy, c.error = None, f"{type(e).__name__}: {e}".splitlines()[0][:300]
-            rows.append((g, c.accuracy, c.error, c.params, c.memory_mb))
+        for g, est in zip(graphs, self.memory.estimate_many(list(graphs.values())), strict=True):
+            c = self.archive[g]
+            c.memory_mb, c.memory_low_mb, c.memory_high_mb = est
+        for g in dict.fromkeys(genotypes):
+            c = self.archive[g]
+            rows.append(
+                (g, c.accuracy, c.error, c.params, c.memory_mb, c.memory_low_mb, c.memory_high_mb)
+            )
         if rows:
             self.state.add_estimates(rows)
         return [self.archive[g] for g in genotypes]

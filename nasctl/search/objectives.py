@@ -13,9 +13,13 @@ Constraints:
   *infeasible* when ``low_ms > budget``. A measured candidate is feasible when its measured median
   latency is ``<= budget``; the reported best always rests on measured latency.
 * ``min_accuracy``: with it, the question is "the fastest network reaching this accuracy".
-* ``max_params`` (count) and ``max_memory_mb`` (weights plus all activations written, in MiB, from
-  :func:`nasctl.arch.costs.graph_costs`; an upper bound of the inference memory without buffer
-  reuse) are hard constraints computed from the graph.
+* ``max_params`` (count): a hard constraint computed from the graph.
+* ``max_memory_mb`` (MiB): the model's peak memory on the device, *predicted* with an interval
+  (:mod:`nasctl.search.memory`: the memory model ``train-predictor`` learns, else the analytic
+  bound) and judged like latency: infeasible when the interval's lower end is over the limit
+  (such candidates are never measured), feasible when its upper end is within it; a *measured*
+  candidate is judged on its measured peak (:func:`memory_status`), so the answer's memory is
+  validated on the device.
 """
 
 from __future__ import annotations
@@ -66,7 +70,10 @@ class Candidate:
         accuracy: estimator value, None when the estimator failed (then ``error`` says why).
         mean_ms, low_ms, high_ms: latest predicted latency and interval (ms).
         measured_ms: measured median latency on the device (ms), None if not measured.
-        params: parameter count; memory_mb: weights + activations (MiB); None if not computed.
+        params: parameter count; None if not computed.
+        memory_mb, memory_low_mb, memory_high_mb: predicted peak memory and its interval (MiB;
+            the analytic bound, low = high, without a memory model); None if not computed.
+        measured_memory_mb: the device's measured peak memory (MiB), None if not measured.
         precision: the precision it is measured and scored at (``fp32``, ``fp16``, ``int8``,
             ``dla``; issue #15.3): a candidate is an (architecture, precision) pair.
     """
@@ -81,6 +88,9 @@ class Candidate:
     measured_ms: float | None = None
     params: int | None = None
     memory_mb: float | None = None
+    memory_low_mb: float | None = None
+    memory_high_mb: float | None = None
+    measured_memory_mb: float | None = None
     precision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -107,9 +117,25 @@ def meets_static(c: Candidate, cons: Constraints) -> bool:
         return False
     if cons.max_params is not None and (c.params is None or c.params > cons.max_params):
         return False
-    return not (
-        cons.max_memory_mb is not None and (c.memory_mb is None or c.memory_mb > cons.max_memory_mb)
-    )
+    return memory_status(c, cons) in ("feasible", "possible")
+
+
+def memory_status(c: Candidate, cons: Constraints) -> str:
+    """``"feasible"``, ``"possible"`` (the predicted interval straddles ``max_memory_mb``),
+    ``"infeasible"`` or ``"unknown"`` (not predicted). A measured peak decides when present;
+    a candidate measured without one is judged on its prediction."""
+    limit = cons.max_memory_mb
+    if limit is None:
+        return "feasible"
+    if c.measured_memory_mb is not None:
+        return "feasible" if c.measured_memory_mb <= limit else "infeasible"
+    low = c.memory_low_mb if c.memory_low_mb is not None else c.memory_mb
+    high = c.memory_high_mb if c.memory_high_mb is not None else c.memory_mb
+    if low is None or high is None:
+        return "unknown"
+    if high <= limit:
+        return "feasible"
+    return "possible" if low <= limit else "infeasible"
 
 
 def latency_status(c: Candidate, cons: Constraints) -> str:
@@ -128,8 +154,11 @@ def latency_status(c: Candidate, cons: Constraints) -> str:
 
 
 def measured_feasible(c: Candidate, cons: Constraints) -> bool:
-    """Meets every constraint with its measured latency."""
+    """Meets every constraint with its measured latency (and its measured memory; a candidate
+    whose memory was not measured only when its predicted interval is within the limit)."""
     if c.measured_ms is None or not meets_static(c, cons):
+        return False
+    if memory_status(c, cons) != "feasible":
         return False
     return cons.latency_budget_ms is None or c.measured_ms <= cons.latency_budget_ms
 

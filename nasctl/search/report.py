@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from nasctl.search.config import SearchResult
-from nasctl.search.objectives import Candidate, Constraints, latency_status, meets_static
+from nasctl.search.objectives import (
+    Candidate,
+    Constraints,
+    latency_status,
+    meets_static,
+    memory_status,
+)
 from nasctl.search.precisions import MARKERS
 
 FIELDS = (
@@ -37,6 +43,10 @@ FIELDS = (
     "status",
     "params",
     "memory_mb",
+    "memory_low_mb",
+    "memory_high_mb",
+    "measured_memory_mb",
+    "memory_status",
     "generation",
 )
 
@@ -62,6 +72,10 @@ def candidate_row(c: Candidate, cons: Constraints) -> dict[str, Any]:
         "status": status,
         "params": c.params,
         "memory_mb": c.memory_mb,
+        "memory_low_mb": c.memory_low_mb,
+        "memory_high_mb": c.memory_high_mb,
+        "measured_memory_mb": c.measured_memory_mb,
+        "memory_status": memory_status(c, cons) if cons.max_memory_mb is not None else None,
         "generation": c.generation,
     }
 
@@ -77,6 +91,8 @@ def _brief(c: Candidate | None) -> dict[str, Any] | None:
         "low_ms": c.low_ms,
         "high_ms": c.high_ms,
         "measured_latency_ms": c.measured_ms,
+        "memory_mb": c.memory_mb,
+        "measured_memory_mb": c.measured_memory_mb,
     }
 
 

@@ -6,8 +6,10 @@ using the model's log-normal predictive distribution (mean and interval at the c
 confidence give mu and sigma in log space):
 
 * latency budget: ``P(latency <= budget) * (accuracy - best measured feasible accuracy)``, over
-  candidates more accurate than the current best. Candidates whose interval straddles the budget
-  score between 0 and their gain; a candidate predicted infeasible at high confidence scores ~0.
+  candidates more accurate than the current best (with ``max_memory_mb``, times
+  ``P(memory <= limit)`` from the predicted memory interval). Candidates whose interval
+  straddles the budget score between 0 and their gain; a candidate predicted infeasible at
+  high confidence scores ~0.
 * ``min_accuracy`` (fastest net reaching it): ``E[max(best measured ms - latency, 0)]`` over
   candidates that reach the accuracy.
 * no latency constraint: the predicted front (accuracy vs mean latency) not yet measured, most
@@ -76,15 +78,37 @@ def acquisition(
 
 
 def feasible_probability(pool: Sequence[Candidate], cons: Constraints, z: float) -> np.ndarray:
-    """``P(latency <= budget)`` of each candidate under the model's log-normal (1 without a
-    latency budget)."""
-    if cons.latency_budget_ms is None or not pool:
-        return np.ones(len(pool))
-    mean = np.array([c.mean_ms for c in pool], dtype=float)
-    low = np.array([c.low_ms for c in pool], dtype=float)
-    high = np.array([c.high_ms for c in pool], dtype=float)
-    sigma = np.maximum((np.log(high) - np.log(low)) / (2 * z), 1e-6)
-    return _norm_cdf((math.log(cons.latency_budget_ms) - np.log(mean)) / sigma)
+    """``P(latency <= budget) * P(memory <= max_memory_mb)`` of each candidate under the
+    models' log-normals (a factor is 1 without its constraint; a point prediction of memory,
+    the analytic bound, gives 0 or 1)."""
+    p = np.ones(len(pool))
+    if not pool:
+        return p
+    if cons.latency_budget_ms is not None:
+        mean = np.array([c.mean_ms for c in pool], dtype=float)
+        low = np.array([c.low_ms for c in pool], dtype=float)
+        high = np.array([c.high_ms for c in pool], dtype=float)
+        sigma = np.maximum((np.log(high) - np.log(low)) / (2 * z), 1e-6)
+        p = _norm_cdf((math.log(cons.latency_budget_ms) - np.log(mean)) / sigma)
+    if cons.max_memory_mb is not None:
+        p = p * memory_probability(pool, cons.max_memory_mb, z)
+    return p
+
+
+def memory_probability(pool: Sequence[Candidate], limit: float, z: float) -> np.ndarray:
+    """``P(peak memory <= limit)`` per candidate: 1/0 when measured, the predicted log-normal
+    otherwise, 1 when nothing is known (the pool already left out the infeasible)."""
+    out = np.ones(len(pool))
+    for i, c in enumerate(pool):
+        if c.measured_memory_mb is not None:
+            out[i] = float(c.measured_memory_mb <= limit)
+        elif c.memory_mb is not None and c.memory_mb > 0:
+            lo = c.memory_low_mb or c.memory_mb
+            hi = c.memory_high_mb or c.memory_mb
+            sigma = max((math.log(hi) - math.log(lo)) / (2 * z), 1e-6)
+            d = (math.log(limit) - math.log(c.memory_mb)) / sigma
+            out[i] = float(_norm_cdf(np.array([d]))[0])
+    return out
 
 
 def secure_choice(pool: Sequence[Candidate], cons: Constraints, z: float) -> int | None:

@@ -20,15 +20,23 @@ from nasctl.search.strategies.base import Told
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS estimates (
-    genotype TEXT PRIMARY KEY, accuracy REAL, error TEXT, params INTEGER, memory_mb REAL);
+    genotype TEXT PRIMARY KEY, accuracy REAL, error TEXT, params INTEGER, memory_mb REAL,
+    memory_low_mb REAL, memory_high_mb REAL);
 CREATE TABLE IF NOT EXISTS proposals (
     generation INTEGER NOT NULL, pos INTEGER NOT NULL, genotype TEXT NOT NULL,
     accuracy REAL, latency_ms REAL, violation REAL NOT NULL, PRIMARY KEY (generation, pos));
 CREATE TABLE IF NOT EXISTS measured (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, genotype TEXT NOT NULL UNIQUE, phase TEXT NOT NULL,
     generation INTEGER NOT NULL, status TEXT NOT NULL, measured_ms REAL, error TEXT,
-    pred_ms REAL, low_ms REAL, high_ms REAL, from_store INTEGER NOT NULL DEFAULT 0);
+    pred_ms REAL, low_ms REAL, high_ms REAL, from_store INTEGER NOT NULL DEFAULT 0,
+    memory_mb REAL);
 """
+#: columns added after the first release: (table, column, type), added to older files on open
+ADDED_COLUMNS = (
+    ("estimates", "memory_low_mb", "REAL"),
+    ("estimates", "memory_high_mb", "REAL"),
+    ("measured", "memory_mb", "REAL"),
+)
 
 #: settings that must match for a resume (others, e.g. --generations, may grow).
 KEY_SETTINGS = (
@@ -55,6 +63,10 @@ class SearchState:
             self.con = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None)
             self.con.execute("PRAGMA journal_mode=WAL")
             self.con.executescript(SCHEMA)
+            for table, col, kind in ADDED_COLUMNS:
+                have = {r[1] for r in self.con.execute(f"PRAGMA table_info({table})")}
+                if col not in have:
+                    self.con.execute(f"ALTER TABLE {table} ADD COLUMN {col} {kind}")
         except sqlite3.DatabaseError as e:
             raise SearchError(
                 f"search state {self.path} is unreadable ({e}); use another output folder"
@@ -91,19 +103,24 @@ class SearchState:
         return default if row is None else json.loads(row[0])
 
     # -- estimates -----------------------------------------------------------------------------
-    def add_estimates(
-        self, rows: list[tuple[str, float | None, str | None, int | None, float | None]]
-    ) -> None:
-        """(genotype, accuracy, error, params, memory_mb) rows, in one transaction."""
+    def add_estimates(self, rows: list[tuple[Any, ...]]) -> None:
+        """(genotype, accuracy, error, params, memory_mb, memory_low_mb, memory_high_mb) rows,
+        in one transaction."""
         with self.con:
             self.con.execute("BEGIN")
-            self.con.executemany("INSERT OR REPLACE INTO estimates VALUES (?, ?, ?, ?, ?)", rows)
+            self.con.executemany(
+                "INSERT OR REPLACE INTO estimates (genotype, accuracy, error, params, memory_mb, "
+                "memory_low_mb, memory_high_mb) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
-    def estimates(self) -> dict[str, tuple[float | None, str | None, int | None, float | None]]:
+    def estimates(self) -> dict[str, tuple[Any, ...]]:
+        """genotype -> (accuracy, error, params, memory_mb, memory_low_mb, memory_high_mb)."""
         rows = self.con.execute(
-            "SELECT genotype, accuracy, error, params, memory_mb FROM estimates"
+            "SELECT genotype, accuracy, error, params, memory_mb, memory_low_mb, memory_high_mb "
+            "FROM estimates"
         )
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+        return {r[0]: tuple(r[1:]) for r in rows}
 
     # -- generations ---------------------------------------------------------------------------
     def add_generation(self, generation: int, results: list[Told]) -> None:
@@ -144,12 +161,15 @@ class SearchState:
         error: str | None,
         pred: tuple | None,
         from_store: bool = False,
+        memory_mb: float | None = None,
     ) -> None:
         p = pred or (None, None, None)
         self.con.execute(
             "INSERT OR IGNORE INTO measured (genotype, phase, generation, status, measured_ms, "
-            "error, pred_ms, low_ms, high_ms, from_store) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (genotype, phase, generation, status, measured_ms, error, *p, int(from_store)),
+            "error, pred_ms, low_ms, high_ms, from_store, memory_mb) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (genotype, phase, generation, status, measured_ms, error, *p, int(from_store))
+            + (memory_mb,),
         )
 
     def measured(self) -> list[dict[str, Any]]:

@@ -143,13 +143,22 @@ def run(opts: dict, v: tuple, mode: str) -> None:
                 f.write(b"timing-cache-entry\n")
         print("[I] [TRT] Total Host Persistent Memory: 170400")
         print("[I] [TRT] Total Device Persistent Memory: 125895680")
-        print("[I] [TRT] Total Scratch Memory: 59641344")
+        if v >= (10, 0):  # 10.x names it "Max Scratch Memory" and adds the weights
+            print("[I] [TRT] Max Scratch Memory: 59641344")
+        else:
+            print("[I] [TRT] Total Scratch Memory: 59641344")
         print("[I] [TRT] Total Activation Memory: 8388608")
+        if v >= (10, 0):
+            print("[I] [TRT] Total Weights Memory: 23380000")
+            print("[I] [TRT] [MemUsageStats] Peak memory usage of TRT CPU/GPU memory "
+                  "allocators: CPU 3 MiB, GPU 60 MiB")  # fmt: skip
         if "--useDLACore" in opts:
             dla_report(base)
         if "--saveEngine" in opts:
             with open(opts["--saveEngine"], "wb") as f:
                 f.write(b"\0" * 4096)
+    if v >= (10, 0):  # the inference phase (static context memory, trtexec's default)
+        print("[I] Created execution context with device memory size: 8 MiB")
     if mode == "nograph" and "--useCudaGraph" in opts or mode == "nograph" and v >= (11, 0):
         print("[W] The CUDA graph capture on the stream has failed.")
         print(

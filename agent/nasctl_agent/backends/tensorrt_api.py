@@ -270,18 +270,15 @@ class TrtRunner(Runner):
         return json.loads(inspector.get_engine_information(t.LayerInformationFormat.JSON))  # type: ignore[no-any-return]
 
     def memory(self) -> dict[str, int]:
-        """Activation/scratch device memory of the engine (``device_memory_size_v2`` from 10.1,
-        else ``device_memory_size``); weights from ``streamable_weights_size`` where present."""
+        """The execution context's device memory (activations and scratch:
+        ``device_memory_size_v2`` from 10.1, the only one from 11, else ``device_memory_size``);
+        the weights from the build log's "Total Weights Memory" (see
+        :func:`trt_common.engine_memory`)."""
         e = self.engine
-        out = {
-            "activation_bytes": int(
-                getattr(e, "device_memory_size_v2", None) or e.device_memory_size
-            )
-        }
-        w = getattr(e, "streamable_weights_size", None)
-        if w:
-            out["weights_bytes"] = int(w)
-        return out
+        size = getattr(e, "device_memory_size_v2", None)
+        if size is None:
+            size = e.device_memory_size
+        return {"device_memory_bytes": int(size)}
 
     def deactivate_impl(self) -> None:
         rt = cudart()
@@ -347,20 +344,11 @@ def measure(
         if per_layer:
             result.layers = runner.profile_layers(int(options.get("per_layer_runs", 10)))
             result.engine_graph = {"format": "tensorrt-layer-info", "data": runner.layer_info()}
-        result.memory.update(runner.memory())
-    result.memory.update(
-        {k: v for k, v in tc.memory_from_log(log).items() if k not in result.memory}
-    )
-    result.memory["engine_bytes"] = len(engine)
-    result.status = res.status
-    result.timing = res.to_dict()
+        measured = runner.memory()
+    info = (result.engine_graph or {}).get("data")
+    memory = tc.engine_memory(log, measured=measured, layer_info=info, engine_bytes=len(engine))
     graph_ok = dla is None and not runner.graph_failed
-    result.timing_method = tc.TIMING_METHOD if graph_ok else tc.NO_GRAPH_METHOD
-    if not graph_ok:
-        result.device_id += tc.NO_GRAPH_SUFFIX
-    if dla is not None:
-        placement = tc.dla_placement(log)
-        result.extra["gpu_fallback_layers"] = tc.mark_dla_layers(result.layers, placement)
-        result.extra["dla_layers"] = placement["dla"]
-    result.notes += plan.notes + notes
+    tc.finish_result(
+        result, res, log=log, graph_ok=graph_ok, dla=dla, notes=plan.notes + notes, memory=memory
+    )
     result.extra["tensorrt"] = f"{ver[0]}.{ver[1]}"

@@ -210,20 +210,124 @@ _MEM = {
     "activation_bytes": re.compile(r"Total Activation Memory:\s*(\d+)"),
     "device_persistent_bytes": re.compile(r"Total Device Persistent Memory:\s*(\d+)"),
     "host_persistent_bytes": re.compile(r"Total Host Persistent Memory:\s*(\d+)"),
-    "scratch_bytes": re.compile(r"Total Scratch Memory:\s*(\d+)"),
+    # "Total Scratch Memory" (8.x), "Max Scratch Memory" (10.x)
+    "scratch_bytes": re.compile(r"(?:Total|Max) Scratch Memory:\s*(\d+)"),
     "weights_bytes": re.compile(r"Total Weights Memory:\s*(\d+)"),
+}
+_MIB = {
+    # trtexec's inference phase (static allocation, its default): the execution context's
+    # device memory, ICudaEngine::getDeviceMemorySize(V2), printed in MiB
+    "device_memory_bytes": re.compile(
+        r"Created execution context with device memory size:\s*([\d.]+)\s*MiB"
+    ),
+    # the builder's own peak while building ("[MemUsageStats] Peak memory usage of TRT CPU/GPU
+    # memory allocators: CPU 9 MiB, GPU 105 MiB")
+    "build_peak_gpu_bytes": re.compile(
+        r"Peak memory usage of TRT CPU/GPU memory allocators:.*?GPU\s*([\d.]+)\s*MiB"
+    ),
 }
 
 
 def memory_from_log(log: str) -> dict[str, int]:
-    """Engine memory TensorRT logs while building (bytes): activations, persistent device/host
-    memory, scratch, weights (the last value of each, as printed)."""
+    """Engine memory TensorRT logs (bytes): activations, persistent device/host memory, scratch,
+    weights (builder, info level), the execution context's device memory and the builder's GPU
+    peak (trtexec, in MiB); the last value of each, as printed."""
     out: dict[str, int] = {}
     for key, rx in _MEM.items():
         found = rx.findall(log)
         if found:
             out[key] = int(found[-1])
+    for key, rx in _MIB.items():
+        found = rx.findall(log)
+        if found:
+            out[key] = int(round(float(found[-1]) * (1 << 20)))
     return out
+
+
+#: bytes per element of the ``Type`` names in TensorRT's layer information (``--exportLayerInfo``
+#: / the engine inspector's JSON at detailed verbosity)
+_TYPE_BYTES = {
+    "Float": 4.0, "Half": 2.0, "BFloat16": 2.0, "Int8": 1.0, "UInt8": 1.0, "FP8": 1.0,
+    "Int4": 0.5, "FP4": 0.5, "Int32": 4.0, "Int64": 8.0, "Bool": 1.0,
+}  # fmt: skip
+
+
+def weights_from_layer_info(info: Any) -> int | None:
+    """Bytes of the weights the engine's layers hold, from the layer information JSON: every
+    ``{"Type", "Count"}`` of a layer (``Weights``, ``Bias``, ``ConvWeights``...) times its
+    element size. None when the report has no layer details (not built with detailed
+    profiling verbosity) or a type this table does not know."""
+    layers = info.get("Layers") if isinstance(info, dict) else None
+    if not isinstance(layers, list):
+        return None
+    total, seen = 0.0, False
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        for v in layer.values():
+            if isinstance(v, dict) and "Count" in v and "Type" in v:
+                size = _TYPE_BYTES.get(str(v["Type"]))
+                if size is None:
+                    return None
+                total += size * int(v["Count"])
+                seen = True
+    return int(total) if seen else None
+
+
+def engine_memory(
+    log: str,
+    *,
+    measured: dict[str, int] | None = None,
+    layer_info: Any = None,
+    engine_bytes: int | None = None,
+) -> dict[str, Any]:
+    """A TensorRT measurement's memory (bytes): what the runtime reported (``measured``, e.g.
+    ``device_memory_size_v2``) first, then the log's values, the weights counted from the
+    layer information, the serialized engine's size, and ``model_peak_bytes`` = weights +
+    the execution context's device memory (activations and scratch; TensorRT's
+    "Total Activation Memory" where the context size is not printed)."""
+    out: dict[str, Any] = dict(measured or {})
+    for key, value in memory_from_log(log).items():
+        out.setdefault(key, value)
+    w = weights_from_layer_info(layer_info) if layer_info is not None else None
+    if w is not None:
+        out["layer_info_weights_bytes"] = w
+    if engine_bytes is not None:
+        out["engine_bytes"] = int(engine_bytes)
+    weights = out.get("weights_bytes", out.get("layer_info_weights_bytes"))
+    context = out.get("device_memory_bytes", out.get("activation_bytes"))
+    if weights is not None and context is not None:
+        out["model_peak_bytes"] = int(weights) + int(context)
+        out["model_peak_scope"] = "engine: weights + execution context device memory"
+    else:
+        out["missing"] = "the engine's weights or device memory were not reported"
+    return out
+
+
+def finish_result(
+    result: Any,
+    res: Any,
+    *,
+    log: str,
+    graph_ok: bool,
+    dla: Any,
+    notes: list[str],
+    memory: dict[str, Any],
+) -> None:
+    """What both TensorRT backends record after timing: status and timing, the timing method
+    (a run without a CUDA graph carries :data:`NO_GRAPH_SUFFIX` in its id), the memory, the
+    DLA placement read from the build log, and the notes."""
+    result.status = res.status
+    result.timing = res.to_dict()
+    result.timing_method = TIMING_METHOD if graph_ok else NO_GRAPH_METHOD
+    if not graph_ok:
+        result.device_id += NO_GRAPH_SUFFIX
+    result.memory.update(memory)
+    if dla is not None:
+        placement = dla_placement(log)
+        result.extra["gpu_fallback_layers"] = mark_dla_layers(result.layers, placement)
+        result.extra["dla_layers"] = placement["dla"]
+    result.notes += notes
 
 
 _DLA_HEAD = re.compile(r"-+\s*Layers running on DLA\b", re.I)

@@ -293,23 +293,16 @@ def measure(
         layers = tc.profile_to_layers(tc.read_json(prefix + ".profile.json")) if per_layer else []
         engine_bytes = os.path.getsize(engine) if os.path.isfile(engine) else None
     res = TimingResult.from_attempts(attempts, cfg.cv_threshold)
-    result.status = res.status
-    result.timing = res.to_dict()
     graph_ok = not any(_GRAPH_FAILED.search(lg) for lg in logs)
-    result.timing_method = tc.TIMING_METHOD if graph_ok else tc.NO_GRAPH_METHOD
     if not graph_ok:
-        result.device_id += tc.NO_GRAPH_SUFFIX
         result.warnings.append("trtexec could not capture a CUDA graph: timed stream launches")
     result.layers = layers
     result.engine_graph = {"format": "tensorrt-layer-info", "data": info}
-    result.memory.update(tc.memory_from_log(log))
-    if engine_bytes is not None:
-        result.memory["engine_bytes"] = engine_bytes
-    if dla is not None:
-        placement = tc.dla_placement(log)
-        result.extra["gpu_fallback_layers"] = tc.mark_dla_layers(result.layers, placement)
-        result.extra["dla_layers"] = placement["dla"]
-    result.notes += plan.notes
+    # the build log has the builder's totals, the first run's log the context's device memory
+    memory = tc.engine_memory(log, layer_info=info, engine_bytes=engine_bytes)
+    tc.finish_result(
+        result, res, log=log, graph_ok=graph_ok, dla=dla, notes=plan.notes, memory=memory
+    )
     result.extra.update(
         trtexec=trtexec,
         tensorrt=f"{version[0]}.{version[1]}",
