@@ -21,6 +21,8 @@ nodes are named after the tensor they quantize (``<tensor>_QuantizeLinear``), so
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -149,6 +151,25 @@ def to_fp16(model: onnx.ModelProto, keep_io_types: bool = True) -> onnx.ModelPro
     return out  # type: ignore[no-any-return]
 
 
+class _DropPreprocessHint(logging.Filter):
+    """ORT's quantizer asks on the root logger, for every model, to run its pre-processing;
+    :func:`_fold` already ran it (the hint only checks a marker in the model)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_preprocess_hint() -> Iterator[None]:
+    flt = _DropPreprocessHint()
+    root = logging.getLogger()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
 def to_int8(
     model: onnx.ModelProto,
     calib_data: str | Path | None = None,
@@ -177,20 +198,21 @@ def to_int8(
         onnx.save_model(model, str(src))
         try:
             _fold(src, pre)
-            quantize_static(
-                str(pre),
-                str(dst),
-                _Reader(batches),
-                quant_format=QuantFormat.QDQ,
-                activation_type=act_type,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                calibrate_method=CalibrationMethod.MinMax,
-                extra_options={
-                    "ActivationSymmetric": activations == "int8",
-                    "WeightSymmetric": True,
-                },
-            )
+            with _quiet_preprocess_hint():
+                quantize_static(
+                    str(pre),
+                    str(dst),
+                    _Reader(batches),
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=act_type,
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={
+                        "ActivationSymmetric": activations == "int8",
+                        "WeightSymmetric": True,
+                    },
+                )
         except Exception as e:  # ORT's tools raise plain exceptions
             msg = " ".join(str(e).split())[:300]
             raise GraphError(f"ONNX Runtime could not quantize the model to INT8: {msg}") from e
