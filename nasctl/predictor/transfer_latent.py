@@ -17,11 +17,11 @@ new device's rows handed in are read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+
+from nasctl.arch.torch_threads import one_thread
 
 EMB_DIM = 8  # device embedding width
 HIDDEN = 128  # MLP width
@@ -31,20 +31,6 @@ LR = 3e-3
 FIT_STEPS = 200  # Adam steps of the new device's embedding
 FIT_LR = 0.05
 PRIOR = 0.01  # weight of the embedding's Gaussian prior (per coordinate, mean square)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one thread inside: the matrices here are small, and on a shared machine a
-    second OpenMP thread only waits at barriers (measured: many times slower under load)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _net(n_in: int, emb_dim: int, hidden: int) -> Any:

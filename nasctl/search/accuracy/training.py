@@ -22,16 +22,15 @@ held-out images.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 from abc import abstractmethod
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasctl.arch.graph import Graph
+from nasctl.arch.torch_threads import one_thread
 from nasctl.errors import SearchError
 from nasctl.search.accuracy.base import AccuracyEstimator, PrecisionView, register_estimator
 from nasctl.search.accuracy.imagedata import ImageSet, digits, load_folder
@@ -53,19 +52,6 @@ class TrainedNet:
     module: GraphModule
     accuracy: float  #: held-out accuracy (%)
     steps: int
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch on one intra-op thread inside the block; the previous count is restored."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def genotype_seed(genotype: str, seed: int = 0) -> int:
