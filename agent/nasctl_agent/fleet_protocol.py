@@ -110,6 +110,15 @@ def split_tls(url: str) -> tuple[str, dict[str, Any] | None]:
     return urlunsplit(parts._replace(query="")), tls
 
 
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return "{}{}{}:***@{}".format(scheme, sep, creds.split(":", 1)[0], host)
+
+
 def crc32(data: bytes) -> str:
     """The check a payload carries: CRC-32 (against a truncated or mixed-up transfer; the
     message is trusted as much as the broker, so no cryptographic hash is paid for twice)."""

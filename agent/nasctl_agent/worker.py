@@ -212,21 +212,12 @@ def redis_client(url: str) -> Any:
         client = redis.Redis.from_url(url, **kw)
         client.ping()
     except redis.AuthenticationError:
-        raise WorkerError(f"Redis at {mask(url)} refused the password") from None
+        raise WorkerError(f"Redis at {fp.mask_url(url)} refused the password") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-        raise WorkerError(f"cannot reach the broker at {mask(url)}: {e}") from None
+        raise WorkerError(f"cannot reach the broker at {fp.mask_url(url)}: {e}") from None
     except redis.ResponseError as e:
-        raise WorkerError(f"Redis at {mask(url)}: {e}") from None
+        raise WorkerError(f"Redis at {fp.mask_url(url)}: {e}") from None
     return client
-
-
-def mask(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return "{}{}{}:***@{}".format(scheme, sep, creds.split(":", 1)[0], host)
 
 
 def serve(

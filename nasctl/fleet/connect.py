@@ -33,12 +33,8 @@ def protocol() -> Any:
 
 
 def mask(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+    """``url`` with its password replaced by ``***`` (the wire contract's ``mask_url``)."""
+    return protocol().mask_url(url)
 
 
 def check_url(url: str) -> str:

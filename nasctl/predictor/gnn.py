@@ -14,14 +14,13 @@ function as running on every node, at a fraction of the cost.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nasctl.arch.torch_threads import torch_threads
 from nasctl.predictor.distinct_rows import factorize as _factorize
 from nasctl.predictor.schema import GraphFeatures
 
@@ -204,19 +203,6 @@ def _make_module(node_dim: int, graph_dim: int, hidden: int, layers: int) -> Any
     return LatencyGNN()
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Run torch with ``n`` intra-op threads, then restore the previous setting."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _safe_std(std: np.ndarray) -> np.ndarray:
     """Standard deviations for scaling; a column (nearly) constant in training gets 1, so a
     value never seen there moves the input by its own size, not by thousands."""
@@ -348,7 +334,7 @@ class GNNModel:
         with torch.no_grad():
             m.log_scale.fill_(float(y.mean()) - float(np.log(np.mean([len(f.x) for f in feats]))))
         m.train()
-        with _threads(TRAIN_THREADS):
+        with torch_threads(TRAIN_THREADS):
             model._train_loop(batches, gt, y, steps, lr)
         m.eval()
         return model
