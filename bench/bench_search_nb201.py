@@ -123,25 +123,35 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-def one_run(variant: str, column: str, budget_ms: float, seed: int, args, tmp: Path):  # noqa: ANN001
-    """One search at the CLI's defaults (``SearchConfig``'s), changed only by the variant and
-    ``--set``; the device, accuracy, budget, device budget and seed are the command's."""
-    from nasctl.search.loop import SearchConfig, run_search
+def replay_config(
+    column: str, budget_ms: float, seed: int, device_budget: int, out: Path, sets: dict
+):  # noqa: ANN201 - SearchConfig, imported late
+    """The search the benchmark runs: NB201 on the replay column at the CLI's defaults
+    (``SearchConfig``'s) except ``sets``; ``out`` is emptied first."""
+    from nasctl.search.loop import SearchConfig
     from nasctl.search.objectives import Constraints
 
-    out = tmp / f"{column}-{budget_ms:.4f}-{seed}-{variant}"
     shutil.rmtree(out, ignore_errors=True)
-    cfg = SearchConfig(
+    return SearchConfig(
         space="nb201",
         device=f"replay:nb201/{column}",
         accuracy="nb201:cifar10",
         out=out,
         constraints=Constraints(latency_budget_ms=budget_ms),
-        device_budget=args.device_budget,
+        device_budget=device_budget,
         seed=seed,
-        **{**VARIANTS[variant], **(args.overrides if variant.startswith("predictor") else {})},
+        **sets,
     )
-    res = run_search(cfg)
+
+
+def one_run(variant: str, column: str, budget_ms: float, seed: int, args, tmp: Path):  # noqa: ANN001
+    """One search at the CLI's defaults (``SearchConfig``'s), changed only by the variant and
+    ``--set``; the device, accuracy, budget, device budget and seed are the command's."""
+    from nasctl.search.loop import run_search
+
+    out = tmp / f"{column}-{budget_ms:.4f}-{seed}-{variant}"
+    sets = {**VARIANTS[variant], **(args.overrides if variant.startswith("predictor") else {})}
+    res = run_search(replay_config(column, budget_ms, seed, args.device_budget, out, sets))
     shutil.rmtree(out, ignore_errors=True)
     return res
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search_nb201 import DATA, overrides, tables  # noqa: E402
+from bench_search_nb201 import DATA, overrides, replay_config, tables  # noqa: E402
 
 
 def p_feasible(mean: float, low: float, high: float, budget: float, z: float) -> float:
@@ -42,25 +42,14 @@ def p_feasible(mean: float, low: float, high: float, budget: float, z: float) ->
 def diagnose(  # noqa: PLR0913
     column: str, q: float, seed: int, sets: dict, budget_n: int, tmp: Path, dump: Path | None
 ) -> str:
-    from nasctl.search.loop import SearchConfig, SearchLoop
-    from nasctl.search.objectives import Candidate, Constraints
+    from nasctl.search.loop import SearchLoop
+    from nasctl.search.objectives import Candidate
 
     lat, acc = tables(column)
     budget = float(np.percentile(list(lat.values()), q))
     opt = max(acc[a] for a, v in lat.items() if v <= budget)
     winners = [a for a, v in lat.items() if v <= budget and acc[a] >= opt - 1e-9]
-    out = tmp / f"{column}-{q}-{seed}"
-    shutil.rmtree(out, ignore_errors=True)
-    cfg = SearchConfig(
-        space="nb201",
-        device=f"replay:nb201/{column}",
-        accuracy="nb201:cifar10",
-        out=out,
-        constraints=Constraints(latency_budget_ms=budget),
-        device_budget=budget_n,
-        seed=seed,
-        **sets,
-    )
+    cfg = replay_config(column, budget, seed, budget_n, tmp / f"{column}-{q}-{seed}", sets)
     loop = SearchLoop(cfg)
     seen: list[str] = []
 
@@ -87,7 +76,7 @@ def diagnose(  # noqa: PLR0913
     if dump is not None:  # the measured latencies, to refit the model offline
         rows = {m["genotype"]: m["measured_ms"] for m in res.measurements}
         dump.write_text(json.dumps({"budget": budget, "optimum": winners[0], "measured": rows}))
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(cfg.out, ignore_errors=True)
     reg = opt - res.best.accuracy if res.best else float("nan")
     by_g = {c.genotype: c for c in res.candidates}
     phases = {m["genotype"]: m["phase"] for m in res.measurements}
