@@ -34,7 +34,8 @@ sys.exit(code)
 """
 
 
-def train(d: Path) -> Path:
+def train(d: Path, data: Path = DATA) -> Path:
+    """A small NB201 predictor (``d / "pred"``) trained on 60 replayed fpga cells of ``data``."""
     from typer.testing import CliRunner
 
     from nasctl.cli.main import app
@@ -42,7 +43,7 @@ def train(d: Path) -> Path:
     from nasctl.records import Measurement
     from nasctl.spaces import get_space
 
-    with open(DATA / "nb201" / "latency_ms.csv", newline="") as f:
+    with open(data / "nb201" / "latency_ms.csv", newline="") as f:
         rows = list(csv.DictReader(f))[:60]
     sp = get_space("nb201")
     with Store(d / "m.db") as st:
@@ -57,26 +58,38 @@ def train(d: Path) -> Path:
     return d / "pred"
 
 
-def run(pred: Path, lines: int, d: Path) -> tuple[float, float]:
+def genotype_file(path: Path, lines: int) -> Path:
+    """Writes ``lines`` NB201 cells (cycled through the space) to ``path``."""
     from nasctl.spaces import get_space
 
     cells = get_space("nb201").enumerate()
-    g = d / f"g{lines}.txt"
-    with g.open("w") as f:
+    with path.open("w") as f:
         for i in range(lines):
             f.write(cells[i % len(cells)] + "\n")
+    return path
+
+
+def peak_rss_mib(pred: Path, genotypes: Path, out: Path, timeout: float | None = None) -> float:
+    """Peak RSS (MiB) of `nasctl predict --json` on ``genotypes`` in a fresh interpreter, its
+    output written to ``out``."""
     cmd = [sys.executable, "-c", RUN, "predict", "--predictor", str(pred), "--space", "nb201"]
-    cmd += ["--genotypes-file", str(g), "--json"]
-    t = time.perf_counter()
-    with open(os.devnull, "w") as out:
+    cmd += ["--genotypes-file", str(genotypes), "--json"]
+    with out.open("w") as stdout:
         p = subprocess.run(
-            cmd, stdout=out, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            cmd, stdout=stdout, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=timeout,
         )  # fmt: skip
-    wall = time.perf_counter() - t
     assert p.returncode == 0, p.stderr[-2000:]
+    return int(p.stderr.split("maxrss_kib")[-1]) / 1024
+
+
+def run(pred: Path, lines: int, d: Path) -> tuple[float, float]:
+    g = genotype_file(d / f"g{lines}.txt", lines)
+    t = time.perf_counter()
+    rss = peak_rss_mib(pred, g, Path(os.devnull))
+    wall = time.perf_counter() - t
     g.unlink()
-    return int(p.stderr.split("maxrss_kib")[-1]) / 1024, wall
+    return rss, wall
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""Small ONNX models for the agent's tests (built with onnx.helper; no nasctl graph code)."""
+"""Small ONNX models for the agent's tests (built with onnx.helper; no nasctl graph code), and the
+graph ONNX Runtime runs for a model."""
 
 from __future__ import annotations
 
@@ -48,3 +49,18 @@ def save(model: onnx.ModelProto, path: Path, external: bool = False) -> Path:
     else:
         onnx.save_model(model, str(path))
     return path
+
+
+def ort_optimized(model: onnx.ModelProto, tmp: Path) -> onnx.ModelProto:
+    """The graph ONNX Runtime runs for ``model`` under the ``cpu`` device's session options (its
+    optimized model, written to ``tmp / "optimized.onnx"``)."""
+    import onnxruntime as ort
+    from nasctl_agent.backends.ort import session_options
+
+    path = tmp / "optimized.onnx"
+    ort.InferenceSession(
+        model.SerializeToString(),
+        session_options(1, optimized_path=str(path)),
+        providers=["CPUExecutionProvider"],
+    )
+    return onnx.load(path)

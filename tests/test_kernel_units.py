@@ -7,27 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pytest
+from agent_helpers import ort_optimized
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.predictor.kernel_model import KernelModel, io_megabytes
 from nasctl.predictor.kernel_units import FREE_OPS, TYPES, graph_units, unit_rows
 from nasctl.spaces import get_space
 from nasctl.spaces.kernels import KernelsSpace
-
-
-def _optimized(model: onnx.ModelProto, tmp: Path) -> onnx.ModelProto:
-    import onnxruntime as ort
-    from nasctl_agent.backends.ort import session_options
-
-    path = tmp / "optimized.onnx"
-    ort.InferenceSession(
-        model.SerializeToString(),
-        session_options(1, optimized_path=str(path)),
-        providers=["CPUExecutionProvider"],
-    )
-    return onnx.load(path)
 
 
 def _dense_block() -> Graph:
@@ -67,7 +54,7 @@ def test_units_are_made_of_whole_ort_kernels(graph: Graph, tmp_path: Path) -> No
     from nasctl.profiler.ort_names import map_kernels
 
     model = to_onnx(graph)
-    mapping = map_kernels(model, _optimized(model, tmp_path))
+    mapping = map_kernels(model, ort_optimized(model, tmp_path))
     pos = {n.id: i for i, n in enumerate(graph.nodes)}
     units = graph_units(graph)
     owner = {i: k for k, u in enumerate(units) for i in u.nodes}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from agent_helpers import ort_optimized
 from onnx import TensorProto, helper, numpy_helper
 
 from nasctl.errors import DeviceError
@@ -188,19 +189,6 @@ def test_tensorrt_devices_refuse_other_hardware_and_say_how_to_measure_there(tin
             dev.measure(_req(device=name, onnx_path=str(tiny)))
 
 
-def _optimized(model: onnx.ModelProto, tmp: Path) -> onnx.ModelProto:
-    import onnxruntime as ort
-    from nasctl_agent.backends.ort import session_options
-
-    path = tmp / "optimized.onnx"
-    ort.InferenceSession(
-        model.SerializeToString(),
-        session_options(1, optimized_path=str(path)),
-        providers=["CPUExecutionProvider"],
-    )
-    return onnx.load(path)
-
-
 @pytest.mark.parametrize("space", ["mbconv", "fbnet", "nb201"])
 def test_ort_kernels_map_back_onto_every_graph_node(space: str, tmp_path: Path) -> None:
     """ORT folds BN, fuses activations/adds into NCHWc convs, merges duplicate ReLUs (NB201):
@@ -219,7 +207,7 @@ def test_ort_kernels_map_back_onto_every_graph_node(space: str, tmp_path: Path) 
     for _ in range(3):
         g = sp.to_graph(sp.sample(rng))
         model = to_onnx(g)
-        mapping = map_kernels(model, _optimized(model, tmp_path))
+        mapping = map_kernels(model, ort_optimized(model, tmp_path))
         ids = {n.id for n in g.nodes}
         owned: list[str] = []
         for info in mapping.kernels.values():
@@ -246,7 +234,7 @@ def test_ort_merged_duplicates_and_unexplained_regions(tmp_path: Path) -> None:
         nodes, "dup", [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, [1, 4])]
     )
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    mapping = map_kernels(model, _optimized(model, tmp_path))
+    mapping = map_kernels(model, ort_optimized(model, tmp_path))
     owner = {x: k for k, i in mapping.kernels.items() for x in i.nodes}
     assert owner["relu_b"] == owner["relu_a"] and owner["add"] != owner["relu_a"]
     # a region the kernel's op cannot explain is flagged, not guessed

@@ -7,7 +7,7 @@ with ``roofline_ms = max(MACs / peak, bytes / bandwidth)``. Peak (MACs per ms) a
 (bytes per ms) are measured from the same data (95th percentile of achieved rates), so a model
 trained on small layers extrapolates in units of the device's own limits.
 
-A graph's estimate is the sum over its fused groups (``batch._fuse``) plus a learned
+A graph's estimate is the sum over its fused groups (``fusion.fuse_groups``) plus a learned
 per-model overhead ``a + b * groups`` (launch and framework cost), fit by least squares on the
 whole-graph latencies. Its log is a feature of the whole-graph models.
 """

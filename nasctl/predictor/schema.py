@@ -4,7 +4,7 @@ A :class:`~nasctl.arch.graph.Graph` becomes :class:`GraphFeatures` (computed by
 :mod:`nasctl.predictor.batch`; :mod:`nasctl.predictor.features` has the entry points):
 
 * ``x``: one row per fused group of nodes (a compute node with the normalisation/activation
-  nodes an engine would fuse into it, ``batch._fuse``), ``NODE_FEATURES`` columns: op counts
+  nodes an engine would fuse into it, ``fusion.fuse_groups``), ``NODE_FEATURES`` columns: op counts
   over :data:`OPS` (a one-hot for a lone node), then ``log1p`` of kernel area, stride, groups,
   channels in/out, output spatial size (H*W) of the group's heaviest node, and of the group's
   MACs, activation bytes read/written and weight bytes, plus a "live" flag (the group reaches a
@@ -139,7 +139,7 @@ class GraphFeatures:
     """Features of one graph.
 
     ``x``: (groups, len(NODE_FEATURES)) float32, one row per fused group of nodes (a compute
-    node with the normalisation/activation nodes around it, see ``batch._fuse``); op columns
+    node with the normalisation/activation nodes around it, see ``fusion.fuse_groups``); op columns
     count the group's ops, shape columns come from its heaviest node, cost columns are sums.
     ``edges``: (2, E) int64 between groups. ``g``: (len(GRAPH_FEATURES),) float32. ``group``:
     group index per node. ``costs``: (nodes, 4): MACs, read bytes, write bytes, weight bytes.
