@@ -169,9 +169,9 @@ def _references(device: str) -> list[tuple[str, float, float]]:
     )
     if col is None:
         return []
-    from nasctl.search.accuracy.base import data_dir
+    from nasctl.profiler.backends.replay import default_data_dir
 
-    path = data_dir() / "reference" / "classification_t4_xaviernx.csv"
+    path = default_data_dir() / "reference" / "classification_t4_xaviernx.csv"
     if not path.is_file():
         return []
     out = []

@@ -23,7 +23,8 @@ KEY_COLUMN = "arch"
 
 
 def default_data_dir() -> Path:
-    """``$NASCTL_DATA_DIR``, else the first of ``./../shared/data``, ``./shared/data`` and
+    """The public data folder (replay tables, NB201 accuracies, reference models):
+    ``$NASCTL_DATA_DIR``, else the first of ``./../shared/data``, ``./shared/data`` and
     ``<repo>/../shared/data`` that exists (the last one when none does)."""
     env = os.environ.get("NASCTL_DATA_DIR")
     if env:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from nasctl.search.accuracy import proxies, tables, training  # noqa: F401 - registration
 from nasctl.search.accuracy.base import (
     AccuracyEstimator,
-    data_dir,
     get_estimator,
     list_estimators,
     register_estimator,
@@ -15,7 +14,6 @@ from nasctl.search.accuracy.base import (
 
 __all__ = [
     "AccuracyEstimator",
-    "data_dir",
     "get_estimator",
     "list_estimators",
     "register_estimator",

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from nasctl.arch.graph import Graph
@@ -154,20 +152,6 @@ def get_estimator(name: str) -> AccuracyEstimator:
             f"unknown accuracy estimator {name!r}; expected one of {', '.join(list_estimators())}"
         )
     return _FACTORIES[prefix](arg)
-
-
-def data_dir() -> Path:
-    """``$NASCTL_DATA_DIR``, else the first existing ``shared/data`` beside the cwd or repo."""
-    env = os.environ.get("NASCTL_DATA_DIR")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[3]
-    cands = [
-        Path.cwd().parent / "shared" / "data",
-        Path.cwd() / "shared" / "data",
-        repo.parent / "shared" / "data",
-    ]
-    return next((c for c in cands if c.is_dir()), cands[-1])
 
 
 class PythonEstimator(AccuracyEstimator):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from nasctl.arch.graph import Graph
 from nasctl.errors import SearchError
-from nasctl.search.accuracy.base import AccuracyEstimator, data_dir, register_estimator
+from nasctl.profiler.backends.replay import default_data_dir
+from nasctl.search.accuracy.base import AccuracyEstimator, register_estimator
 from nasctl.spaces.base import SearchSpace
 
 NB201_COLUMNS = {
@@ -50,7 +51,7 @@ class NB201TableEstimator(AccuracyEstimator):
             )
         self.name = f"nb201:{dataset}"
         self.column = NB201_COLUMNS[dataset]
-        self.path = data_dir() / "nb201" / "accuracy.csv"
+        self.path = default_data_dir() / "nb201" / "accuracy.csv"
 
     def check_space(self, space: SearchSpace) -> None:
         if space.name != "nb201":
