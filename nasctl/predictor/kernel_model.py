@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nasctl.predictor.kernel_units import TYPES, UNIT_FEATURES
+from nasctl.predictor.kernel_units import TYPES, UNIT_FEATURES, _act_code
 
 PARAMS: dict[str, Any] = {
     "objective": "regression",
@@ -43,6 +43,8 @@ RIDGE = 1.0
 _MACS = UNIT_FEATURES.index("log1p_macs")
 _BYTES = [UNIT_FEATURES.index(k) for k in ("log1p_read_bytes", "log1p_write_bytes")]
 _WBYTES = UNIT_FEATURES.index("log1p_weight_bytes")
+_ACT = UNIT_FEATURES.index("act")
+_KERNEL = UNIT_FEATURES.index("kernel")  # a reorder's direction (kernel_units.reorder_rows)
 
 
 def _roof(x: np.ndarray, peak: float, bw: float) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +110,8 @@ class KernelModel:
             elif counts.get(t, 0) > 0:
                 x = np.column_stack([xr[m], np.full(int(m.sum()), float(TYPES.index(t)))])
                 logr = self.boosters["all"].predict(x, num_threads=1)
+            elif t == "reorder":  # no profiled reorders: the samples' totals carry them
+                continue
             else:
                 logr = np.full(int(m.sum()), self.meta["median_log_ratio"])
             out[m] = roof[m] * np.exp(logr)
@@ -191,16 +195,95 @@ def io_megabytes(graphs: list[tuple[np.ndarray, list[str]]]) -> np.ndarray:
     return out
 
 
+_CONVS = frozenset({"conv", "dwconv", "gconv"})
+_LAYOUT_OPS = frozenset({"ReorderInput", "ReorderOutput"})
+_HARDSWISH = float(_act_code("hardswish"))
+
+
+def kernel_row_index(ex: Any) -> list[int]:
+    """Examples that are one kernel measured alone: a single-layer row whose units are one
+    kernel (plus the layout conversions ORT ran around it)."""
+    return [
+        i
+        for i, e in enumerate(ex)
+        if e.single_layer and e.units and sum(t != "reorder" for t in e.units[1]) == 1
+    ]
+
+
+def _profile_split(e: Any, total_ms: float) -> tuple[float, list[float], list[float]] | None:
+    """A single-kernel sample's latency split by its per-layer profile: (the kernel's own
+    share, the ReorderInput times, the ReorderOutput times), each scaled so that the profile
+    sums to the measured latency; None without a profile. A hardswish after a blocked (NCHWc)
+    convolution runs as its own HardSigmoid + Mul kernels when the convolution's output is the
+    model's output (as in a sample) but is fused into the convolution inside a network: those
+    two kernels are left out of the kernel's share."""
+    layers = [la for la in (e.layers or []) if float(getattr(la, "time_ms", 0.0)) > 0]
+    total = sum(float(la.time_ms) for la in layers)
+    if not layers or total <= 0:
+        return None
+    ops = [str((getattr(la, "extra", None) or {}).get("op", "")) for la in layers]
+    rows, types = e.units
+    main = next(k for k, t in enumerate(types) if t != "reorder")
+    blocked = any(str(la.name).endswith("_nchwc") for la in layers)
+    drop_hs = types[main] in _CONVS and rows[main, _ACT] == _HARDSWISH and blocked
+    scale = total_ms / total
+    core, r_in, r_out = 0.0, [], []
+    for la, op in zip(layers, ops, strict=True):
+        t = float(la.time_ms) * scale
+        if op == "ReorderInput":
+            r_in.append(t)
+        elif op == "ReorderOutput":
+            r_out.append(t)
+        elif not (drop_hs and op in ("HardSigmoid", "Mul")):
+            core += t
+    return core, r_in, r_out
+
+
+def _kernel_labels(
+    ex: Any, y: np.ndarray, idx: list[int]
+) -> tuple[list[np.ndarray], list[str], list[float]]:
+    """Training rows, types and labels (ms) from single-kernel samples: each sample's kernel
+    with its own share of the latency and each of its reorders with its profiled time (where
+    the profile's reorders match the ones :mod:`kernel_layout` expects); without a profile the
+    kernel takes the whole latency and its reorders are not labelled."""
+    rows: list[np.ndarray] = []
+    types: list[str] = []
+    labels: list[float] = []
+    for i in idx:
+        urows, utypes = ex[i].units
+        main = next(k for k, t in enumerate(utypes) if t != "reorder")
+        split = _profile_split(ex[i], float(y[i]))
+        if split is None:
+            rows.append(urows[main])
+            types.append(utypes[main])
+            labels.append(float(y[i]))
+            continue
+        core, r_in, r_out = split
+        rows.append(urows[main])
+        types.append(utypes[main])
+        labels.append(max(core, 1e-6))
+        want_in = [k for k, t in enumerate(utypes) if t == "reorder" and urows[k, _KERNEL] == 1]
+        want_out = [k for k, t in enumerate(utypes) if t == "reorder" and urows[k, _KERNEL] == 2]
+        for want, got in ((want_in, r_in), (want_out, r_out)):
+            if len(want) == len(got):
+                for k, t in zip(want, got, strict=True):
+                    if t > 0:
+                        rows.append(urows[k])
+                        types.append("reorder")
+                        labels.append(t)
+    return rows, types, labels
+
+
 def fit_from_examples(train: Any, y_ms: np.ndarray, seed: int = 0) -> KernelModel | None:
-    """The kernel model of training examples (``.units``, ``.single_layer``): regressors on the
-    single-kernel rows that are one unit, the per-graph term on the whole-graph rows; None
-    without enough kernel rows."""
+    """The kernel model of training examples (``.units``, ``.single_layer``, ``.layers``):
+    regressors on the single-kernel samples (:func:`_kernel_labels`), the per-graph term on the
+    whole-graph rows; None without enough kernel rows."""
     y = np.asarray(y_ms, float)
-    k = [i for i, e in enumerate(train) if e.single_layer and e.units and len(e.units[1]) == 1]
+    k = kernel_row_index(train)
     if len(k) < MIN_ROWS:
         return None
-    rows = np.vstack([train[i].units[0] for i in k])
-    model = KernelModel.fit(rows, [train[i].units[1][0] for i in k], y[k], seed=seed)
+    rows, types, labels = _kernel_labels(train, y, k)
+    model = KernelModel.fit(np.vstack(rows), types, np.asarray(labels), seed=seed)
     if model is not None:
         w = [i for i, e in enumerate(train) if not e.single_layer and e.units is not None]
         model.fit_graph_term([train[i].units for i in w], y[w])
