@@ -45,6 +45,9 @@ FOLDS = 5
 def _examples(dbs: list[Path]) -> tuple[list[Any], np.ndarray]:
     _, rows = load(dbs, "cpu")
     ex = training.featurize_rows(rows, lambda *a: None)
+    for e, r in zip(ex, rows, strict=True):  # whole graphs alone get no units there
+        if e.units is None:
+            e.units = unit_rows(r.graph)
     return ex, np.array([r.latency_ms for r in rows], float)
 
 

@@ -1,21 +1,23 @@
 """Per-kernel latency model (issue 16, nn-Meter style): one LightGBM regressor per kernel type on
 the kernels' configurations, summed over a graph's kernels, plus a learned per-graph term.
 
-Training rows are the single kernels ``nasctl profile --kernels`` measures: each sample is one
-unit of :mod:`kernel_units` and its measured latency is the label. Each regressor predicts
-``log(time / roofline)`` (roofline ``max(MACs / peak, bytes / bandwidth)``, peak and bandwidth the
-95th percentile of the achieved rates over the kernel rows), so it extrapolates in units of the
-device's limits. A type with fewer than :data:`MIN_TYPE_ROWS` rows is answered by a model over
-all kernel rows (type as a feature); a type never sampled (``other``: transpose, split, ...) by
-the roofline times the median ratio of all kernels.
+Training rows are the single kernels ``nasctl profile --kernels`` measures. A sample is one unit
+of :mod:`kernel_units` plus the layout conversions (``reorder`` units, :mod:`kernel_layout`) ORT
+runs around it when it is measured alone; its per-layer profile splits the measured latency
+between them (:func:`_kernel_labels`), so the kernel is labelled with its own time and each
+reorder with its own, and a network is predicted with the reorders it really has. Each
+regressor predicts ``log(time / roofline)`` (roofline ``max(MACs / peak, bytes / bandwidth)``,
+peak and bandwidth the 95th percentile of the achieved rates over the kernel rows), so it
+extrapolates in units of the device's limits. A type with fewer than :data:`MIN_TYPE_ROWS` rows
+is answered by a model over all kernel rows (type as a feature); a type never sampled
+(``other``: transpose, split, ...) by the roofline times the median ratio of all kernels.
 
 The per-graph term, fitted on whole-graph rows (search-space architectures, never the evaluated
-models): ``latency = sum_t s_t * K_t + c * units + b * MB + a`` with ``K_t`` the predicted time
-of the graph's kernels of type ``t`` and ``MB`` the activation megabytes its convolutions read
-and write (:func:`io_megabytes`): what a kernel costs inside a network rather than alone (cache
-effects, fused sums, the per-run cost and the layout conversions a sample measured alone
-carries), fit by least squares on relative errors with a ridge toward ``s_t = 1``, ``c = b = a =
-0`` (:data:`RIDGE`); a type absent from the whole-graph rows keeps ``s_t = 1``.
+models): ``latency = sum_t s_t * K_t + c * units + a`` with ``K_t`` the predicted time of the
+graph's kernels of type ``t``: what a kernel costs inside a network rather than alone (cache
+effects, the per-run cost), fit by least squares on relative errors with a ridge toward
+``s_t = 1``, ``c = a = 0`` (:data:`RIDGE`); a type absent from the whole-graph rows keeps
+``s_t = 1``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from nasctl.predictor.kernel_layout import NCHWC_BLOCK
 from nasctl.predictor.kernel_units import TYPES, UNIT_FEATURES, _act_code
 
 PARAMS: dict[str, Any] = {
@@ -44,6 +47,7 @@ _MACS = UNIT_FEATURES.index("log1p_macs")
 _BYTES = [UNIT_FEATURES.index(k) for k in ("log1p_read_bytes", "log1p_write_bytes")]
 _WBYTES = UNIT_FEATURES.index("log1p_weight_bytes")
 _ACT = UNIT_FEATURES.index("act")
+_CIN, _COUT = UNIT_FEATURES.index("log1p_c_in"), UNIT_FEATURES.index("log1p_c_out")
 _KERNEL = UNIT_FEATURES.index("kernel")  # a reorder's direction (kernel_units.reorder_rows)
 
 
@@ -51,7 +55,14 @@ def _roof(x: np.ndarray, peak: float, bw: float) -> tuple[np.ndarray, np.ndarray
     macs = np.expm1(x[:, _MACS])
     nbytes = np.expm1(x[:, _BYTES]).sum(1) + np.expm1(x[:, _WBYTES])
     roof = np.maximum(macs / peak, nbytes / bw) + 1e-6
-    extra = np.column_stack([np.log(macs / peak + 1e-9), np.log(nbytes / bw + 1e-9), np.log(roof)])
+    # blocked kernels compute on channels padded to the NCHWc block (kernel_layout)
+    cin, cout = np.expm1(x[:, _CIN]), np.expm1(x[:, _COUT])
+    pad = (np.ceil(cin / NCHWC_BLOCK) * NCHWC_BLOCK / np.maximum(cin, 1)) * (
+        np.ceil(cout / NCHWC_BLOCK) * NCHWC_BLOCK / np.maximum(cout, 1)
+    )
+    extra = np.column_stack(
+        [np.log(macs / peak + 1e-9), np.log(nbytes / bw + 1e-9), np.log(roof), np.log(pad)]
+    )
     return np.hstack([x, extra]), roof
 
 
@@ -133,10 +144,9 @@ class KernelModel:
             return
         K = self.type_sums(graphs)
         n = np.array([len(t) for _, t in graphs], dtype=np.float64)
-        io = io_megabytes(graphs)
-        X = np.column_stack([K, n, io, np.ones_like(n)]) / y[:, None]
-        prior = np.r_[np.ones(len(TYPES)), 0.0, 0.0, 0.0]
-        present = np.r_[K.any(0), True, True, True]
+        X = np.column_stack([K, n, np.ones_like(n)]) / y[:, None]
+        prior = np.r_[np.ones(len(TYPES)), 0.0, 0.0]
+        present = np.r_[K.any(0), True, True]
         A = X[:, present]
         lam = RIDGE * np.eye(A.shape[1])
         theta = prior.copy()
@@ -144,8 +154,7 @@ class KernelModel:
         theta[present] = np.linalg.solve(A.T @ A + lam, rhs)
         self.meta["graph_term"] = {
             "scale": {t: float(theta[i]) for i, t in enumerate(TYPES)},
-            "per_unit_ms": float(theta[-3]),
-            "per_io_mb_ms": float(theta[-2]),
+            "per_unit_ms": float(theta[-2]),
             "const_ms": float(theta[-1]),
         }
 
@@ -160,7 +169,8 @@ class KernelModel:
         term = self.meta["graph_term"]
         s = np.array([term["scale"].get(t, 1.0) for t in TYPES])
         n = np.array([len(t) for _, t in graphs], dtype=np.float64)
-        io = term.get("per_io_mb_ms", 0.0) * io_megabytes(graphs)
+        io = term.get("per_io_mb_ms", 0.0)  # models saved before the reorder units had one
+        io = io * io_megabytes(graphs) if io else 0.0
         ms = K @ s + term["per_unit_ms"] * n + io + term["const_ms"]
         return np.maximum(ms, 0.5 * K.sum(1))
 
@@ -183,9 +193,8 @@ class KernelModel:
 
 
 def io_megabytes(graphs: list[tuple[np.ndarray, list[str]]]) -> np.ndarray:
-    """Per graph, activation MB read and written by its convolution units: what a convolution
-    measured alone also spends converting its input and output to and from ORT's blocked
-    (NCHWc) layout, which inside a network happens once at the ends of a run of convolutions."""
+    """Per graph, activation MB read and written by its convolution units: the stand-in for
+    layout conversions of models saved before ``reorder`` units existed (``per_io_mb_ms``)."""
     conv = {"conv", "dwconv", "gconv"}
     out = np.zeros(len(graphs))
     for i, (rows, types) in enumerate(graphs):
