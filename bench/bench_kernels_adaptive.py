@@ -7,7 +7,8 @@ spread of bootstrap models' answers) or wrong on held-out kernels (its cross-val
 the kernel's type), then measured with the same defaults as ``nasctl profile``. Scored on
 kernels neither arm trained on (``--kernels K --seed 3``) and on the spaces' whole graphs.
 
-    python bench/bench_kernels_adaptive.py pick --base runs/q/kernels.db --n 400 --out runs/q/adaptive.json
+    python bench/bench_kernels_adaptive.py pick --base runs/q/kernels.db --n 400 \
+        --out runs/q/adaptive.json
     flock /work/notes/cpu0.lock taskset -c 0 python bench/bench_kernels_adaptive.py measure \
         --picks runs/q/adaptive.json --db runs/q/kernels_ad.db
     python bench/bench_kernels_adaptive.py compare --base runs/q/kernels.db \
@@ -71,7 +72,10 @@ def pick(args: argparse.Namespace) -> None:
     order = rng.permutation(len(idx))
     for f in range(FOLDS):
         test = {idx[i] for i in order[f::FOLDS]}
-        m = fit_from_examples([e for i, e in enumerate(ex) if i not in test], y[[i not in test for i in range(len(ex))]])
+        m = fit_from_examples(
+            [e for i, e in enumerate(ex) if i not in test],
+            y[[i not in test for i in range(len(ex))]],
+        )
         for i in sorted(test):
             p = m.sum_ms([ex[i].units])[0]
             err.setdefault(_main_type(ex[i].units), []).append(abs(np.log(p / y[i])))
@@ -125,14 +129,18 @@ def measure(args: argparse.Namespace) -> None:
     print(json.dumps(s.to_dict())[:400])
 
 
+def _stats(e: np.ndarray) -> list[float]:
+    """MAPE %, share within +-10 % and count of relative errors ``e``."""
+    return [float(100 * np.abs(e).mean()), float(100 * np.mean(np.abs(e) <= 0.1)), len(e)]
+
+
 def _score(m: KernelModel, ex: list[Any], y: np.ndarray) -> dict[str, Any]:
     idx = kernel_row_index(ex)
     p = m.sum_ms([ex[i].units for i in idx])
     e = p / y[idx] - 1
-    out = {"all": [float(100 * np.abs(e).mean()), float(100 * np.mean(np.abs(e) <= 0.1)), len(idx)]}
+    out = {"all": _stats(e)}
     for t in sorted({_main_type(ex[i].units) for i in idx}):
-        k = np.array([_main_type(ex[i].units) == t for i in idx])
-        out[t] = [float(100 * np.abs(e[k]).mean()), float(100 * np.mean(np.abs(e[k]) <= 0.1)), int(k.sum())]
+        out[t] = _stats(e[np.array([_main_type(ex[i].units) == t for i in idx])])
     return out
 
 
@@ -154,8 +162,7 @@ def compare(args: argparse.Namespace) -> None:
             pred[ti] = mm.predict_ms([graphs[i].units for i in ti])
         for sp in sorted({str(g.space) for g in graphs}):
             k = np.array([str(g.space) == sp for g in graphs])
-            e = pred[k] / yg[k] - 1
-            res[arm][f"graphs:{sp}"] = [float(100 * np.abs(e).mean()), float(100 * np.mean(np.abs(e) <= 0.1)), int(k.sum())]
+            res[arm][f"graphs:{sp}"] = _stats(pred[k] / yg[k] - 1)
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
 

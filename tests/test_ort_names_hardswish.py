@@ -25,8 +25,12 @@ def _optimized(model: onnx.ModelProto, tmp: Path) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize(
-    "genotype", ["act-i64-h28-hardswish", "conv-i64-o64-k3-s1-h28-hardswish",
-                 "gconv-i60-o60-g2-k3-s1-h28-hardswish"]
+    "genotype",
+    [
+        "act-i64-h28-hardswish",
+        "conv-i64-o64-k3-s1-h28-hardswish",
+        "gconv-i60-o60-g2-k3-s1-h28-hardswish",
+    ],
 )
 def test_inlined_hardswish_kernels_map_to_the_hardswish_node(genotype: str, tmp_path: Path) -> None:
     from nasctl.arch.onnx_io import to_onnx
