@@ -144,6 +144,8 @@ def test_a_model_of_known_kernels_is_their_sum_plus_the_learned_term() -> None:
     # saved as LightGBM text and loaded back: the same answers
     again = KernelModel.from_texts(model.texts(), model.meta)
     assert np.allclose(again.predict_ms([g]), model.predict_ms([g]))
+    with pytest.raises(ValueError, match="format"):  # saved before reorder units: refused
+        KernelModel.from_texts(model.texts(), {**model.meta, "format": None})
     assert set(term["scale"]) == set(TYPES)
 
 

@@ -43,6 +43,9 @@ ROUNDS = 300
 MIN_TYPE_ROWS = 150  # kernel rows of a type for its own regressor (fewer: the shared one)
 MIN_ROWS = 30  # kernel rows in all for a kernel model
 RIDGE = 1.0
+#: the kernel rows' layout (reorder units, the channel-padding feature); a model saved with
+#: another is refused on load (its boosters would read the wrong columns)
+FORMAT = "kernel-units-v2"
 _MACS = UNIT_FEATURES.index("log1p_macs")
 _BYTES = [UNIT_FEATURES.index(k) for k in ("log1p_read_bytes", "log1p_write_bytes")]
 _WBYTES = UNIT_FEATURES.index("log1p_weight_bytes")
@@ -98,6 +101,7 @@ class KernelModel:
                 m = code == TYPES.index(t)
                 boosters[t] = lgb.train(params, lgb.Dataset(xr[m], y[m]), ROUNDS)
         meta = {
+            "format": FORMAT,
             "peak_macs_per_ms": peak,
             "bytes_per_ms": bw,
             "median_log_ratio": float(np.median(y)),
@@ -182,6 +186,10 @@ class KernelModel:
     def from_texts(cls, texts: dict[str, str], meta: dict[str, Any]) -> KernelModel:
         import lightgbm as lgb
 
+        if meta.get("format") != FORMAT:
+            raise ValueError(
+                f"kernel model of format {meta.get('format')!r}, this nasctl reads {FORMAT!r}"
+            )
         boosters = {
             name[len("kernel_") : -len(".txt")]: lgb.Booster(model_str=text)
             for name, text in texts.items()
