@@ -11,7 +11,7 @@ import pytest
 from agent_helpers import ort_optimized
 
 from nasctl.arch.graph import Graph, GraphBuilder
-from nasctl.predictor.kernel_model import KernelModel, io_megabytes
+from nasctl.predictor.kernel_model import KernelModel
 from nasctl.predictor.kernel_units import FREE_OPS, TYPES, graph_units, unit_rows
 from nasctl.spaces import get_space
 from nasctl.spaces.kernels import KernelsSpace
@@ -85,8 +85,8 @@ def test_every_kernels_sample_is_one_unit_of_its_kind() -> None:
     for g in (ks.sample(rng) for _ in range(300)):
         kind = g.split("-")[0]
         rows, types = unit_rows(ks.to_graph(g))
-        assert types == [kind_type.get(kind, kind)], g
-        assert rows.shape == (1, 16) and np.isfinite(rows).all()
+        assert [t for t in types if t != "reorder"] == [kind_type.get(kind, kind)], g
+        assert rows.shape == (len(types), 16) and np.isfinite(rows).all()
 
 
 def _kernel_data(n: int = 240) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
@@ -96,8 +96,9 @@ def _kernel_data(n: int = 240) -> tuple[np.ndarray, list[str], np.ndarray, list[
     rows, types = [], []
     for g in gens:
         r, t = unit_rows(ks.to_graph(g))
-        rows.append(r[0])
-        types.append(t[0])
+        main = next(k for k, u in enumerate(t) if u != "reorder")
+        rows.append(r[main])
+        types.append(t[main])
     x = np.array(rows)
     ms = np.expm1(x[:, 11]) / 2e6 + np.expm1(x[:, 12:15]).sum(1) / 4e6 + 0.003
     return x, types, ms, gens
@@ -124,10 +125,41 @@ def test_a_model_of_known_kernels_is_their_sum_plus_the_learned_term() -> None:
     g = (x[new], [types[i] for i in new])
     scale = np.array([term["scale"][t] for t in g[1]])
     by_hand = (scale * model.unit_ms(*g)).sum() + 8 * term["per_unit_ms"] + term["const_ms"]
-    by_hand += term["per_io_mb_ms"] * io_megabytes([g])[0]
+    assert "per_io_mb_ms" not in term  # layout conversions are units of their own now
     assert model.predict_ms([g])[0] == pytest.approx(by_hand, rel=1e-9)
     assert model.predict_ms([g])[0] == pytest.approx(0.8 * ms[new].sum() + 0.28, rel=0.15)
     # saved as LightGBM text and loaded back: the same answers
     again = KernelModel.from_texts(model.texts(), model.meta)
     assert np.allclose(again.predict_ms([g]), model.predict_ms([g]))
+    with pytest.raises(ValueError, match="format"):  # saved before reorder units: refused
+        KernelModel.from_texts(model.texts(), {**model.meta, "format": None})
     assert set(term["scale"]) == set(TYPES)
+
+
+def test_a_sample_profile_splits_its_latency_between_kernel_and_reorders() -> None:
+    """A conv measured alone: ORT ran ReorderInput, the NCHWc conv, a HardSigmoid + Mul (the
+    hardswish it fuses inside networks) and ReorderOutput; the kernel is labelled with its own
+    share of the measured latency, each reorder with its own, the hardswish pair with none."""
+    from types import SimpleNamespace
+
+    from nasctl.predictor.kernel_model import _kernel_labels, kernel_row_index
+    from nasctl.records import LayerTiming
+
+    g = KernelsSpace().to_graph("conv-i64-o64-k3-s1-h28-hardswish")
+    units = unit_rows(g)
+    assert units[1] == ["conv", "reorder", "reorder"]
+    layers = [
+        LayerTiming("ReorderInput", 0.1, kind="reformat", extra={"op": "ReorderInput"}),
+        LayerTiming("/layer_nchwc", 0.6, extra={"op": "Conv"}),
+        LayerTiming("HardSigmoid_2", 0.05, extra={"op": "HardSigmoid"}),
+        LayerTiming("Mul_3", 0.05, extra={"op": "Mul"}),
+        LayerTiming("ReorderOutput", 0.2, kind="reformat", extra={"op": "ReorderOutput"}),
+    ]
+    ex = [SimpleNamespace(single_layer=True, units=units, layers=layers)]
+    assert kernel_row_index(ex) == [0]
+    rows, types, labels = _kernel_labels(ex, np.array([2.0]), [0])  # measured 2 ms, profile 1 ms
+    assert types == ["conv", "reorder", "reorder"]
+    assert labels == pytest.approx([1.2, 0.2, 0.4])
+    ex[0].layers = None  # no profile: the kernel takes the whole latency
+    _, types, labels = _kernel_labels(ex, np.array([2.0]), [0])
+    assert types == ["conv"] and labels == [2.0]

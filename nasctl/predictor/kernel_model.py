@@ -1,21 +1,23 @@
 """Per-kernel latency model (issue 16, nn-Meter style): one LightGBM regressor per kernel type on
 the kernels' configurations, summed over a graph's kernels, plus a learned per-graph term.
 
-Training rows are the single kernels ``nasctl profile --kernels`` measures: each sample is one
-unit of :mod:`kernel_units` and its measured latency is the label. Each regressor predicts
-``log(time / roofline)`` (roofline ``max(MACs / peak, bytes / bandwidth)``, peak and bandwidth the
-95th percentile of the achieved rates over the kernel rows), so it extrapolates in units of the
-device's limits. A type with fewer than :data:`MIN_TYPE_ROWS` rows is answered by a model over
-all kernel rows (type as a feature); a type never sampled (``other``: transpose, split, ...) by
-the roofline times the median ratio of all kernels.
+Training rows are the single kernels ``nasctl profile --kernels`` measures. A sample is one unit
+of :mod:`kernel_units` plus the layout conversions (``reorder`` units, :mod:`kernel_layout`) ORT
+runs around it when it is measured alone; its per-layer profile splits the measured latency
+between them (:func:`_kernel_labels`), so the kernel is labelled with its own time and each
+reorder with its own, and a network is predicted with the reorders it really has. Each
+regressor predicts ``log(time / roofline)`` (roofline ``max(MACs / peak, bytes / bandwidth)``,
+peak and bandwidth the 95th percentile of the achieved rates over the kernel rows), so it
+extrapolates in units of the device's limits. A type with fewer than :data:`MIN_TYPE_ROWS` rows
+is answered by a model over all kernel rows (type as a feature); a type never sampled
+(``other``: transpose, split, ...) by the roofline times the median ratio of all kernels.
 
 The per-graph term, fitted on whole-graph rows (search-space architectures, never the evaluated
-models): ``latency = sum_t s_t * K_t + c * units + b * MB + a`` with ``K_t`` the predicted time
-of the graph's kernels of type ``t`` and ``MB`` the activation megabytes its convolutions read
-and write (:func:`io_megabytes`): what a kernel costs inside a network rather than alone (cache
-effects, fused sums, the per-run cost and the layout conversions a sample measured alone
-carries), fit by least squares on relative errors with a ridge toward ``s_t = 1``, ``c = b = a =
-0`` (:data:`RIDGE`); a type absent from the whole-graph rows keeps ``s_t = 1``.
+models): ``latency = sum_t s_t * K_t + c * units + a`` with ``K_t`` the predicted time of the
+graph's kernels of type ``t``: what a kernel costs inside a network rather than alone (cache
+effects, the per-run cost), fit by least squares on relative errors with a ridge toward
+``s_t = 1``, ``c = a = 0`` (:data:`RIDGE`); a type absent from the whole-graph rows keeps
+``s_t = 1``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from nasctl.predictor.kernel_units import TYPES, UNIT_FEATURES
+from nasctl.predictor.kernel_layout import NCHWC_BLOCK
+from nasctl.predictor.kernel_units import TYPES, UNIT_FEATURES, _act_code
 
 PARAMS: dict[str, Any] = {
     "objective": "regression",
@@ -40,16 +43,29 @@ ROUNDS = 300
 MIN_TYPE_ROWS = 150  # kernel rows of a type for its own regressor (fewer: the shared one)
 MIN_ROWS = 30  # kernel rows in all for a kernel model
 RIDGE = 1.0
+#: the kernel rows' layout (reorder units, the channel-padding feature); a model saved with
+#: another is refused on load (its boosters would read the wrong columns)
+FORMAT = "kernel-units-v2"
 _MACS = UNIT_FEATURES.index("log1p_macs")
 _BYTES = [UNIT_FEATURES.index(k) for k in ("log1p_read_bytes", "log1p_write_bytes")]
 _WBYTES = UNIT_FEATURES.index("log1p_weight_bytes")
+_ACT = UNIT_FEATURES.index("act")
+_CIN, _COUT = UNIT_FEATURES.index("log1p_c_in"), UNIT_FEATURES.index("log1p_c_out")
+_KERNEL = UNIT_FEATURES.index("kernel")  # a reorder's direction (kernel_units.reorder_rows)
 
 
 def _roof(x: np.ndarray, peak: float, bw: float) -> tuple[np.ndarray, np.ndarray]:
     macs = np.expm1(x[:, _MACS])
     nbytes = np.expm1(x[:, _BYTES]).sum(1) + np.expm1(x[:, _WBYTES])
     roof = np.maximum(macs / peak, nbytes / bw) + 1e-6
-    extra = np.column_stack([np.log(macs / peak + 1e-9), np.log(nbytes / bw + 1e-9), np.log(roof)])
+    # blocked kernels compute on channels padded to the NCHWc block (kernel_layout)
+    cin, cout = np.expm1(x[:, _CIN]), np.expm1(x[:, _COUT])
+    pad = (np.ceil(cin / NCHWC_BLOCK) * NCHWC_BLOCK / np.maximum(cin, 1)) * (
+        np.ceil(cout / NCHWC_BLOCK) * NCHWC_BLOCK / np.maximum(cout, 1)
+    )
+    extra = np.column_stack(
+        [np.log(macs / peak + 1e-9), np.log(nbytes / bw + 1e-9), np.log(roof), np.log(pad)]
+    )
     return np.hstack([x, extra]), roof
 
 
@@ -85,6 +101,7 @@ class KernelModel:
                 m = code == TYPES.index(t)
                 boosters[t] = lgb.train(params, lgb.Dataset(xr[m], y[m]), ROUNDS)
         meta = {
+            "format": FORMAT,
             "peak_macs_per_ms": peak,
             "bytes_per_ms": bw,
             "median_log_ratio": float(np.median(y)),
@@ -108,6 +125,8 @@ class KernelModel:
             elif counts.get(t, 0) > 0:
                 x = np.column_stack([xr[m], np.full(int(m.sum()), float(TYPES.index(t)))])
                 logr = self.boosters["all"].predict(x, num_threads=1)
+            elif t == "reorder":  # no profiled reorders: the samples' totals carry them
+                continue
             else:
                 logr = np.full(int(m.sum()), self.meta["median_log_ratio"])
             out[m] = roof[m] * np.exp(logr)
@@ -129,10 +148,9 @@ class KernelModel:
             return
         K = self.type_sums(graphs)
         n = np.array([len(t) for _, t in graphs], dtype=np.float64)
-        io = io_megabytes(graphs)
-        X = np.column_stack([K, n, io, np.ones_like(n)]) / y[:, None]
-        prior = np.r_[np.ones(len(TYPES)), 0.0, 0.0, 0.0]
-        present = np.r_[K.any(0), True, True, True]
+        X = np.column_stack([K, n, np.ones_like(n)]) / y[:, None]
+        prior = np.r_[np.ones(len(TYPES)), 0.0, 0.0]
+        present = np.r_[K.any(0), True, True]
         A = X[:, present]
         lam = RIDGE * np.eye(A.shape[1])
         theta = prior.copy()
@@ -140,8 +158,7 @@ class KernelModel:
         theta[present] = np.linalg.solve(A.T @ A + lam, rhs)
         self.meta["graph_term"] = {
             "scale": {t: float(theta[i]) for i, t in enumerate(TYPES)},
-            "per_unit_ms": float(theta[-3]),
-            "per_io_mb_ms": float(theta[-2]),
+            "per_unit_ms": float(theta[-2]),
             "const_ms": float(theta[-1]),
         }
 
@@ -156,7 +173,8 @@ class KernelModel:
         term = self.meta["graph_term"]
         s = np.array([term["scale"].get(t, 1.0) for t in TYPES])
         n = np.array([len(t) for _, t in graphs], dtype=np.float64)
-        io = term.get("per_io_mb_ms", 0.0) * io_megabytes(graphs)
+        io = term.get("per_io_mb_ms", 0.0)  # models saved before the reorder units had one
+        io = io * io_megabytes(graphs) if io else 0.0
         ms = K @ s + term["per_unit_ms"] * n + io + term["const_ms"]
         return np.maximum(ms, 0.5 * K.sum(1))
 
@@ -168,6 +186,10 @@ class KernelModel:
     def from_texts(cls, texts: dict[str, str], meta: dict[str, Any]) -> KernelModel:
         import lightgbm as lgb
 
+        if meta.get("format") != FORMAT:
+            raise ValueError(
+                f"kernel model of format {meta.get('format')!r}, this nasctl reads {FORMAT!r}"
+            )
         boosters = {
             name[len("kernel_") : -len(".txt")]: lgb.Booster(model_str=text)
             for name, text in texts.items()
@@ -179,9 +201,8 @@ class KernelModel:
 
 
 def io_megabytes(graphs: list[tuple[np.ndarray, list[str]]]) -> np.ndarray:
-    """Per graph, activation MB read and written by its convolution units: what a convolution
-    measured alone also spends converting its input and output to and from ORT's blocked
-    (NCHWc) layout, which inside a network happens once at the ends of a run of convolutions."""
+    """Per graph, activation MB read and written by its convolution units: the stand-in for
+    layout conversions of models saved before ``reorder`` units existed (``per_io_mb_ms``)."""
     conv = {"conv", "dwconv", "gconv"}
     out = np.zeros(len(graphs))
     for i, (rows, types) in enumerate(graphs):
@@ -191,16 +212,95 @@ def io_megabytes(graphs: list[tuple[np.ndarray, list[str]]]) -> np.ndarray:
     return out
 
 
+_CONVS = frozenset({"conv", "dwconv", "gconv"})
+_LAYOUT_OPS = frozenset({"ReorderInput", "ReorderOutput"})
+_HARDSWISH = float(_act_code("hardswish"))
+
+
+def kernel_row_index(ex: Any) -> list[int]:
+    """Examples that are one kernel measured alone: a single-layer row whose units are one
+    kernel (plus the layout conversions ORT ran around it)."""
+    return [
+        i
+        for i, e in enumerate(ex)
+        if e.single_layer and e.units and sum(t != "reorder" for t in e.units[1]) == 1
+    ]
+
+
+def _profile_split(e: Any, total_ms: float) -> tuple[float, list[float], list[float]] | None:
+    """A single-kernel sample's latency split by its per-layer profile: (the kernel's own
+    share, the ReorderInput times, the ReorderOutput times), each scaled so that the profile
+    sums to the measured latency; None without a profile. A hardswish after a blocked (NCHWc)
+    convolution runs as its own HardSigmoid + Mul kernels when the convolution's output is the
+    model's output (as in a sample) but is fused into the convolution inside a network: those
+    two kernels are left out of the kernel's share."""
+    layers = [la for la in (e.layers or []) if float(getattr(la, "time_ms", 0.0)) > 0]
+    total = sum(float(la.time_ms) for la in layers)
+    if not layers or total <= 0:
+        return None
+    ops = [str((getattr(la, "extra", None) or {}).get("op", "")) for la in layers]
+    rows, types = e.units
+    main = next(k for k, t in enumerate(types) if t != "reorder")
+    blocked = any(str(la.name).endswith("_nchwc") for la in layers)
+    drop_hs = types[main] in _CONVS and rows[main, _ACT] == _HARDSWISH and blocked
+    scale = total_ms / total
+    core, r_in, r_out = 0.0, [], []
+    for la, op in zip(layers, ops, strict=True):
+        t = float(la.time_ms) * scale
+        if op == "ReorderInput":
+            r_in.append(t)
+        elif op == "ReorderOutput":
+            r_out.append(t)
+        elif not (drop_hs and op in ("HardSigmoid", "Mul")):
+            core += t
+    return core, r_in, r_out
+
+
+def _kernel_labels(
+    ex: Any, y: np.ndarray, idx: list[int]
+) -> tuple[list[np.ndarray], list[str], list[float]]:
+    """Training rows, types and labels (ms) from single-kernel samples: each sample's kernel
+    with its own share of the latency and each of its reorders with its profiled time (where
+    the profile's reorders match the ones :mod:`kernel_layout` expects); without a profile the
+    kernel takes the whole latency and its reorders are not labelled."""
+    rows: list[np.ndarray] = []
+    types: list[str] = []
+    labels: list[float] = []
+    for i in idx:
+        urows, utypes = ex[i].units
+        main = next(k for k, t in enumerate(utypes) if t != "reorder")
+        split = _profile_split(ex[i], float(y[i]))
+        if split is None:
+            rows.append(urows[main])
+            types.append(utypes[main])
+            labels.append(float(y[i]))
+            continue
+        core, r_in, r_out = split
+        rows.append(urows[main])
+        types.append(utypes[main])
+        labels.append(max(core, 1e-6))
+        want_in = [k for k, t in enumerate(utypes) if t == "reorder" and urows[k, _KERNEL] == 1]
+        want_out = [k for k, t in enumerate(utypes) if t == "reorder" and urows[k, _KERNEL] == 2]
+        for want, got in ((want_in, r_in), (want_out, r_out)):
+            if len(want) == len(got):
+                for k, t in zip(want, got, strict=True):
+                    if t > 0:
+                        rows.append(urows[k])
+                        types.append("reorder")
+                        labels.append(t)
+    return rows, types, labels
+
+
 def fit_from_examples(train: Any, y_ms: np.ndarray, seed: int = 0) -> KernelModel | None:
-    """The kernel model of training examples (``.units``, ``.single_layer``): regressors on the
-    single-kernel rows that are one unit, the per-graph term on the whole-graph rows; None
-    without enough kernel rows."""
+    """The kernel model of training examples (``.units``, ``.single_layer``, ``.layers``):
+    regressors on the single-kernel samples (:func:`_kernel_labels`), the per-graph term on the
+    whole-graph rows; None without enough kernel rows."""
     y = np.asarray(y_ms, float)
-    k = [i for i, e in enumerate(train) if e.single_layer and e.units and len(e.units[1]) == 1]
+    k = kernel_row_index(train)
     if len(k) < MIN_ROWS:
         return None
-    rows = np.vstack([train[i].units[0] for i in k])
-    model = KernelModel.fit(rows, [train[i].units[1][0] for i in k], y[k], seed=seed)
+    rows, types, labels = _kernel_labels(train, y, k)
+    model = KernelModel.fit(np.vstack(rows), types, np.asarray(labels), seed=seed)
     if model is not None:
         w = [i for i, e in enumerate(train) if not e.single_layer and e.units is not None]
         model.fit_graph_term([train[i].units for i in w], y[w])

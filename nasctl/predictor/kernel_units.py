@@ -11,7 +11,9 @@ hardswish) joins its producer's unit, as :mod:`nasctl.spaces.kernels` measures a
 activation as one sample. A squeeze-excitation block (global pool, 1x1 reduce, activation, 1x1
 expand, sigmoid/hardsigmoid gate, multiply with the block input) is one unit of type ``se``, as
 nn-Meter treats it and as the kernels space samples it. So each sample of the kernels space is
-exactly one unit, and its measured latency is that unit's training label.
+exactly one unit, plus the layout conversions (``reorder`` units, :mod:`kernel_layout`) ORT runs
+around it when it is measured alone; the sample's per-layer profile splits its latency between
+them (:mod:`kernel_model`).
 
 :func:`graph_units` returns per unit its type (:data:`TYPES`), its nodes and a feature row
 (:data:`UNIT_FEATURES`).
@@ -25,8 +27,10 @@ import numpy as np
 
 from nasctl.arch.costs import node_costs
 from nasctl.arch.graph import ACTIVATIONS, Graph
+from nasctl.predictor.kernel_layout import Reorder, reorder_bytes, reorders
 
-#: unit types; ``other``: ops the kernels space does not sample (transpose, split, resize, ...)
+#: unit types; ``other``: ops the kernels space does not sample (transpose, split, resize, ...);
+#: ``reorder``: a layout conversion ORT inserts (:mod:`kernel_layout`), no graph node of its own
 TYPES: tuple[str, ...] = (
     "conv",
     "dwconv",
@@ -39,6 +43,7 @@ TYPES: tuple[str, ...] = (
     "act",
     "se",
     "other",
+    "reorder",
 )
 UNIT_FEATURES: tuple[str, ...] = (
     "log1p_c_in",
@@ -204,8 +209,42 @@ def graph_units(graph: Graph) -> list[Unit]:
 
 
 def unit_rows(graph: Graph, units: list[Unit] | None = None) -> tuple[np.ndarray, list[str]]:
-    """(len(units), len(UNIT_FEATURES)) float64 feature rows and the unit types of ``graph``."""
+    """Float64 feature rows (:data:`UNIT_FEATURES`) and types of ``graph``'s units, followed by
+    one ``reorder`` row per layout conversion ORT runs between them (:func:`reorder_rows`)."""
     units = graph_units(graph) if units is None else units
+    rows, types = _kernel_rows(graph, units)
+    extra = reorder_rows(reorders(graph, units))
+    return np.vstack([rows, extra]), types + ["reorder"] * len(extra)
+
+
+def reorder_rows(found: list[Reorder]) -> np.ndarray:
+    """Feature rows of layout conversions: channels in and out, spatial size in and out, the
+    direction in ``kernel`` (1: to NCHWc, ORT's ReorderInput; 2: back to NCHW), the tensor's
+    bytes read and written."""
+    rows = np.zeros((len(found), len(UNIT_FEATURES)), dtype=np.float64)
+    for r, x in enumerate(found):
+        c = x.shape[1] if len(x.shape) > 1 else 1
+        h = x.shape[-1] if len(x.shape) == 4 else 1
+        nbytes = reorder_bytes(x)
+        vals = dict.fromkeys(UNIT_FEATURES, 0.0)
+        vals.update(
+            log1p_c_in=np.log1p(c),
+            log1p_c_out=np.log1p(c),
+            log1p_h_in=np.log1p(h),
+            log1p_h_out=np.log1p(h),
+            kernel=1.0 if x.to_blocked else 2.0,
+            stride=1.0,
+            log1p_groups=np.log1p(1),
+            log1p_group_width=np.log1p(c),
+            dilation=1.0,
+            log1p_read_bytes=np.log1p(nbytes),
+            log1p_write_bytes=np.log1p(nbytes),
+        )
+        rows[r] = [vals[k] for k in UNIT_FEATURES]
+    return rows
+
+
+def _kernel_rows(graph: Graph, units: list[Unit]) -> tuple[np.ndarray, list[str]]:
     nodes = graph.nodes
     costs = [node_costs(n) for n in nodes]
     rows = np.zeros((len(units), len(UNIT_FEATURES)), dtype=np.float64)

@@ -16,16 +16,18 @@ from typing import Any
 import numpy as np
 
 from nasctl.predictor.ensemble import conformal_quantile
+from nasctl.predictor.kernel_model import kernel_row_index
 from nasctl.predictor.metrics import regression_metrics
 
 
 def _kernel_rows(ex: Sequence[Any]) -> list[int]:
-    return [i for i, e in enumerate(ex) if e.single_layer and e.units and len(e.units[1]) == 1]
+    return kernel_row_index(ex)
 
 
 def _unit_log(kernels: Any, ex: Sequence[Any], idx: list[int]) -> np.ndarray:
-    rows = np.vstack([ex[i].units[0] for i in idx])
-    return np.log(np.maximum(kernels.unit_ms(rows, [ex[i].units[1][0] for i in idx]), 1e-9))
+    """Log of the per-kernel model's answer for kernels measured alone: the kernel plus the
+    layout conversions ORT runs around it (its units' plain sum)."""
+    return np.log(np.maximum(kernels.sum_ms([ex[i].units for i in idx]), 1e-9))
 
 
 def kernel_quantile(pred: Any, val: Sequence[Any], y_val_ms: np.ndarray, alpha: float) -> None:

@@ -47,7 +47,9 @@ def ort_layers(
     kernels: dict[str, Any] = {}
     unassigned: list[str] = []
     if graph_nodes is not None and original is not None:
-        mapping = map_kernels(original, optimized_model(graph_nodes))
+        mapping = map_kernels(
+            original, optimized_model(graph_nodes), [str(la["name"]) for la in raw]
+        )
         kernels, unassigned = mapping.kernels, list(mapping.unassigned)
     out: list[LayerTiming] = []
     for la in raw:

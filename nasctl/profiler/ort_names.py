@@ -23,7 +23,13 @@ optimized graph's node order is an execution order; kernels are visited in that 
    cells) run in their twin's kernel;
 6. Identity/Dropout and constant-folded nodes run no kernel (``eliminated``); layout kernels are
    charged to their consumer kernel's nodes (the producer's at the graph end), kind
-   ``"reformat"``.
+   ``"reformat"``;
+7. ORT inlines ``HardSwish`` (a function op) as an unnamed ``HardSigmoid`` and an unnamed
+   ``Mul(x, HardSigmoid(x))``, whose tensors are renamed; both kernels are charged to the
+   HardSwish node that consumes what the kernel producing ``x`` computes.
+   ORT's profile names an unnamed kernel ``<op>_<index>``; :func:`map_kernels` gives unnamed
+   kernels the profile's names of that op in execution order (``profile_names``), else
+   ``<op>_<position in the optimized graph>``.
 """
 
 from __future__ import annotations
@@ -188,12 +194,76 @@ def _anchor(orig: _Original, kernel: Any) -> Any:
     return orig.by_name[best] if best else None
 
 
-def map_kernels(original: Any, optimized: Any) -> KernelMapping:
+def _name_unnamed(kernels: list[Any], profile_names: list[str] | None) -> list[Any]:
+    """Copies of unnamed kernels named as ORT's profile names them (module docstring, 7)."""
+    import onnx
+
+    named = {k.name for k in kernels if k.name}
+    free: dict[str, list[str]] = {}
+    for n in profile_names or []:
+        op, _, idx = n.rpartition("_")
+        if n not in named and idx.isdigit():
+            free.setdefault(op, []).append(n)
+    out = []
+    for pos, k in enumerate(kernels):
+        if not k.name:
+            c = onnx.NodeProto()
+            c.CopyFrom(k)
+            left = free.get(k.op_type)
+            c.name = left.pop(0) if left else f"{k.op_type}_{pos}"
+            k = c
+        out.append(k)
+    return out
+
+
+def _hardswish_pairs(kernels: list[Any]) -> dict[str, Any]:
+    """HardSigmoid kernel name -> the Mul kernel that completes an inlined HardSwish."""
+    out: dict[str, Any] = {}
+    for h in kernels:
+        if h.op_type != "HardSigmoid" or not h.input or not h.output:
+            continue
+        for m in kernels:
+            if m.op_type == "Mul" and sorted(m.input) == sorted([h.input[0], h.output[0]]):
+                out[h.name] = m
+                break
+    return out
+
+
+def _hardswish_node(
+    orig: _Original, x: str, kernels: list[Any], covered: dict[str, list[str]], owner: dict
+) -> Any:
+    """The unowned original HardSwish consuming ``x`` or what the kernel producing ``x``
+    (through layout kernels) computes."""
+    producer = {t: k for k in kernels for t in k.output}
+    tensors = [x]
+    k = producer.get(x)
+    while k is not None and k.op_type in _LAYOUT_OPS and k.input:
+        tensors.append(k.input[0])
+        k = producer.get(k.input[0])
+    if k is not None:
+        for key in covered.get(k.name, []):
+            n = orig.lookup(key)
+            tensors += list(n.output) if n is not None else []
+    for t in tensors:
+        for c in orig.consumers.get(t, []):
+            if c.op_type == "HardSwish" and orig.key(c) not in owner:
+                return c
+    return None
+
+
+def map_kernels(
+    original: Any, optimized: Any, profile_names: list[str] | None = None
+) -> KernelMapping:
     """Map every node of ``optimized`` (an ``onnx.ModelProto`` dumped by ORT with
-    ``optimized_model_filepath``) to node names of ``original`` (the model given to ORT)."""
+    ``optimized_model_filepath``) to node names of ``original`` (the model given to ORT);
+    ``profile_names``: the kernel names of ORT's profile, in execution order (they name the
+    kernels the dump leaves unnamed)."""
     orig = _Original(original)
     ops = {n.op_type for n in orig.nodes}
     kernels = [k for k in optimized.graph.node if k.op_type != "Constant"]
+    kernels = _name_unnamed(kernels, profile_names)
+    hswish = _hardswish_pairs(kernels)
+    hswish_mul = {m.name for m in hswish.values()}
     eliminated = [
         orig.key(n)
         for n in orig.nodes
@@ -205,6 +275,15 @@ def map_kernels(original: Any, optimized: Any) -> KernelMapping:
     covered: dict[str, list[str]] = {k.name: [] for k in kernels}
     unexpected: dict[str, list[str]] = {}
     for k in kernels:
+        if k.name in hswish_mul:
+            continue
+        if k.name in hswish:  # an inlined HardSwish: HardSigmoid + Mul (docstring, 7)
+            hs = _hardswish_node(orig, k.input[0], kernels, covered, owner)
+            if hs is not None:
+                owner[orig.key(hs)] = k.name
+                covered[k.name].append(orig.key(hs))
+                covered[hswish[k.name].name].append(orig.key(hs))
+            continue
         a = anchors.get(k.name)
         if a is None or orig.key(a) in owner:
             continue
