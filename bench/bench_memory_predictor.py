@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         names = sorted(n for n in measured if (args.zoo_onnx / f"{n}.onnx").is_file())
         indep = {}
         if args.independent:
-            indep = {r["model"]: r["independent_mb"] for r in json.loads(args.independent.read_text())}
+            indep = {
+                r["model"]: r["independent_mb"] for r in json.loads(args.independent.read_text())
+            }
         res = evaluate(model, [from_onnx(args.zoo_onnx / f"{n}.onnx") for n in names],
                        [measured[n] for n in names])  # fmt: skip
         print("\n| model | measured MB | independent MB | predicted MB | 90 % interval | error % "

@@ -27,10 +27,10 @@ SEED = 1000
 
 def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
+    from nasctl_agent.memprobe import measure_fresh
 
     from nasctl.arch.onnx_io import save_onnx
     from nasctl.spaces import get_space
-    from nasctl_agent.memprobe import measure_fresh
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 from nasctl_agent.memprobe import measure_fresh
+from onnx import TensorProto, helper, numpy_helper
 
 
 def _model(nodes, inits, x_shape, y_shape) -> onnx.ModelProto:

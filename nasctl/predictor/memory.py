@@ -1,12 +1,13 @@
-"""Measured memory as a second target: LightGBM on the analytic bound (weights + every
-activation written, :func:`nasctl.arch.costs.graph_costs`) and the memory terms, predicting
-log MB of the model's measured peak memory (``memory_mb`` of the training rows: the cpu
-device's ``model_peak_bytes``). A non-negative least-squares fit of the memory terms (weights by
-kind, live activations, all activations: :func:`memory_terms`) is the base, so new sizes and
-families extrapolate; the trees learn the residual from the other features. The interval is
-split-conformal: the 90 % quantile of the absolute log residuals on the validation rows,
-applied both ways. Saved as LightGBM text plus JSON (no
-pickle) in ``DIR/memory/``.
+"""Measured memory as a second target, predicting log MB of the model's measured peak memory
+(``memory_mb`` of the training rows: the cpu device's ``model_peak_bytes``). A non-negative
+least-squares fit of the memory terms (weights by kind, batch norms counted folded as ONNX
+Runtime runs them, live activations, all activations: :func:`memory_terms`) is the base, so new
+sizes and families extrapolate; LightGBM learns the log residual from the terms
+(:func:`features`). The 90 % interval is conformal, applied both ways: calibrated on the
+families (search spaces) left out in turn when the rows name at least two, else on a random
+15 % (:meth:`MemoryModel.fit`). Saved as LightGBM text plus JSON (no pickle) in
+``DIR/memory/``. The analytic bound (weights + every activation written,
+:func:`analytic_mb`) is the search's fallback.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def _weighted_quantile(v: np.ndarray, w: np.ndarray, q: float) -> float:
 def families(rows: Sequence[Any]) -> list[str | None]:
     """The family of each training row for :meth:`MemoryModel.fit`'s interval: its search
     space; ``None`` for a single layer measured alone or a model file of no space."""
-    return [None if getattr(r, "single_layer", False) or not r.space else str(r.space) for r in rows]
+    return [
+        None if getattr(r, "single_layer", False) or not r.space else str(r.space) for r in rows
+    ]
 
 
 def analytic_mb(graph: Any) -> float:
@@ -74,14 +77,14 @@ def memory_terms(graph: Any) -> dict[str, float]:
     """MB (1e6 bytes, FP32) of what ONNX Runtime holds while it runs the model as it runs it:
 
     - ``conv_weights``: weights of convolutions, and the few other weights (constants, norms
-      that are not folded: under 1 MB in every network measured; ONNX Runtime holds about 2.9 bytes per byte
-      once the session is built: the initializer and its blocked and packed copies; a single
-      large conv reads about 5x, the transient of building the session;
-      ``bench/memory_weight_factor.py``);
+      that are not folded: under 1 MB in every network measured). ONNX Runtime holds about 2.9
+      bytes per byte of them (a chain of 3x3 convs, ``bench/memory_weight_factor.py``: the
+      initializer plus its transformed and prepacked copies); a single large conv reads about
+      5x (a transient of building the session on top);
     - ``folded_conv_weights``: weights of the convolutions a batch norm is folded into when
       the session is built (ONNX Runtime writes a fused copy and frees the old one, which the
-      allocator keeps: the same resnet-space network with its batch norms as nodes 679 MB,
-      folded before 458 MB);
+      allocator may keep: one resnet-space network measured 679 MB with its batch norms as
+      nodes, 458 MB with them folded before, another 412 vs 397 MB);
     - ``linear_weights``: fully connected layers (Gemm, MatMul with a weight: 2.0 bytes per
       byte, measured the same way);
     - ``live_peak``: the largest set of activations alive at once when the nodes run in order
@@ -143,7 +146,7 @@ def features(graphs: Sequence[Any]) -> np.ndarray:
 
 
 def term_matrix(graphs: Sequence[Any]) -> np.ndarray:
-    """``[1, conv_weights, linear_weights, other_weights, live_peak, activations]`` per graph."""
+    """``[1, *TERMS]`` per graph (:func:`memory_terms`)."""
     rows = [[1.0, *(memory_terms(g)[k] for k in TERMS)] for g in graphs]
     return np.array(rows, dtype=np.float64)
 
@@ -152,7 +155,7 @@ class MemoryModel:
     """Predicts a model's peak memory (MB) with a conformal interval.
 
     The base is physical: a non-negative least-squares fit in MB of ``c0 + a * conv weights +
-    b * linear weights + c * other weights + d * live peak + e * activations``
+    b * folded conv weights + c * linear weights + d * live peak + e * activations``
     (:func:`memory_terms`: a runtime holds each kind of weight once or more, prepacked copies
     included, plus an arena at least as large as the live activations), so new sizes and new
     families extrapolate along the terms; LightGBM learns the log residual from
@@ -255,7 +258,7 @@ class MemoryModel:
                 wts.append(np.full(len(res[-1]), 1.0 / len(res[-1])))
             q = _weighted_quantile(np.concatenate(res), np.concatenate(wts), COVERAGE)
             model = cls._fit_on(x, terms, mb, fit_rows, seed)
-            split = {"train": len(fit_rows), "test": len(te), "seed": seed}
+            split: dict[str, Any] = {"train": len(fit_rows), "test": len(te), "seed": seed}
             split["interval"] = f"families left out: {len(fams)}" + (
                 f" + {FOLDS} folds of {len(loose)} rows of no family" if len(loose) else ""
             )
