@@ -95,7 +95,7 @@ def train_predictor(
 
 def _memory_model(rows: list[Any], out: Path, seed: int) -> dict[str, Any]:
     """Learn measured memory as a second target when enough rows carry it (else say why)."""
-    from nasctl.predictor.memory import MIN_ROWS, MemoryModel
+    from nasctl.predictor.memory import MIN_ROWS, MemoryModel, families
 
     mem = [r for r in rows if r.memory_mb is not None and r.memory_mb > 0]
     if len(mem) < MIN_ROWS:
@@ -104,7 +104,8 @@ def _memory_model(rows: list[Any], out: Path, seed: int) -> dict[str, Any]:
             "reason": f"{len(mem)} of {len(rows)} rows have a measured memory "
             f"(needs >= {MIN_ROWS})",
         }
-    model, m = MemoryModel.fit([r.graph for r in mem], [r.memory_mb for r in mem], seed=seed)
+    graphs, mb = [r.graph for r in mem], [r.memory_mb for r in mem]
+    model, m = MemoryModel.fit(graphs, mb, seed=seed, groups=families(mem))
     model.save(out)
     return {"trained": True, **m}
 
