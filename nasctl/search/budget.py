@@ -158,8 +158,8 @@ class DeviceBudget:
         """The unmeasured members of the working front (:func:`~nasctl.search.frontier.
         working_front`) that :meth:`measure_front` would measure, most accurate first: all but
         those predicted over the latency budget at high confidence (interval's low end over it).
-        ``predict``: re-predict every unmeasured candidate first (else the latest predictions;
-        the pool of a validation step is predicted just before)."""
+        ``predict``: re-predict every unmeasured candidate first (else their latest
+        predictions, whichever model made them)."""
         if predict:
             self.repredict()
         members = working_front(list(self.archive.values()))
@@ -182,8 +182,10 @@ class DeviceBudget:
     def affords(self, genotype: str) -> bool:
         """Whether measuring ``genotype`` leaves enough device runs to measure the current
         working front: it is one of the front's unmeasured members (the run pays for itself),
-        or more runs are left than the front still needs."""
-        todo = self.front_todo(predict=False)
+        or more runs are left than the front still needs. Every unmeasured candidate is
+        re-predicted first (the same model gives the same front, so a resumed search decides as
+        an uninterrupted one)."""
+        todo = self.front_todo()
         return genotype in {c.genotype for c in todo} or self.left > len(todo)
 
     def validate(self, quota: int, phase: str, gen: int, *, keep_front: bool = False) -> None:
