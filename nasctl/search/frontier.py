@@ -99,8 +99,7 @@ def explain_precision(c: Candidate, cands: list[Candidate], band: Band | None = 
         d = (c.accuracy or 0.0) - (q.accuracy or 0.0)
         b = _band(band, c, q)
         lc, lq = float(lat(c) or 0.0), float(lat(q) or 0.0)
-        src = "measured" if both else "measured where measured, else predicted"
-        speed = f"{lc:.3g} vs {lq:.3g} ms, {src}"
+        speed = f"{lc:.3g} ms {_source(c)} vs {lq:.3g} ms {_source(q)}"
         if abs(d) <= b:
             how = "faster" if lc < lq else "not faster"
             parts.append(f"vs {q.precision}: as accurate within noise ({d:+.2f}, band {b:.2f}) "
@@ -112,6 +111,10 @@ def explain_precision(c: Candidate, cands: list[Candidate], band: Band | None = 
             parts.append(f"vs {q.precision}: {-d:.2f} less accurate (beyond band {b:.2f}); "
                          f"{speed}")  # fmt: skip
     return f"{c.precision} " + "; ".join(parts)
+
+
+def _source(c: Candidate) -> str:
+    return "measured" if c.measured_ms is not None else "predicted"
 
 
 def working_front(cands: list[Candidate], band: Band | None = None) -> list[Candidate]:

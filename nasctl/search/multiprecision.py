@@ -28,7 +28,10 @@ each architecture on the merged working front is scored and predicted at every p
 device time; ``train:*`` trained it once for all precisions), then the merged front's unmeasured
 pairs are measured, most accurate first, each through its precision's loop
 (:meth:`~nasctl.search.budget.DeviceBudget.measure`, refit after each) with the budget the loops
-left (at least the 20 % kept), until the merged front is measured or the budget is spent.
+left (at least the 20 % kept), until the merged front is measured or the budget is spent. Runs
+still left then go to the front architectures' other precisions (most accurate first), so that
+each precision choice rests on measured latency, not on a prediction, as far as the budget goes
+(a measured twin that is faster within the noise takes the point's place).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from nasctl.search.frontier import (
     explain_precision,
     measured_front,
     unverified,
+    usable,
     working_front,
 )
 from nasctl.search.objectives import Candidate, best_measured, fastest_measured
@@ -169,16 +173,23 @@ class PrecisionSearch:
                     if gs:
                         by_p[p].consider(gs)
                 continue
-            todo = sorted(
-                (
-                    c
-                    for c in work
-                    if c.measured_ms is None
+
+            def open_(c: Candidate) -> bool:
+                return (
+                    c.measured_ms is None
+                    and usable(c)
                     and c.genotype not in by_p[str(c.precision)].attempted
                     and not (budget is not None and c.low_ms is not None and c.low_ms > budget)
-                ),
-                key=lambda c: -(c.accuracy or 0.0),
-            )
+                )
+
+            todo = sorted((c for c in work if open_(c)), key=lambda c: -(c.accuracy or 0.0))
+            if not todo:  # then the front's precision choices, on measured latency
+                todo = [
+                    by_p[p].archive[c.genotype]
+                    for c in sorted(work, key=lambda c: -(c.accuracy or 0.0))
+                    for p in by_p
+                    if p != c.precision and open_(by_p[p].archive[c.genotype])
+                ]
             if not todo or sum(lp.used for lp in self.loops) >= self.cfg.device_budget:
                 return None
             c = todo[0]
