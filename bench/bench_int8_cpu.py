@@ -55,6 +55,19 @@ def _requests(args: argparse.Namespace, tmp: Path) -> list[tuple[str, Measuremen
                     MeasurementRequest(arch_hash=label, device="cpu", graph_json=graph.to_json()),
                 )
             )
+    if args.genotypes:  # "space genotype" per line: e.g. a search's front architectures
+        for k, line in enumerate(args.genotypes.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            space_name, g = line.split(maxsplit=1)
+            graph = get_space(space_name).to_graph(g.strip())
+            label = f"{space_name}@{k}"
+            out.append(
+                (
+                    label,
+                    MeasurementRequest(arch_hash=label, device="cpu", graph_json=graph.to_json()),
+                )
+            )
     if args.zoo:
         sys.path.insert(0, str(Path(__file__).parent))
         import zoo  # type: ignore[import-not-found]
@@ -77,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="skip the first N samples of each space (measured by an earlier, split run)",
+    )
+    ap.add_argument(
+        "--genotypes",
+        type=Path,
+        help="also measure these architectures: one 'space genotype' per line (labels space@line)",
     )
     ap.add_argument("--min-time-s", type=float, default=0.5)
     ap.add_argument("--json", type=Path, help="also write the rows here")

@@ -57,14 +57,17 @@ def test_search_over_fp32_and_int8_pairs_is_seeded_and_exports_the_rank_precisio
     assert res.device_measurements <= 8 and budgets(8, 2) == [4, 4]
     for c in by_p["int8"]:  # the estimator at INT8 scored each pair
         assert c.accuracy == acc(c.genotype, None, "int8")
-    # the frontier holds pairs; no architecture sits there at a precision it beats elsewhere
+    # the frontier holds measured pairs only; no architecture sits there at a precision its
+    # measured twin beats (this estimator states no noise: accuracies compare exactly)
     front = {(c.genotype, c.precision): c for c in res.frontier}
+    assert front and all(c.measured_ms is not None for c in res.frontier)
+    assert all(c.measured_ms is None for c in res.unverified)
     for (g, _p), c in front.items():
         for other in res.candidates:
-            if other.genotype == g and other is not c and other.latency_ms is not None:
+            if other.genotype == g and other is not c and other.measured_ms is not None:
                 assert not (
                     (other.accuracy or 0) >= (c.accuracy or 0)
-                    and other.latency_ms < (c.latency_ms or 0)
+                    and other.measured_ms < (c.measured_ms or 0)
                 )
     doc = write_outputs(res, tmp_path / "a", ps.cfg.constraints, "cpu", ps.settings())
     rows = json.loads((tmp_path / "a" / "frontier.json").read_text())["frontier"]

@@ -179,8 +179,9 @@ def search(
             "--precision",
             help="Precisions to weigh, comma-separated: fp32,int8 on cpu; fp16,int8[,dla] on "
             "TensorRT devices (dla: INT8 on a Jetson's DLA core 0). Each candidate is an "
-            "(architecture, precision) pair, measured and scored at its precision; the frontier "
-            "keeps per architecture the better one. Default fp32.",
+            "(architecture, precision) pair, measured and scored at its precision; per "
+            "architecture the frontier keeps the faster precision unless the other is more "
+            "accurate beyond the estimator's noise (then both). Default fp32.",
         ),
     ] = D["precision"],
     int8_drop: Annotated[
@@ -318,6 +319,15 @@ def _render(doc: dict[str, Any], out: Path, label: str) -> None:
             f"MAPE {log['mape_pct']:.1f}%, interval coverage "
             f"{log['interval_coverage']:.0%} (n={log['n']})",
         )
-    t.add_row("frontier", f"{doc['frontier_size']} points, {doc['frontier_measured']} measured")
-    t.add_row("outputs", f"{out}/frontier.csv, frontier.json, frontier.png, measurements.jsonl")
+    t.add_row("frontier", f"{doc['frontier_size']} points, all measured")
+    if doc.get("unverified_size"):
+        t.add_row(
+            "unverified",
+            f"{doc['unverified_size']} more predicted on the frontier, not measured (device "
+            "budget spent; unverified.csv)",
+        )
+    t.add_row(
+        "outputs",
+        f"{out}/frontier.csv, unverified.csv, frontier.json, frontier.png, measurements.jsonl",
+    )
     con.print(t)

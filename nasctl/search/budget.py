@@ -10,10 +10,16 @@ candidates are scored:
   spent on the safest improvements: the most accurate candidate predicted feasible at the
   configured confidence, else the one most likely feasible;
 * **the final front** (:meth:`~DeviceBudget.measure_front`): its unmeasured members, most accurate
-  first, while budget remains;
+  first, while budget remains. The final phase keeps device runs for it: with ``keep_front``,
+  validation and secure stop measuring anything else once the runs left would no longer cover
+  the unmeasured members of the current front (:meth:`~DeviceBudget.front_todo`; a measurement
+  of a front member pays for itself). What the budget still cannot cover is not on the reported
+  front but listed apart as unverified (:mod:`nasctl.search.frontier`);
 * **one measurement** (:meth:`~DeviceBudget.measure`): on the device through the one
   measure-and-store path (:func:`nasctl.datasets.measure.measure_and_store`) or from the dataset
-  store, recorded in ``search.db`` and ``measurements.jsonl``.
+  store, recorded in ``search.db`` and ``measurements.jsonl``. :meth:`~DeviceBudget.grant` raises
+  the budget's ceiling (a search over precisions measures its merged front with the runs it kept
+  outside the loops).
 
 It is handed everything it works on: the latency model with its intervals
 (:class:`~nasctl.search.latency.intervals.LatencyIntervals`), the dataset store, the search state,
@@ -35,10 +41,10 @@ from nasctl.datasets.store import Store
 from nasctl.errors import SearchError
 from nasctl.records import MeasurementRequest
 from nasctl.search.config import SearchConfig
+from nasctl.search.frontier import working_front
 from nasctl.search.latency.intervals import LatencyIntervals
 from nasctl.search.memory import measured_memory_mib
 from nasctl.search.objectives import Candidate, measured_feasible
-from nasctl.search.pareto import front_of
 from nasctl.search.precisions import measure_precision
 from nasctl.search.selection import (
     acquisition,
@@ -55,19 +61,11 @@ Score = Callable[[list[str], int], Any]
 Progress = Callable[..., None]
 
 
-def front(cands: list[Candidate]) -> list[Candidate]:
-    """Non-dominated candidates by accuracy and latency: measured where measured, else
-    predicted."""
-    scored = [c for c in cands if not c.failed and c.latency_ms is not None]
-    lat = [c.measured_ms if c.measured_ms is not None else c.latency_ms or 0.0 for c in scored]
-    idx = front_of([c.accuracy or 0.0 for c in scored], lat)
-    return [scored[i] for i in idx]
-
-
 class DeviceBudget:
     """Spends a search's device measurements (see the module doc).
 
-    ``used`` counts device runs (measurements found in the dataset store are free);
+    ``used`` counts device runs (measurements found in the dataset store are free), ``limit``
+    is the most it may use (the configured device budget, raised by :meth:`grant`);
     ``journaled`` those the locked store could not take (kept in its journal).
     """
 
@@ -104,11 +102,16 @@ class DeviceBudget:
         self.progress = progress
         self.log = log
         self.used = 0
+        self.limit = cfg.device_budget
         self.journaled = 0
 
     @property
     def left(self) -> int:
-        return self.cfg.device_budget - self.used
+        return self.limit - self.used
+
+    def grant(self, n: int) -> None:
+        """Allow ``n`` more device runs than the configured budget."""
+        self.limit += max(0, n)
 
     # -- what is known -------------------------------------------------------------------------
     def measured(self) -> list[Candidate]:
@@ -134,33 +137,68 @@ class DeviceBudget:
         return sorted(ok, key=lambda c: -(c.accuracy or 0.0))[:k]
 
     # -- phases --------------------------------------------------------------------------------
-    def secure(self, gen: int) -> None:
+    def secure(self, gen: int, *, keep_front: bool = False) -> None:
         """The last ``secure`` measurements, one at a time: the safest improvement of the best
         measured answer (:func:`~nasctl.search.selection.secure_choice`: the most accurate
         candidate predicted feasible at the configured confidence, else the one most likely
         feasible). Expected improvement keeps chasing accurate candidates well over the budget
         (each a small chance, many of them); this cashes in the likely improvements before the
-        budget ends."""
+        budget ends. ``keep_front``: stop where :meth:`affords` says no."""
         assert self.cons.latency_budget_ms is not None
         self.progress("phase", name="secure", total=self.left)
-        while self.used < self.cfg.device_budget:
+        while self.used < self.limit:
             pool, _ = self.ranked(gen)
             i = secure_choice(pool, self.cons, self.latency.z)
-            if i is None:
+            if i is None or (keep_front and not self.affords(pool[i].genotype)):
                 return
             self.measure(pool[i].genotype, "secure", gen)
             self.refit()
 
-    def validate(self, quota: int, phase: str, gen: int) -> None:
+    def front_todo(self, *, predict: bool = True) -> list[Candidate]:
+        """The unmeasured members of the working front (:func:`~nasctl.search.frontier.
+        working_front`) that :meth:`measure_front` would measure, most accurate first: all but
+        those predicted over the latency budget at high confidence (interval's low end over it).
+        ``predict``: re-predict every unmeasured candidate first (else their latest
+        predictions, whichever model made them)."""
+        if predict:
+            self.repredict()
+        members = working_front(list(self.archive.values()))
+        budget = self.cons.latency_budget_ms
+        todo = [
+            c
+            for c in members
+            if c.genotype not in self.attempted
+            and not (budget is not None and c.low_ms is not None and c.low_ms > budget)
+        ]
+        return sorted(todo, key=lambda c: -(c.accuracy or 0.0))
+
+    def repredict(self) -> None:
+        """Predict every scored, unmeasured candidate with the current latency model."""
+        if self.latency.model is not None:
+            self.latency.predict(
+                [c for c in self.archive.values() if not c.failed and c.measured_ms is None]
+            )
+
+    def affords(self, genotype: str) -> bool:
+        """Whether measuring ``genotype`` leaves enough device runs to measure the current
+        working front: it is one of the front's unmeasured members (the run pays for itself),
+        or more runs are left than the front still needs. Every unmeasured candidate is
+        re-predicted first (the same model gives the same front, so a resumed search decides as
+        an uninterrupted one)."""
+        todo = self.front_todo()
+        return genotype in {c.genotype for c in todo} or self.left > len(todo)
+
+    def validate(self, quota: int, phase: str, gen: int, *, keep_front: bool = False) -> None:
         """Up to ``quota`` device runs on the candidates with the largest expected improvement,
-        refitting after each."""
+        refitting after each. ``keep_front`` (the final phase): stop where :meth:`affords` says
+        no, so that the runs left cover the front."""
         spread = [c.accuracy for c in self.archive.values() if c.accuracy is not None]
         # below this the chance of an improvement is negligible (about 1e-6 of the accuracy range)
         min_score = 1e-6 * (max(spread) - min(spread)) if len(spread) > 1 else 0.0
         start = self.used  # the quota counts device runs (stored measurements are free)
         self.progress("phase", name=phase, total=quota)
         try:
-            while self.used - start < quota and self.used < self.cfg.device_budget:
+            while self.used - start < quota and self.used < self.limit:
                 pool, score = self.ranked(gen)
                 if not pool:
                     break
@@ -172,6 +210,8 @@ class DeviceBudget:
                         break
                     self.latency.temper *= 2.0
                     continue
+                if keep_front and not self.affords(pool[i].genotype):
+                    break
                 self.measure(pool[i].genotype, phase, gen)
                 self.refit()
         finally:
@@ -217,22 +257,15 @@ class DeviceBudget:
         re-predicted after each refit) is measured or the device budget is spent. Every scored
         candidate is re-predicted first, as the result is (a refit moves predictions: a
         candidate dominated under the last validation round's model may be on the final one's
-        front)."""
+        front). What the budget does not reach stays unmeasured and is reported apart, as
+        unverified."""
+        self.progress("phase", name="front", total=self.left)
         while True:
-            if self.latency.model is not None:
-                self.latency.predict([c for c in self.archive.values() if not c.failed])
-            members = sorted(front(list(self.archive.values())), key=lambda c: -(c.accuracy or 0.0))
-            budget = self.cons.latency_budget_ms
-            todo = [
-                c
-                for c in members
-                if c.genotype not in self.attempted
-                and not (budget is not None and c.low_ms is not None and c.low_ms > budget)
-            ]
-            if not todo or self.used >= self.cfg.device_budget:
+            todo = self.front_todo()
+            if not todo or self.used >= self.limit:
                 return
             for c in todo:
-                if self.used >= self.cfg.device_budget:
+                if self.used >= self.limit:
                     break
                 self.measure(c.genotype, "front", self.cfg.generations)
             self.refit()
@@ -249,7 +282,7 @@ class DeviceBudget:
         m = self.store.get_measurement(h, self.device_id) if reuse else None
         from_store = m is not None and m.status in ("ok", "noisy")
         if not from_store:
-            if self.used >= self.cfg.device_budget:
+            if self.used >= self.limit:
                 raise SearchError("device budget spent")  # callers check first; defensive
             req = MeasurementRequest(
                 arch_hash=h,
@@ -272,6 +305,8 @@ class DeviceBudget:
         ok = m.status in ("ok", "noisy") and m.median_ms is not None
         c.measured_ms = float(m.median_ms) if ok and m.median_ms is not None else None
         c.measured_memory_mb = measured_memory_mib(m.extra) if ok else None
+        if not ok:  # the device could not run it: on no front, measured or predicted
+            c.extra["device_error"] = m.error or m.status
         self.latency.add_residual(pred, c.measured_ms)
         self.attempted.add(genotype)
         self.state.add_measured(

@@ -86,8 +86,11 @@ def config_defaults() -> dict[str, Any]:
 
 @dataclass
 class SearchResult:
-    """What a search found. ``best`` rests on measured latency; ``stopped`` is set when the
-    device failed mid-search (everything measured is kept; run again to resume)."""
+    """What a search found. ``best`` rests on measured latency; ``frontier`` holds measured
+    candidates only (non-dominated on measured latency), and ``unverified`` the candidates
+    predicted to extend or beat it that the device budget did not reach (never presented as
+    front points; :mod:`nasctl.search.frontier`); ``stopped`` is set when the device failed
+    mid-search (everything measured is kept; run again to resume)."""
 
     best: Candidate | None
     fastest: Candidate | None
@@ -102,3 +105,4 @@ class SearchResult:
     stopped: str | None = None
     resumed: bool = False
     measurements: list[dict[str, Any]] = field(default_factory=list)
+    unverified: list[Candidate] = field(default_factory=list)

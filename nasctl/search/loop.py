@@ -40,8 +40,9 @@ from typing import Any
 
 from nasctl.errors import DeviceError, NasctlError, SearchError
 from nasctl.search.accuracy.base import AccuracyEstimator, get_estimator
-from nasctl.search.budget import DeviceBudget, front
+from nasctl.search.budget import DeviceBudget
 from nasctl.search.config import SearchConfig, SearchResult
+from nasctl.search.frontier import measured_front, unverified
 from nasctl.search.latency.intervals import LatencyIntervals
 from nasctl.search.latency.models import (
     LatencyModel,
@@ -204,8 +205,18 @@ class SearchLoop:
 
     # -- public --------------------------------------------------------------------------------
     def run(self) -> SearchResult:
+        """Search, then the result; the loop's files are closed at the end."""
         t0 = time.perf_counter()
-        stopped = None
+        try:
+            stopped = self.search()
+            return self.result(time.perf_counter() - t0, stopped)
+        finally:
+            self.close()
+
+    def search(self) -> str | None:
+        """Run (or resume) the search itself; returns why it stopped early (the device failed;
+        everything measured is kept), else None. The loop stays open: :meth:`result`,
+        :meth:`consider` and ``budget.measure`` may follow, then :meth:`close`."""
         try:
             self._restore()
             self.progress(
@@ -220,13 +231,26 @@ class SearchLoop:
             else:
                 self._run_measure_all()
         except DeviceError as e:
-            stopped = (
+            return (
                 f"device {self.cfg.device!r} failed: {e}; everything measured is kept, "
                 "run the same command again to resume"
             )
-        finally:
+        return None
+
+    def consider(self, genotypes: list[str]) -> list[Candidate]:
+        """Score (estimator) and predict (latency model) ``genotypes`` after the search, no
+        device time: e.g. an architecture another precision's loop put on a merged front."""
+        cands = self._ensure_estimated(genotypes, generation=self.cfg.generations)
+        if self.cfg.use_predictor and self.model is not None:
+            self._predict([c for c in cands if not c.failed and c.measured_ms is None])
+        return cands
+
+    def close(self) -> None:
+        """Close the loop's files (``measurements.jsonl``, ``search.db``, the dataset store)."""
+        if not self._log.closed:
             self._log.close()
-        return self._result(time.perf_counter() - t0, stopped)
+        self.state.close()
+        self.store.close()
 
     # -- resume --------------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -244,6 +268,8 @@ class SearchLoop:
             c = self.archive.setdefault(r["genotype"], Candidate(r["genotype"]))
             c.measured_ms = r["measured_ms"]
             c.measured_memory_mb = r.get("memory_mb")
+            if r["status"] not in ("ok", "noisy"):
+                c.extra["device_error"] = r.get("error") or r["status"]
             self.attempted.add(r["genotype"])
             if r.get("pred_ms") is not None:
                 self.latency.add_residual((r["pred_ms"], r["low_ms"], r["high_ms"]), c.measured_ms)
@@ -285,10 +311,12 @@ class SearchLoop:
             self._score_all()
         budgeted = self.cons.latency_budget_ms is not None and self.cons.min_accuracy is None
         secure = min(cfg.n_secure(), cfg.device_budget - self.used) if budgeted else 0
-        self.budget.validate(cfg.device_budget - self.used - secure, "final", cfg.generations)
+        final = cfg.device_budget - self.used - secure
+        self.budget.validate(final, "final", cfg.generations, keep_front=True)
         if secure:
-            self.budget.secure(cfg.generations)
-            self.budget.validate(cfg.device_budget - self.used, "final", cfg.generations)
+            self.budget.secure(cfg.generations, keep_front=True)
+            left = cfg.device_budget - self.used
+            self.budget.validate(left, "final", cfg.generations, keep_front=True)
         self.budget.measure_front()
 
     def _auto_score_all(self) -> bool:
@@ -488,7 +516,9 @@ class SearchLoop:
         self.budget.refit()
 
     # -- result --------------------------------------------------------------------------------
-    def _result(self, elapsed: float, stopped: str | None) -> SearchResult:
+    def result(self, elapsed: float, stopped: str | None) -> SearchResult:
+        """What the search found so far: its reported front holds measured candidates only;
+        the predicted-only members of its working front are listed apart (``unverified``)."""
         cands = list(self.archive.values())
         for c in cands:
             c.precision = self.cfg.precision
@@ -522,12 +552,11 @@ class SearchLoop:
             )
         queries = int(getattr(self.model, "queries", 0)) if self.cfg.use_predictor else 0
         measurements = self.state.measured()
-        self.state.close()
-        self.store.close()
         return SearchResult(
             best=best,
             fastest=fastest,
-            frontier=front(cands),
+            frontier=measured_front(cands),
+            unverified=unverified(cands),
             candidates=cands,
             device_measurements=self.used,
             predictor_queries=queries,

@@ -11,26 +11,47 @@ model). 20 % of the device budget is kept for the merged frontier, the rest spli
 the precisions (the first ones get the remainder); all loops share one measurement store
 (``<out>/measurements.db`` unless ``db``).
 
-The answer merges the loops: every candidate is an (architecture, precision) pair, and the
-frontier is the non-dominated set of all pairs (accuracy up, latency down; measured where
-measured). Per architecture this keeps the better precision: a pair dominated by the same
-architecture at another precision (INT8 slower and no more accurate) is dropped; when neither
-dominates (INT8 faster but less accurate) both are different trade-offs and each stays if
-nothing else dominates it. Each loop measures its own front on the device at its precision; then
-each unmeasured pair of the merged front is measured at its precision with the budget left, so
-the merged front is measured as far as the budget allows (``frontier_measured``).
+The answer merges the loops: every candidate is an (architecture, precision) pair. Each
+architecture first keeps its better precision (:func:`~nasctl.search.frontier.choose_precisions`):
+a pair is dropped when the same architecture at another precision is faster and not less
+accurate beyond the estimator's noise (``train:*``: one binomial standard error of the held-out
+accuracy, :meth:`~nasctl.search.accuracy.base.AccuracyEstimator.accuracy_se`; estimators that
+state no noise are compared exactly). So an INT8 twin one held-out image "more accurate" but
+slower than its FP32 twin does not stand beside it, and an FP32 twin half a point "more
+accurate" but slower than its INT8 twin is dropped for it; a drop beyond the noise keeps both as
+trade-offs. The frontier is then the non-dominated set of the pairs kept, on measured latency
+only (:func:`~nasctl.search.frontier.measured_front`); predicted-only pairs that would extend or
+beat it are reported apart, as unverified.
+
+After the loops (each measures its own front), the merged phase runs on the loops it keeps open:
+each architecture on the merged working front is scored and predicted at every precision (no
+device time; ``train:*`` trained it once for all precisions), then the merged front's unmeasured
+pairs are measured, most accurate first, each through its precision's loop
+(:meth:`~nasctl.search.budget.DeviceBudget.measure`, refit after each) with the budget the loops
+left (at least the 20 % kept), until the merged front is measured or the budget is spent. Runs
+still left then go to the front architectures' other precisions (most accurate first), so that
+each precision choice rests on measured latency, not on a prediction, as far as the budget goes
+(a measured twin that is faster within the noise takes the point's place).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
 from nasctl.search.accuracy.base import AccuracyEstimator, get_estimator
-from nasctl.search.budget import front
 from nasctl.search.config import SearchConfig, SearchResult
-from nasctl.search.objectives import best_measured, fastest_measured
+from nasctl.search.frontier import (
+    Band,
+    explain_precision,
+    measured_front,
+    unverified,
+    usable,
+    working_front,
+)
+from nasctl.search.objectives import Candidate, best_measured, fastest_measured
 from nasctl.search.precisions import (
     accuracy_precision,
     check_precisions,
@@ -101,57 +122,86 @@ class PrecisionSearch:
         """The run's settings (``summary.json``): the loops' own plus the precisions."""
         return {**self.cfg.settings(), "precision": ",".join(self.precisions)}
 
+    def band(self, a: float, b: float) -> float:
+        """The accuracy difference within which two precisions of one architecture tie: the
+        estimator's standard error at their mean accuracy (0 when it states none)."""
+        return float(self.estimator.accuracy_se((a + b) / 2.0) or 0.0)
+
     def run(self) -> SearchResult:
-        results = []
-        for loop in self.loops:
-            results.append(loop.run())
-            if results[-1].stopped:
-                break  # the device failed: the same command resumes
-        result = merge(results, self.cfg)
-        if result.stopped is None:
-            self._measure_merged_front(result)
+        t0 = time.perf_counter()
+        ran: list[tuple[Any, float, str | None]] = []  # (loop, seconds, stopped)
+        try:
+            for loop in self.loops:
+                t = time.perf_counter()
+                stopped = loop.search()
+                ran.append((loop, time.perf_counter() - t, stopped))
+                if stopped:
+                    break  # the device failed: the same command resumes
+            stopped = next((s for _, _, s in ran if s), None)
+            if stopped is None:
+                stopped = self._merged_front()
+            results = [loop.result(sec, None) for loop, sec, _ in ran]
+        finally:
+            for loop in self.loops:
+                loop.close()
+        result = merge(results, self.cfg, self.band)
+        result.stopped = stopped
+        result.elapsed_s = time.perf_counter() - t0
         return result
 
-    def _measure_merged_front(self, result: SearchResult) -> None:
-        """Measure the merged frontier's unmeasured pairs (most accurate first), each on the
-        device at its precision, with the budget the loops left (at least the reserve)."""
-        from nasctl.errors import DeviceError
-        from nasctl.search.loop import SearchLoop
+    def _pairs(self) -> list[Candidate]:
+        out = []
+        for loop in self.loops:
+            for c in loop.archive.values():
+                c.precision = loop.cfg.precision
+                out.append(c)
+        return out
 
-        by_p = {loop.cfg.precision: loop.cfg for loop in self.loops}
-        while result.device_measurements < self.cfg.device_budget:
-            todo = sorted(
-                (c for c in result.frontier if c.measured_ms is None),
-                key=lambda c: -(c.accuracy or 0.0),
-            )
-            if not todo:
-                return
+    def _merged_front(self) -> str | None:
+        """The merged phase (see the module doc); returns why it stopped (the device failed),
+        else None."""
+        from nasctl.errors import DeviceError
+
+        by_p = {loop.cfg.precision: loop for loop in self.loops}
+        budget = self.cfg.constraints.latency_budget_ms
+        while True:
+            work = working_front(self._pairs(), self.band)
+            archs = list(dict.fromkeys(c.genotype for c in work))
+            twins = {p: [g for g in archs if g not in lp.archive] for p, lp in by_p.items()}
+            if any(twins.values()):  # every front architecture weighed at every precision
+                for p, gs in twins.items():
+                    if gs:
+                        by_p[p].consider(gs)
+                continue
+
+            def open_(c: Candidate) -> bool:
+                return (
+                    c.measured_ms is None
+                    and usable(c)
+                    and c.genotype not in by_p[str(c.precision)].attempted
+                    and not (budget is not None and c.low_ms is not None and c.low_ms > budget)
+                )
+
+            todo = sorted((c for c in work if open_(c)), key=lambda c: -(c.accuracy or 0.0))
+            if not todo:  # then the front's precision choices, on measured latency
+                todo = [
+                    by_p[p].archive[c.genotype]
+                    for c in sorted(work, key=lambda c: -(c.accuracy or 0.0))
+                    for p in by_p
+                    if p != c.precision and open_(by_p[p].archive[c.genotype])
+                ]
+            if not todo or sum(lp.used for lp in self.loops) >= self.cfg.device_budget:
+                return None
             c = todo[0]
-            p = str(c.precision)
-            sub = dataclasses.replace(
-                by_p[p], device_budget=by_p[p].device_budget + self.cfg.device_budget
-            )
-            dev, est = self.devices[p], self.views[p]
-            loop = SearchLoop(sub, space=self.space, device=dev, estimator=est)
+            loop = by_p[str(c.precision)]
+            if loop.budget.left <= 0:
+                loop.budget.grant(1)  # a run of the kept reserve (or another loop's leftover)
             try:
-                loop.budget.used = loop.state.device_measurements()
-                before = loop.budget.used
-                got = loop.budget.measure(c.genotype, "front", self.cfg.generations)
-                result.device_measurements += loop.budget.used - before
+                loop.budget.measure(c.genotype, "merged-front", self.cfg.generations)
             except DeviceError as e:
-                result.stopped = f"device {self.cfg.device!r} failed: {e}; run again to resume"
-                return
-            finally:
-                loop.state.close()
-                loop.store.close()
-                loop._log.close()
-            c.measured_ms = got.measured_ms
-            if c.measured_ms is None:  # failed on the device: no longer a front point
-                c.error, c.accuracy = "failed on the device", None
-            result.measurements = [*result.measurements, {**loop_last(sub), "precision": p}]
-            result.frontier = front(result.candidates)
-            result.best = best_measured(result.candidates, self.cfg.constraints)
-            result.fastest = fastest_measured(result.candidates)
+                return f"device {self.cfg.device!r} failed: {e}; run again to resume"
+            loop.budget.refit()
+            loop.budget.repredict()
 
 
 def front_reserve(budget: int, n: int) -> int:
@@ -161,18 +211,6 @@ def front_reserve(budget: int, n: int) -> int:
     return round(0.2 * budget) if n > 1 else 0
 
 
-def loop_last(cfg: SearchConfig) -> dict[str, Any]:
-    """The last measurement recorded in a loop's ``search.db``."""
-    from nasctl.search.state import SearchState
-
-    state = SearchState(cfg.out / "search.db")
-    try:
-        rows = state.measured()
-    finally:
-        state.close()
-    return rows[-1] if rows else {}
-
-
 def _tagged(fn: Callable[..., None], precision: str) -> Callable[..., None]:
     def call(event: str, **info: Any) -> None:
         fn(event, precision=precision, **info)
@@ -180,18 +218,28 @@ def _tagged(fn: Callable[..., None], precision: str) -> Callable[..., None]:
     return call
 
 
-def merge(results: list[SearchResult], cfg: SearchConfig) -> SearchResult:
-    """One result of the per-precision loops: pairs, their frontier, the best measured."""
+def merge(results: list[SearchResult], cfg: SearchConfig, band: Band | None = None) -> SearchResult:
+    """One result of the per-precision loops: pairs, their frontier (measured pairs only, each
+    architecture at its better precision within ``band``), the unverified pairs, the best
+    measured; each frontier and unverified pair says in ``extra["precision_choice"]`` why it
+    is there against its twins."""
     cands = [c for r in results for c in r.candidates]
     measurements = [
         {**m, "precision": r.candidates[0].precision if r.candidates else None}
         for r in results
         for m in r.measurements
     ]
+    frontier = measured_front(cands, band)
+    pending = unverified(cands, band)
+    for c in (*frontier, *pending):
+        why = explain_precision(c, cands, band)
+        if why:
+            c.extra["precision_choice"] = why
     return SearchResult(
         best=best_measured(cands, cfg.constraints),
         fastest=fastest_measured(cands),
-        frontier=front(cands),
+        frontier=frontier,
+        unverified=pending,
         candidates=cands,
         device_measurements=sum(r.device_measurements for r in results),
         predictor_queries=sum(r.predictor_queries for r in results),

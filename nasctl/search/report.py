@@ -1,12 +1,18 @@
-"""Search outputs: ``frontier.csv``, ``frontier.json``, ``frontier.png`` and the JSON summary.
+"""Search outputs: ``frontier.csv``, ``unverified.csv``, ``frontier.json``, ``frontier.png`` and
+the JSON summary.
 
-The frontier is the non-dominated set of all scored candidates (accuracy up, latency down), with
-each candidate's latency taken as measured when it was measured, else as predicted. Rows carry
-the predicted latency and interval, the measured latency (empty when not measured) and whether
-it meets the constraints. The plot draws every scored candidate (predicted, grey), the frontier,
-measured points as filled markers distinct from predicted ones (a search over several
+The frontier is the non-dominated set of the *measured* candidates (accuracy up, measured
+latency down): every point of it ran on the device. Candidates the latency model predicts would
+extend or beat it but that the device budget did not reach are never shown as front points:
+they are listed apart as **unverified** (``unverified.csv``, ``frontier.json``'s ``unverified``,
+``unverified_size`` in the summary, hollow markers on the plot) with their predicted latency and
+interval. Rows carry the predicted latency and interval, the measured latency (empty when not
+measured), whether it meets the constraints and, over several precisions, why that precision is
+there (``precision_choice``). The plot draws every scored candidate (predicted, grey), the
+frontier through measured points, measured points as filled markers (a search over several
 precisions marks each precision: FP16 triangles, INT8 dots, FP32 squares, DLA diamonds), the
-budget, the best measured architecture, and for ``t4``/``xavier`` the reference classifiers of
+unverified candidates hollow, the budget, the best measured architecture, and for
+``t4``/``xavier`` the reference classifiers of
 ``shared/data/reference/classification_t4_xaviernx.csv`` (ImageNet top-1 vs TensorRT FP16 batch-1
 latency; a different task and scale from most search spaces, drawn for orientation as in the
 DeciNets plots).
@@ -48,6 +54,7 @@ FIELDS = (
     "measured_memory_mb",
     "memory_status",
     "generation",
+    "precision_choice",
 )
 
 
@@ -77,6 +84,7 @@ def candidate_row(c: Candidate, cons: Constraints) -> dict[str, Any]:
         "measured_memory_mb": c.measured_memory_mb,
         "memory_status": memory_status(c, cons) if cons.max_memory_mb is not None else None,
         "generation": c.generation,
+        "precision_choice": c.extra.get("precision_choice"),
     }
 
 
@@ -131,6 +139,8 @@ def summary(result: SearchResult, cons: Constraints, settings: dict[str, Any]) -
         else None,
         "frontier_size": len(front),
         "frontier_measured": measured_front,
+        # predicted to extend or beat the frontier, not measured (the device budget ended)
+        "unverified_size": len(result.unverified),
         "prediction_log": prediction_log_stats(result.measurements, cons.confidence),
         "elapsed_s": round(result.elapsed_s, 2),
         "message": result.message,
@@ -148,15 +158,20 @@ def write_outputs(
     settings: dict[str, Any],
     accuracy_label: str = "accuracy",
 ) -> dict[str, Any]:
-    """Write frontier.csv/json/png and summary.json into ``out``; returns the summary."""
+    """Write frontier.csv, unverified.csv, frontier.json/png and summary.json into ``out``;
+    returns the summary."""
     out.mkdir(parents=True, exist_ok=True)
     rows = [candidate_row(c, cons) for c in result.frontier]
-    with (out / "frontier.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    pending = [candidate_row(c, cons) for c in result.unverified]
+    for name, table in (("frontier.csv", rows), ("unverified.csv", pending)):
+        with (out / name).open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            w.writeheader()
+            w.writerows(table)
     doc = summary(result, cons, settings)
-    (out / "frontier.json").write_text(json.dumps({"frontier": rows, **doc}, indent=2, default=str))
+    (out / "frontier.json").write_text(
+        json.dumps({"frontier": rows, "unverified": pending, **doc}, indent=2, default=str)
+    )
     (out / "summary.json").write_text(json.dumps(doc, indent=2, default=str))
     plot_frontier(result, out / "frontier.png", cons, device, accuracy_label)
     return doc
@@ -196,7 +211,8 @@ def plot_frontier(
     device: str,
     accuracy_label: str = "accuracy",
 ) -> None:
-    """Accuracy vs latency: predicted (hollow) and measured (filled) points, front, budget."""
+    """Accuracy vs latency: scored (grey), measured (filled) points, the measured front, the
+    unverified candidates (hollow: predicted only, not measured), budget."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,9 +225,12 @@ def plot_frontier(
             *_xy(pred, "mean_ms"), s=6, c="#bbbbbb", label="scored (predicted latency)", zorder=1
         )
     meas = [c for c in result.candidates if not c.failed and c.measured_ms is not None]
-    front = sorted(result.frontier, key=lambda c: c.latency_ms or 0.0)
+    front = sorted(result.frontier, key=lambda c: c.measured_ms or 0.0)
     if front:
-        ax.plot(*_xy(front, "latency_ms"), "-", c="#ff7f0e", lw=1.2, label="frontier", zorder=2)
+        ax.plot(
+            *_xy(front, "measured_ms"), "-", c="#ff7f0e", lw=1.2, label="frontier (measured)",
+            zorder=2,
+        )  # fmt: skip
     # one marker per precision when the search weighed several (FP16 triangles, INT8 dots)
     several = len({c.precision for c in result.candidates}) > 1
     for prec, group in _by_precision(meas).items():
@@ -221,12 +240,12 @@ def plot_frontier(
             *_xy(group, "measured_ms"), s=18, marker=mk, c="#1f77b4", zorder=3,
             label=f"measured on device{tag}",
         )  # fmt: skip
-    for prec, group in _by_precision([c for c in front if c.measured_ms is None]).items():
+    for prec, group in _by_precision(result.unverified).items():
         tag = f", {str(prec).upper()}" if several else ""
         ax.scatter(
-            *_xy(group, "latency_ms"), s=30, marker=MARKERS.get(str(prec), "o") if several else "o",
-            facecolors="none", edgecolors="#ff7f0e", label=f"frontier, predicted only{tag}",
-            zorder=4,
+            *_xy(group, "mean_ms"), s=30, marker=MARKERS.get(str(prec), "o") if several else "o",
+            facecolors="none", edgecolors="#7f7f7f",
+            label=f"unverified: predicted only, not measured{tag}", zorder=4,
         )  # fmt: skip
     if result.best is not None:
         ax.scatter(

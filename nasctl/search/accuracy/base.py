@@ -50,6 +50,14 @@ class AccuracyEstimator(ABC):
     #: refining around the top candidates does not dominate a run. None: no limit of its own.
     refine_cap: int | None = None
 
+    def accuracy_se(self, accuracy: float) -> float | None:
+        """The standard error of one estimate at ``accuracy`` (the estimator's units), i.e. the
+        resolution at which it tells two scores apart; None when unknown (tables, proxies,
+        ``python:``: their scores are compared exactly). A search over precisions takes an
+        accuracy difference within it between two precisions of one architecture as a tie
+        (:func:`nasctl.search.frontier.choose_precisions`)."""
+        return None
+
     def for_precision(self, precision: str, int8_drop: Any = None) -> AccuracyEstimator:
         """This estimator at ``precision`` (issue #15.3). FP32 and FP16: the estimator itself
         (its numbers are FP32 accuracies; FP16 is taken to keep them). INT8: a table or a proxy
@@ -85,6 +93,9 @@ class PrecisionView(AccuracyEstimator):
 
     def check_space(self, space: SearchSpace) -> None:
         self.parent.check_space(space)
+
+    def accuracy_se(self, accuracy: float) -> float | None:
+        return self.parent.accuracy_se(accuracy)
 
     def estimate(self, genotype: str, graph: Graph | None, space: SearchSpace) -> float:
         return float(self.fn(genotype, graph, space))

@@ -150,6 +150,16 @@ class TrainingEstimator(AccuracyEstimator):
     def estimate(self, genotype: str, graph: Graph | None, space: SearchSpace) -> float:
         return self.train(genotype, space).accuracy
 
+    def accuracy_se(self, accuracy: float) -> float | None:
+        """The binomial standard error (points) of a held-out accuracy of ``accuracy`` % on
+        this estimator's ``n`` held-out images, ``100 * sqrt(p (1 - p) / n)``, with ``p`` kept
+        half an image from 0 and 1 (digits: n = 539, 1.93 points at 72 %, 0.60 at 98 %)."""
+        n = len(self._val()[1])
+        if n == 0:
+            return None
+        p = min(max(accuracy / 100.0, 0.5 / n), 1.0 - 0.5 / n)
+        return 100.0 * math.sqrt(p * (1.0 - p) / n)
+
     def for_precision(self, precision: str, int8_drop: Any = None) -> AccuracyEstimator:
         """This estimator at ``precision``: the trained network written at that precision
         (FP32, FP16, Q/DQ INT8 calibrated on training images) and scored by ONNX Runtime on the

@@ -1,0 +1,135 @@
+"""The frontier a search reports, and the one it is still working on.
+
+Two fronts over (accuracy up, latency down):
+
+* the **working front** (:func:`working_front`): every scored candidate, its latency measured
+  where measured, else predicted. It is what the loop's final phase measures
+  (:meth:`~nasctl.search.budget.DeviceBudget.measure_front`) and what it reserves device runs
+  for.
+* the **reported front** (:func:`measured_front`): measured candidates only. A point the device
+  never ran is never on it: a predicted-only candidate the working front holds is reported
+  apart, as **unverified** (:func:`unverified`: not measured, the device budget did not reach
+  it), in ``frontier.json``'s ``unverified`` list, ``unverified.csv`` and hollow markers on the
+  plot.
+
+Over several precisions (``nasctl search --precision fp32,int8``) a candidate is an
+(architecture, precision) pair, and each architecture first keeps its better precision
+(:func:`choose_precisions`): a pair is dropped when the same architecture at another precision
+is faster and its accuracy is not lower by more than the estimator's noise (``band``, e.g. one
+binomial standard error of the held-out accuracy); an accuracy difference beyond the noise keeps
+both pairs as trade-offs of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nasctl.search.objectives import Candidate
+from nasctl.search.pareto import front_of
+
+#: ``band(accuracy_a, accuracy_b)`` -> the accuracy difference (estimator units) within which two
+#: precisions of one architecture count as equally accurate
+Band = Callable[[float, float], float]
+
+
+def usable(c: Candidate) -> bool:
+    """Scored, and not refused by the device (``extra["device_error"]``: it could not run it)."""
+    return not c.failed and "device_error" not in c.extra
+
+
+def _pareto(cands: list[Candidate], measured_only: bool) -> list[Candidate]:
+    ok = [c for c in cands if usable(c)]
+    ok = [c for c in ok if (c.measured_ms if measured_only else c.latency_ms) is not None]
+    lat = [(c.measured_ms if measured_only else c.latency_ms) or 0.0 for c in ok]
+    idx = front_of([c.accuracy or 0.0 for c in ok], lat)
+    return [ok[i] for i in idx]
+
+
+def choose_precisions(
+    cands: list[Candidate], band: Band | None = None, *, measured_only: bool = False
+) -> list[Candidate]:
+    """``cands`` without the pairs their own architecture beats at another precision.
+
+    A pair ``p`` is dropped when a pair ``q`` of the same genotype (another precision) is
+    strictly faster and ``acc(q) >= acc(p) - band``: ``q`` is at least as accurate within the
+    estimator's noise. Latency is measured where measured, else predicted (``measured_only``:
+    only measured pairs take part, and are compared on measured latency). With one precision per
+    genotype (a plain search) nothing is dropped."""
+    lat = (lambda c: c.measured_ms) if measured_only else (lambda c: c.latency_ms)
+    by_arch: dict[str, list[Candidate]] = {}
+    for c in (c for c in cands if usable(c) and lat(c) is not None):
+        by_arch.setdefault(c.genotype, []).append(c)
+    kept: list[Candidate] = []
+    for twins in by_arch.values():
+        if len(twins) == 1:
+            kept.append(twins[0])
+            continue
+        for p in twins:
+            beaten_by = [
+                q
+                for q in twins
+                if q is not p
+                and float(lat(q)) < float(lat(p))  # type: ignore[arg-type]
+                and (q.accuracy or 0.0) >= (p.accuracy or 0.0) - _band(band, p, q)
+            ]
+            if not beaten_by:
+                kept.append(p)
+    return kept
+
+
+def _band(band: Band | None, a: Candidate, b: Candidate) -> float:
+    return max(0.0, float(band(a.accuracy or 0.0, b.accuracy or 0.0))) if band else 0.0
+
+
+def explain_precision(c: Candidate, cands: list[Candidate], band: Band | None = None) -> str | None:
+    """Why ``c`` is kept beside, or instead of, its architecture at the other precisions of
+    ``cands`` (one clause per twin; latency measured where both are measured, else as the
+    working front sees it); None without scored twins."""
+    others = [
+        q
+        for q in cands
+        if q.genotype == c.genotype and q is not c and usable(q) and q.latency_ms is not None
+    ]
+    if not others:
+        return None
+    parts = []
+    for q in others:
+        both = c.measured_ms is not None and q.measured_ms is not None
+        lat = (lambda x: x.measured_ms) if both else (lambda x: x.latency_ms)
+        d = (c.accuracy or 0.0) - (q.accuracy or 0.0)
+        b = _band(band, c, q)
+        lc, lq = float(lat(c) or 0.0), float(lat(q) or 0.0)
+        speed = f"{lc:.3g} ms {_source(c)} vs {lq:.3g} ms {_source(q)}"
+        if abs(d) <= b:
+            how = "faster" if lc < lq else "not faster"
+            parts.append(f"vs {q.precision}: as accurate within noise ({d:+.2f}, band {b:.2f}) "
+                         f"and {how} ({speed})")  # fmt: skip
+        elif d > 0:
+            parts.append(f"vs {q.precision}: more accurate by {d:.2f} (beyond band {b:.2f}); "
+                         f"{speed}")  # fmt: skip
+        else:
+            parts.append(f"vs {q.precision}: {-d:.2f} less accurate (beyond band {b:.2f}); "
+                         f"{speed}")  # fmt: skip
+    return f"{c.precision} " + "; ".join(parts)
+
+
+def _source(c: Candidate) -> str:
+    return "measured" if c.measured_ms is not None else "predicted"
+
+
+def working_front(cands: list[Candidate], band: Band | None = None) -> list[Candidate]:
+    """Non-dominated candidates, latency measured where measured, else predicted (fastest
+    first), after each architecture keeps its better precision."""
+    return _pareto(choose_precisions(cands, band), measured_only=False)
+
+
+def measured_front(cands: list[Candidate], band: Band | None = None) -> list[Candidate]:
+    """The reported front: non-dominated among the *measured* candidates, on measured latency
+    (fastest first); every point of it ran on the device."""
+    return _pareto(choose_precisions(cands, band, measured_only=True), measured_only=True)
+
+
+def unverified(cands: list[Candidate], band: Band | None = None) -> list[Candidate]:
+    """Members of the working front with no measurement (fastest first): predicted to extend
+    or beat the reported front, never run on the device."""
+    return [c for c in working_front(cands, band) if c.measured_ms is None]

@@ -1,0 +1,157 @@
+"""The frontier a search reports holds measured points only; what the device budget did not
+reach is listed apart as unverified; the final phase keeps device runs for the front; over
+several precisions each architecture keeps its better precision, ties within the estimator's
+noise going to the faster one."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from nasctl.search.config import SearchConfig, SearchResult
+from nasctl.search.frontier import (
+    choose_precisions,
+    explain_precision,
+    measured_front,
+    unverified,
+    working_front,
+)
+from nasctl.search.loop import SearchLoop
+from nasctl.search.multiprecision import merge
+from nasctl.search.objectives import Candidate, Constraints
+from nasctl.search.report import write_outputs
+
+DEVICE = "replay:nb201/fpga"
+
+
+def _c(g: str, acc: float, *, ms: float | None = None, pred: float | None = None,
+       p: str | None = None) -> Candidate:  # fmt: skip
+    c = Candidate(g, accuracy=acc, measured_ms=ms, precision=p)
+    if pred is not None:
+        c.mean_ms, c.low_ms, c.high_ms = pred, pred * 0.8, pred * 1.25
+    return c
+
+
+def test_reported_front_is_measured_only_and_the_rest_is_unverified() -> None:
+    a = _c("a", 90.0, ms=3.0, pred=2.9)
+    b = _c("b", 80.0, ms=2.0, pred=2.1)
+    fast = _c("fast", 60.0, pred=1.0)  # predicted to extend the front: never measured
+    beats_b = _c("x", 85.0, pred=1.9)  # predicted to dominate b: never measured
+    slow = _c("slow", 50.0, pred=5.0)  # dominated
+    cands = [a, b, fast, beats_b, slow]
+    assert [c.genotype for c in measured_front(cands)] == ["b", "a"]  # b stays: measured
+    assert [c.genotype for c in working_front(cands)] == ["fast", "x", "a"]
+    assert [c.genotype for c in unverified(cands)] == ["fast", "x"]
+    refused = _c("r", 99.0, ms=None, pred=0.5)
+    refused.extra["device_error"] = "engine build failed"  # the device could not run it
+    assert "r" not in {c.genotype for c in working_front([*cands, refused])}
+
+
+def test_a_tie_within_the_noise_goes_to_the_faster_precision() -> None:
+    band = lambda a, b: 1.0  # noqa: E731 - one point of noise
+    # INT8 one image "more accurate" but slower: the FP32 twin alone stands
+    f, i = _c("g", 72.36, ms=1.9, p="fp32"), _c("g", 72.54, ms=2.6, p="int8")
+    assert choose_precisions([f, i], band) == [f]
+    assert choose_precisions([f, i]) == [f, i]  # no noise stated: exact, both non-dominated
+    # FP32 half a point "more accurate" but slower: the INT8 twin alone stands
+    f, i = _c("h", 80.5, ms=3.0, p="fp32"), _c("h", 80.0, ms=1.0, p="int8")
+    assert choose_precisions([f, i], band) == [i]
+    assert "as accurate within noise" in (explain_precision(i, [f, i], band) or "")
+    # a real drop beyond the noise: both are trade-offs and both stay
+    f, i = _c("k", 85.0, ms=3.0, p="fp32"), _c("k", 80.0, ms=1.0, p="int8")
+    assert choose_precisions([f, i], band) == [f, i]
+    assert "more accurate by 5.00" in (explain_precision(f, [f, i], band) or "")
+    # other architectures are judged by plain dominance, whatever the band
+    other = _c("m", 80.2, ms=2.0, p="fp32")
+    assert {c.genotype for c in measured_front([f, i, other], band)} == {"k", "m"}
+
+
+def test_merge_drops_the_slower_tie_twin_and_says_why(tmp_path: Path) -> None:
+    fp32 = [_c("g", 72.36, ms=1.9, pred=2.0, p="fp32"), _c("q", 40.0, ms=0.9, pred=1.0, p="fp32")]
+    int8 = [_c("g", 72.54, ms=2.6, pred=2.5, p="int8"), _c("q", 39.8, ms=0.5, pred=0.6, p="int8")]
+
+    def res(cands: list[Candidate]) -> SearchResult:
+        return SearchResult(None, None, [], cands, len(cands), 0, len(cands), 1.0, 1.0)
+
+    cfg = SearchConfig("mbconv", "cpu", "train:digits", out=tmp_path)
+    band = lambda a, b: 100 * math.sqrt((a + b) / 200 * (1 - (a + b) / 200) / 539)  # noqa: E731
+    got = merge([res(fp32), res(int8)], cfg, band)
+    assert [(c.genotype, c.precision) for c in got.frontier] == [("q", "int8"), ("g", "fp32")]
+    assert got.unverified == []
+    assert "vs fp32: as accurate within noise" in got.frontier[0].extra["precision_choice"]
+    plain = merge([res(fp32), res(int8)], cfg)  # exact comparison: the slower INT8 twin stays
+    assert ("g", "int8") in {(c.genotype, c.precision) for c in plain.frontier}
+
+
+def test_training_estimator_noise_is_the_binomial_standard_error() -> None:
+    from nasctl.search.accuracy import get_estimator
+
+    est = get_estimator("train:digits")
+    n = 539  # digits' held-out images
+    assert est.accuracy_se(72.0) == pytest.approx(100 * math.sqrt(0.72 * 0.28 / n))
+    assert est.accuracy_se(100.0) == pytest.approx(100 * math.sqrt(0.5 / n * (1 - 0.5 / n) / n))
+    assert est.for_precision("int8").accuracy_se(72.0) == est.accuracy_se(72.0)
+    assert get_estimator("proxy:synflow").accuracy_se(72.0) is None
+
+
+@pytest.fixture
+def _data_dir(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NASCTL_DATA_DIR", str(shared_data))
+
+
+def _cfg(out: Path, budget: int) -> SearchConfig:
+    return SearchConfig(
+        space="nb201", device=DEVICE, accuracy="nb201:cifar10", out=out,
+        constraints=Constraints(latency_budget_ms=3.5), device_budget=budget, generations=3,
+        population=16, seed=2, bootstrap=4, score_all=False,
+    )  # fmt: skip
+
+
+@pytest.mark.usefixtures("_data_dir")
+def test_the_final_phase_keeps_device_runs_for_the_front(tmp_path: Path) -> None:
+    loop = SearchLoop(_cfg(tmp_path / "s", budget=14))
+    try:
+        assert loop.search() is None
+        b = loop.budget
+        todo = b.front_todo()
+        off_front = next(
+            g for g, c in loop.archive.items()
+            if g not in loop.attempted and not c.failed and g not in {t.genotype for t in todo}
+        )  # fmt: skip
+        b.limit = b.used + len(todo)  # exactly the runs the front still needs
+        if todo:
+            assert not b.affords(off_front)  # anything else would leave a front point unmeasured
+            assert b.affords(todo[-1].genotype)  # a front member pays for itself
+        b.limit += 1
+        assert b.affords(off_front)
+        result = loop.result(0.0, None)
+    finally:
+        loop.close()
+    assert result.frontier and all(c.measured_ms is not None for c in result.frontier)
+    assert all(c.measured_ms is None for c in result.unverified)
+    if result.unverified:  # only when the budget ran out
+        assert result.device_measurements == 14
+    doc = write_outputs(result, tmp_path / "s", loop.cons, DEVICE, loop.cfg.settings())
+    saved = json.loads((tmp_path / "s" / "frontier.json").read_text())
+    assert all(r["measured_ms"] is not None for r in saved["frontier"])
+    assert doc["frontier_measured"] == doc["frontier_size"] == len(saved["frontier"])
+    assert doc["unverified_size"] == len(saved["unverified"])
+    with (tmp_path / "s" / "unverified.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == doc["unverified_size"]
+
+
+@pytest.mark.usefixtures("_data_dir")
+def test_a_budget_too_small_for_the_front_reports_the_rest_as_unverified(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path / "t", budget=5)
+    cfg.constraints = Constraints()  # no latency budget: the whole front is wanted
+    loop = SearchLoop(cfg)
+    result = loop.run()
+    assert result.device_measurements == 5
+    assert result.unverified  # 4 bootstrap runs + 1 cannot cover a front of this space
+    measured = {c.genotype for c in result.candidates if c.measured_ms is not None}
+    assert {c.genotype for c in result.frontier} <= measured
+    assert not {c.genotype for c in result.unverified} & measured
