@@ -142,7 +142,8 @@ def derive_gate(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         rule=(
             f"cv_threshold = clamp({margin} x p{quantile:g} of {len(cvs)} probe CVs "
-            f"({pq:.4f}), {floor}, {cap}) = {threshold:.4f}; max_attempts = fewest n with fail_rate^n <= {target_fail} "
+            f"({pq:.4f}), {floor}, {cap}) = {threshold:.4f}; "
+            f"max_attempts = fewest n with fail_rate^n <= {target_fail} "
             f"(fail_rate = (fails + 0.5) / (runs + 1) = {fail_rate:.3f}), at most "
             f"{max_attempts_cap}"
         ),
