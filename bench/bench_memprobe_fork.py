@@ -2,10 +2,11 @@
 Python process per model (``memory=spawn``, the probe before), side by side on space networks.
 
 ``--archs`` architectures of ``--space`` (seed ``--seed``) are measured through the cpu device
-twice each, alternating which way goes first; the timing protocol is short (memory does not
-depend on it). Per net: both ``model_peak_bytes``, their ratio, and each probe's CPU seconds
-(``memory.probe_cpu_s``: the child's user + system CPU, for ``spawn`` the whole new process) and
-wall seconds (``timing_s.memory``).
+twice each, alternating which way goes first (with ``--spawn-twice`` a second new-process
+measurement: how much the new-process probe disagrees with itself); the timing protocol is
+short (memory does not depend on it). Per net: both ``model_peak_bytes``, their ratio, and
+each probe's CPU seconds (``memory.probe_cpu_s``: the child's user + system CPU; for
+``spawn`` the whole new process) and wall seconds (``timing_s.memory``).
 
     PYTHONPATH=$PWD:$PWD/agent nice -n 19 .venv/bin/python bench/bench_memprobe_fork.py \\
         --space mbconv --archs 20 --out runs/memprobe_fork.json
@@ -51,6 +52,7 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/memprobe_fork.json"))
+    ap.add_argument("--spawn-twice", action="store_true")
     args = ap.parse_args()
     dev = get_device("cpu")
     rows = []
@@ -63,6 +65,10 @@ def main() -> None:
             row[memory] = measure(dev, graph, memory)
         f, s = row["fresh"]["model_peak_mb"], row["spawn"]["model_peak_mb"]
         row["ratio"] = f / s if f and s else None
+        if args.spawn_twice:
+            s2 = measure(dev, graph, "spawn")["model_peak_mb"]
+            row["spawn_again_mb"] = s2
+            row["spawn_ratio"] = s2 / s if s and s2 else None
         rows.append(row)
         print(f"{i + 1}/{args.archs} forked {f} MB, new process {s} MB", flush=True)
     both = [r for r in rows if r["ratio"]]
@@ -78,6 +84,23 @@ def main() -> None:
         ),
         "model_mb_median": statistics.median(r["spawn"]["model_peak_mb"] for r in both),
     }
+    again = [r["spawn_ratio"] for r in rows if r.get("spawn_ratio")]
+    if again:
+        out["spawn_vs_spawn"] = {
+            "ratio_median": statistics.median(again), "ratio_min": min(again),
+            "ratio_max": max(again),
+            "abs_diff_mb_max": max(
+                abs(r["spawn_again_mb"] - r["spawn"]["model_peak_mb"]) for r in rows
+                if r.get("spawn_ratio")
+            ),
+        }  # fmt: skip
+        out["within_pct"] = {
+            f"{p}%": {
+                "forked_vs_spawn": sum(abs(x - 1) <= p / 100 for x in ratios) / len(ratios),
+                "spawn_vs_spawn": sum(abs(x - 1) <= p / 100 for x in again) / len(again),
+            }
+            for p in (2, 5, 10)
+        }
     for name in ("fresh", "spawn"):
         out[name] = {
             "probe_cpu_s_mean": statistics.fmean(r[name]["probe_cpu_s"] for r in rows),
