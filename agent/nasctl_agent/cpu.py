@@ -170,7 +170,9 @@ class CpuDevice(AgentDevice):
             from nasctl_agent.memserver import measure_forked
 
             t0 = time.perf_counter()
-            where = dict(threads=threads, batch=request.batch, seed=seed, shapes=request.shapes)
+            where: dict[str, Any] = dict(
+                threads=threads, batch=request.batch, seed=seed, shapes=request.shapes
+            )
             path = model.file_path()
             rec = measure_forked(path, **where) if memory == "fresh" else None
             result.memory.update(rec if rec is not None else measure_fresh(path, **where))

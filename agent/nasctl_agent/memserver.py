@@ -210,7 +210,7 @@ def _serve_one(req: dict[str, Any], threads: int, pages: list) -> dict[str, Any]
         _child(req, threads, wfd, pages)
     os.close(wfd)
     deadline = time.monotonic() + float(req.get("timeout_s", 600.0))
-    chunks = []
+    chunks: list[bytes] = []
     with os.fdopen(rfd, "rb", buffering=0) as r:
         while True:
             left = deadline - time.monotonic()

@@ -236,7 +236,7 @@ def _gate(dev: Any, user: dict[str, Any], auto: bool, quiet: bool) -> tuple[Any,
     with ProgressBar(quiet=quiet) as bar:
         tick = bar.ticker(bar.add(f"noise gate {dev.device_id}", total=CALIBRATION_RUNS))
         gate, now = gate_for(dev, user, auto=auto, progress=tick)
-    if now:
+    if now and gate is not None:
         typer.echo(
             f"calibrated the noise gate of {dev.device_id} (first profile here): CV <= "
             f"{100 * gate.cv_threshold:.2f} %, {gate.max_attempts} attempts; `nasctl devices "
