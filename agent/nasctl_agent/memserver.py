@@ -152,22 +152,27 @@ def resident_file_pages() -> list:
     parent's, and library pages the parent had resident would count as the model's memory when
     the session touches them (+12 MB on a tiny model). The child touches these pages before its
     baseline (:func:`touch_pages`) and starts where a fresh process that imported the same
-    modules stands."""
+    modules stands. The reads are small (32 KB): a buffer above glibc's mmap threshold, once
+    freed, raises that threshold for the process and every child forked from it, and with it
+    where a session's allocations land (efficientnet_b0 read 74 MB forked against 87 MB in a
+    new process before)."""
     pages = []
+    chunk = 4096  # pagemap entries a read: 32 KB buffers, below glibc's mmap threshold
     try:
         with open("/proc/self/maps") as f:
-            maps = f.read().splitlines()
-        with open("/proc/self/pagemap", "rb") as pm:
-            for line in maps:
-                parts = line.split()
+            maps = [line.split() for line in f]
+        with open("/proc/self/pagemap", "rb", buffering=0) as pm:
+            for parts in maps:
                 if len(parts) < 6 or not parts[5].startswith("/") or parts[1][0] != "r":
                     continue
                 lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                pm.seek(lo // _PAGE * 8)
-                raw = pm.read((hi - lo) // _PAGE * 8)
-                for i in range(len(raw) // 8):
-                    if raw[8 * i + 7] & 0x80:  # bit 63: present
-                        pages.append(lo + i * _PAGE)
+                for start in range(lo, hi, chunk * _PAGE):
+                    n = min(chunk, (hi - start) // _PAGE)
+                    pm.seek(start // _PAGE * 8)
+                    raw = pm.read(n * 8)
+                    for i in range(len(raw) // 8):
+                        if raw[8 * i + 7] & 0x80:  # bit 63: present
+                            pages.append(start + i * _PAGE)
     except (OSError, ValueError):
         return []
     return pages
