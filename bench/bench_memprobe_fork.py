@@ -1,5 +1,6 @@
-"""Issue 14.3: the forked memory probe (the cpu device's default, ``memory=fresh``) against a new
-Python process per model (``memory=spawn``, the probe before), side by side on space networks.
+"""Issue 14.3: the forked memory probe (``memory=forked``) against a new Python process per model
+(``memory=fresh``, the cpu device's default), side by side on space networks. (Results written
+before the rename name the forked probe ``fresh`` and the new process ``spawn``.)
 
 ``--archs`` architectures of ``--space`` (seed ``--seed``) are measured through the cpu device
 twice each, alternating which way goes first (with ``--spawn-twice`` a second new-process
@@ -59,14 +60,14 @@ def main() -> None:
     for i, (genotype, graph) in enumerate(
         sample_architectures(get_space(args.space), args.archs, args.seed)
     ):
-        order = ("fresh", "spawn") if i % 2 == 0 else ("spawn", "fresh")
+        order = ("forked", "fresh") if i % 2 == 0 else ("fresh", "forked")
         row: dict[str, Any] = {"genotype": genotype}
         for memory in order:
             row[memory] = measure(dev, graph, memory)
-        f, s = row["fresh"]["model_peak_mb"], row["spawn"]["model_peak_mb"]
+        f, s = row["forked"]["model_peak_mb"], row["fresh"]["model_peak_mb"]
         row["ratio"] = f / s if f and s else None
         if args.spawn_twice:
-            s2 = measure(dev, graph, "spawn")["model_peak_mb"]
+            s2 = measure(dev, graph, "fresh")["model_peak_mb"]
             row["spawn_again_mb"] = s2
             row["spawn_ratio"] = s2 / s if s and s2 else None
         rows.append(row)
@@ -80,28 +81,28 @@ def main() -> None:
         "ratio_min": min(ratios),
         "ratio_max": max(ratios),
         "abs_diff_mb_max": max(
-            abs(r["fresh"]["model_peak_mb"] - r["spawn"]["model_peak_mb"]) for r in both
+            abs(r["forked"]["model_peak_mb"] - r["fresh"]["model_peak_mb"]) for r in both
         ),
-        "model_mb_median": statistics.median(r["spawn"]["model_peak_mb"] for r in both),
+        "model_mb_median": statistics.median(r["fresh"]["model_peak_mb"] for r in both),
     }
     again = [r["spawn_ratio"] for r in rows if r.get("spawn_ratio")]
     if again:
-        out["spawn_vs_spawn"] = {
+        out["fresh_vs_fresh"] = {
             "ratio_median": statistics.median(again), "ratio_min": min(again),
             "ratio_max": max(again),
             "abs_diff_mb_max": max(
-                abs(r["spawn_again_mb"] - r["spawn"]["model_peak_mb"]) for r in rows
+                abs(r["spawn_again_mb"] - r["fresh"]["model_peak_mb"]) for r in rows
                 if r.get("spawn_ratio")
             ),
         }  # fmt: skip
         out["within_pct"] = {
             f"{p}%": {
-                "forked_vs_spawn": sum(abs(x - 1) <= p / 100 for x in ratios) / len(ratios),
-                "spawn_vs_spawn": sum(abs(x - 1) <= p / 100 for x in again) / len(again),
+                "forked_vs_fresh": sum(abs(x - 1) <= p / 100 for x in ratios) / len(ratios),
+                "fresh_vs_fresh": sum(abs(x - 1) <= p / 100 for x in again) / len(again),
             }
             for p in (2, 5, 10)
         }
-    for name in ("fresh", "spawn"):
+    for name in ("forked", "fresh"):
         out[name] = {
             "probe_cpu_s_mean": statistics.fmean(r[name]["probe_cpu_s"] for r in rows),
             "wall_s_mean": statistics.fmean(r[name]["wall_s"] for r in rows),

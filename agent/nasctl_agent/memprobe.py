@@ -1,6 +1,6 @@
 """The cpu device's memory measurement, in a fresh process per model (this module: a new Python
-process per model, option ``memory=spawn`` and the fallback; the default forks each model's
-process from a probe server instead, :mod:`nasctl_agent.memserver`, the same measurement).
+process per model, the default; option ``memory=forked`` forks each model's process from a probe
+server instead, :mod:`nasctl_agent.memserver`, with this module as its fallback).
 
 Measured inside one long-lived process, a model's peak memory depends on the models before it:
 memory an earlier session freed but the process kept resident (heap fragments glibc cannot give

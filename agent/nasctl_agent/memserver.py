@@ -1,5 +1,12 @@
-"""The cpu device's memory probe, cheaply: a fresh process image per model without paying a new
-Python and ONNX Runtime import for each.
+"""The cpu device's memory probe, cheaply (option ``memory=forked``; not the default): a fresh
+process image per model without paying a new Python and ONNX Runtime import for each.
+
+Not the default because it did not pass its acceptance check: on the 12 zoo classifiers 10 were
+within 10 % of an independent fresh-process measurement (the new-process probe: also 10 that
+day, other misses), and squeezenet1_1 read 26-31 MB forked against 31-35 MB in new processes.
+A model's peak depends on the allocator's history in the process (glibc's dynamic mmap
+threshold among others), and every child of one server shares the server's history
+(docs/benchmarks.md, issue 14.3).
 
 One long-lived *probe server* (``python -m nasctl_agent.memserver --threads N``) imports ONNX
 Runtime and numpy and warms ONNX Runtime's environment once (the one-Relu session of
