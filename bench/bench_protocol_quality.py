@@ -12,7 +12,9 @@ gate options. Per architecture, with ``s1, s2`` the slow medians and ``f1, f2`` 
     fast vs fast   |f1 - f2| / mean(f)
 
 If *fast vs slow* is no larger than *slow vs slow*, the early stop adds no error beyond what the
-slower protocol already has. Also reported: timed-phase CPU seconds per measurement (the
+slower protocol already has. ``--slow-options`` / ``--fast-options`` (JSON) override either
+protocol's options, e.g. to compare an uncalibrated device's gate (2.5 %, 3 attempts) with a
+calibrated one at the same timed runs. Also reported: timed-phase CPU seconds per measurement (the
 thread clock's ``timed_s`` is wall time; the per-process CPU time is read around each
 measurement), runs, CV and the share of measurements passing the device's gate.
 
@@ -37,12 +39,16 @@ def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     from nasctl.records import MeasurementRequest
     from nasctl.spaces import get_space
 
-    dev = get_device("cpu", **({"clock": args.clock} if args.clock != "wall" else {}))
+    dev = get_device("cpu", memory="off", **({"clock": args.clock} if args.clock != "wall" else {}))
     gate = gate_options(load_gate(dev.device_id), {})
     fast = {**gate, "median_ci": args.median_ci}
     if args.fast_min_time_s is not None:
         fast["min_time_s"] = args.fast_min_time_s
-    protocols = {"slow": {**gate, "median_ci": 0.0}, "fast": fast}
+    protocols = {
+        "slow": {**gate, "median_ci": 0.0, **json.loads(args.slow_options)},
+        "fast": {**fast, **json.loads(args.fast_options)},
+    }
+    print(json.dumps(protocols), flush=True)
     rows = []
     for genotype, graph in sample_architectures(get_space("mbconv"), args.archs, args.seed):
         row: dict[str, Any] = {"genotype": genotype, "slow": [], "fast": []}
@@ -58,7 +64,8 @@ def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                 timed_s = (m.extra.get("timing_s") or {}).get("timed")
                 row[name].append(
                     {"median_ms": m.median_ms, "cv": m.cv, "runs": m.runs,
-                     "status": m.status, "cpu_s": cpu_s, "timed_s": timed_s}
+                     "status": m.status, "cpu_s": cpu_s, "timed_s": timed_s,
+                     "attempts": m.attempts}
                 )  # fmt: skip
         rows.append(row)
         if args.out is not None:  # what is measured so far survives a time limit
@@ -93,6 +100,8 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "runs_median": statistics.median(x["runs"] for x in ms),
             "cv_median_pct": 100 * statistics.median(x["cv"] for x in ms),
             "gate_pass_rate": sum(x["status"] == "ok" for x in ms) / len(ms),
+            "attempts_mean": statistics.fmean(x.get("attempts", 1) for x in ms),
+            "timed_s_mean": statistics.fmean(x["timed_s"] or 0.0 for x in ms),
         }
     return out
 
@@ -105,6 +114,8 @@ def main() -> None:
     ap.add_argument("--median-ci", type=float, default=0.01)
     ap.add_argument("--fast-min-time-s", type=float, default=None, help="default: the device's")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--slow-options", default="{}", help="JSON options over the slow protocol")
+    ap.add_argument("--fast-options", default="{}", help="JSON options over the fast protocol")
     ap.add_argument("--out", type=Path, default=Path("runs/protocol_quality.json"))
     args = ap.parse_args()
     if args.pairs < 2:

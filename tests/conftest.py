@@ -22,3 +22,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA} (set NASCTL_DATA_DIR)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _private_device_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests never read or write the user's noise gates (``$NASCTL_CACHE_DIR``), and ``nasctl
+    profile`` does not calibrate a device first (10 probe runs a test) unless a test asks for
+    it (tests/test_cli_probe.py sets ``NASCTL_AUTO_CALIBRATE=1``)."""
+    monkeypatch.setenv("NASCTL_CACHE_DIR", str(tmp_path_factory.mktemp("nasctl-cache")))
+    monkeypatch.setenv("NASCTL_AUTO_CALIBRATE", "0")

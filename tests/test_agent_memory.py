@@ -115,11 +115,15 @@ def test_unmeasurable_memory_keeps_the_latency_and_marks_memory_missing(
 def test_a_memory_probe_that_cannot_run_marks_memory_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from nasctl_agent import memprobe
+    from nasctl_agent import memprobe, memserver
 
+    monkeypatch.setattr(memserver, "_SERVERS", {})  # no probe server started yet
     monkeypatch.setattr(memprobe.sys, "executable", "/nonexistent/python")
     req = {"device": "cpu", "per_layer": False, "timing": {"repeats": 2, "min_time_s": 0.0}}
     res = nasctl_agent.measure(tiny_model(), req)
+    assert res.memory["missing"].startswith("the memory probe did not run")
+    # memory=forked: no server can start, so it falls back to a new process, which cannot either
+    res = nasctl_agent.measure(tiny_model(), {**req, "options": {"memory": "forked"}})
     assert res.status in ("ok", "noisy") and res.timing["median_ms"] > 0
     assert "model_peak_bytes" not in res.memory
     assert res.memory["missing"].startswith("the memory probe did not run")
@@ -137,3 +141,43 @@ def test_fresh_and_inprocess_agree_on_a_first_model() -> None:
     assert abs(fresh["model_peak_bytes"] / inproc["model_peak_bytes"] - 1) < 0.1
     off = nasctl_agent.measure(tiny_model(), {**req, "options": {"memory": "off"}}).memory
     assert off == {"missing": "not measured (option memory=off)"}
+
+
+@pytest.mark.slow
+def test_forked_probe_measures_what_a_new_process_measures() -> None:
+    """``memory=forked`` (a child forked from the probe server) against the default, a new
+    Python process per model: the 200 MB activation and a tiny model read the same within 2 % /
+    1 MB (a forked child that did not fault in its parent's library pages first read the tiny
+    model 12 MB high), and one server answers every model."""
+    from nasctl_agent import memserver
+
+    req = {"device": "cpu", "per_layer": False, "timing": {"repeats": 2, "min_time_s": 0.0}}
+    forked = {**req, "options": {"memory": "forked"}}
+    big = nasctl_agent.measure(big_activation_model(), forked).memory
+    assert big["probe_process"] == "forked" and big["peak_rss_scope"] == "fresh process"
+    assert 0.95 * BIG <= big["model_peak_bytes"] <= 2.3 * BIG, big
+    server = memserver._SERVERS[1].proc.pid
+    tiny = nasctl_agent.measure(tiny_model(), forked).memory
+    assert memserver._SERVERS[1].proc.pid == server  # the same server, a new child
+    big_s = nasctl_agent.measure(big_activation_model(), req).memory
+    tiny_s = nasctl_agent.measure(tiny_model(), req).memory
+    assert big_s["probe_process"] == "spawned"  # the default: a new process
+    assert abs(big["model_peak_bytes"] / big_s["model_peak_bytes"] - 1) < 0.02
+    assert abs(tiny["model_peak_bytes"] - tiny_s["model_peak_bytes"]) < 1_000_000, (tiny, tiny_s)
+    # the big model's memory went with its child: the server stays small
+    assert tiny["baseline_rss_bytes"] < big["baseline_rss_bytes"] + 20_000_000
+
+
+def test_a_dead_probe_server_is_replaced() -> None:
+    from nasctl_agent import memserver
+
+    req = {"device": "cpu", "per_layer": False, "timing": {"repeats": 2, "min_time_s": 0.0}}
+    req["options"] = {"memory": "forked"}
+    first = nasctl_agent.measure(tiny_model(), req).memory
+    assert first["probe_process"] == "forked", first
+    old = memserver._SERVERS[1]
+    old.proc.kill()
+    old.proc.wait()
+    again = nasctl_agent.measure(tiny_model(), req).memory
+    assert again["probe_process"] == "forked" and again["model_peak_bytes"] > 0
+    assert memserver._SERVERS[1] is not old

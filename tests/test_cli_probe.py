@@ -74,3 +74,53 @@ def test_corrupt_gate_file_is_named(_cache: Path) -> None:
     code, out = _run("devices", "--json")
     row = next(r for r in json.loads(out) if r["name"] == "cpu")
     assert row["noise_gate"] is None and "corrupt" in row["noise_gate_error"]
+
+
+@pytest.mark.slow
+def test_first_profile_calibrates_the_gate_once(
+    tmp_path: Path, _cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default: a device without a gate is calibrated by its first profile (the probe's 10
+    runs, stored with source 'auto'); the next profile uses the stored gate."""
+    monkeypatch.setenv("NASCTL_AUTO_CALIBRATE", "1")
+    db = tmp_path / "a.db"
+
+    def args(num: int) -> list[object]:
+        return ["profile", "--device", "cpu", "--space", "mbconv", "--num", num, "--no-layers",
+                "--db", db, "--json", *FAST, "--option", "memory=off"]  # fmt: skip
+
+    code, out = _run(*args(1))
+    assert code == 0, out
+    res = json.loads(out[out.index("{") :])
+    gate = res["noise_gate"]
+    assert gate["calibrated_now"] and gate["source"] == "auto: first profile"
+    assert res["calibration_seconds"] > 0
+    code, out = _run("devices", "--json")
+    row = next(r for r in json.loads(out) if r["name"] == "cpu")
+    stored = row["noise_gate"]
+    assert stored["device_id"] == res["device_id"] and len(stored["probe_cvs"]) == 10
+    assert stored["cv_threshold"] == gate["cv_threshold"] and len(stored["load_avg"]) == 2
+    assert "p90 of 10 probe CVs" in stored["rule"] and "first profile" in row["noise_gate_note"]
+    with Store(db, readonly=True) as s:
+        m = s.reader.training_rows(res["device_id"])
+    assert len(m) == 1
+    code, out = _run(*args(2))  # one more net, same store
+    assert code == 0, out
+    res2 = json.loads(out)
+    assert res2["noise_gate"]["calibrated_now"] is False and res2["calibration_seconds"] is None
+    assert res2["noise_gate"]["cv_threshold"] == gate["cv_threshold"]
+
+
+def test_no_auto_calibrate_and_a_user_gate_keep_the_fixed_defaults(
+    tmp_path: Path, _cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NASCTL_AUTO_CALIBRATE", "1")
+    base = ["profile", "--device", "cpu", "--space", "mbconv", "--num", "1", "--no-layers",
+            "--json", *FAST, "--option", "memory=off"]  # fmt: skip
+    code, out = _run(*base, "--db", tmp_path / "n.db", "--no-auto-calibrate")
+    assert code == 0, out
+    assert json.loads(out)["noise_gate"] is None and not (_cache / "devices").exists()
+    code, out = _run(*base, "--db", tmp_path / "u.db", "--option", "cv_threshold=0.5",
+                     "--option", "max_attempts=1")  # fmt: skip
+    assert code == 0, out
+    assert json.loads(out)["noise_gate"] is None and not (_cache / "devices").exists()

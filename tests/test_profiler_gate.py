@@ -87,3 +87,28 @@ def test_probe_far_off_stops() -> None:
         check_probe(16.0, 10.0, "d")
     with pytest.raises(DeviceError, match="machine changed"):
         check_probe(6.0, 10.0, "d")
+
+
+def test_rule_shows_its_numbers_and_ignores_the_measured_nets() -> None:
+    g = derive_gate("d", [0.02, 0.04, 0.03, 0.05], [2.0] * 4)
+    assert "(0.0470)" in g.rule and "= 0.0587" in g.rule  # p90 = 0.047, x 1.25
+    assert g.source == "" and g.load_avg == []
+
+
+class _Dev:
+    device_id = "cpu-fake"
+    auto_calibrate = False
+
+
+def test_gate_for_calibrates_only_where_it_may(tmp_path, monkeypatch) -> None:
+    from nasctl.profiler.probe import gate_for
+
+    monkeypatch.setenv("NASCTL_CACHE_DIR", str(tmp_path))
+    assert gate_for(_Dev(), {}) == (None, False)  # a device that does not calibrate itself
+    dev = _Dev()
+    dev.auto_calibrate = True
+    assert gate_for(dev, {}, auto=False) == (None, False)
+    assert gate_for(dev, {"cv_threshold": 0.1, "max_attempts": 2}) == (None, False)
+    stored = derive_gate("cpu-fake", [0.02, 0.03, 0.04], [3.0, 3.1, 2.9])
+    save_gate(stored)
+    assert gate_for(dev, {}) == (stored, False)  # a stored gate is never recalibrated

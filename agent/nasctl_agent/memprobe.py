@@ -1,4 +1,6 @@
-"""The cpu device's memory measurement, in a fresh process per model.
+"""The cpu device's memory measurement, in a fresh process per model (this module: a new Python
+process per model, the default; option ``memory=forked`` forks each model's process from a probe
+server instead, :mod:`nasctl_agent.memserver`, with this module as its fallback).
 
 Measured inside one long-lived process, a model's peak memory depends on the models before it:
 memory an earlier session freed but the process kept resident (heap fragments glibc cannot give
@@ -64,6 +66,7 @@ def measure_fresh(
         err = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
         return {"missing": f"the memory probe failed: {err[:200]}"}
     rec["peak_rss_scope"] = "fresh process"
+    rec["probe_process"] = "spawned"
     if cpu_s >= 0:
         rec["probe_cpu_s"] = round(cpu_s, 3)  # what the probe cost (user + system CPU)
     return rec

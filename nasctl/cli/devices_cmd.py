@@ -10,11 +10,16 @@ from nasctl.cli.common import flags_of, handle_errors, name_flags, print_json
 from nasctl.cli.options import DataDirOpt, JsonOpt, ThreadsOpt, TrtexecOpt, device_options
 
 GATE_NOTE = (
-    "noise_gate: derived from this device's own repeatability (`nasctl devices --calibrate "
-    "NAME` times the reference probe N times); `nasctl profile` uses its cv_threshold and "
-    "max_attempts unless --option sets them, so `noisy` means noisier than this device usually "
-    "is. null: never calibrated here, the protocol's defaults apply (cv_threshold 0.025, "
-    "max_attempts 3)."
+    "noise_gate: derived from this device's own repeatability: the reference probe (a fixed "
+    "mbconv net, never the nets being measured) is timed N times, cv_threshold = 1.25 x the 90th "
+    "percentile of its within-run CVs (clamped to 0.5-200 %), max_attempts = the fewest whose "
+    "chance of all failing is <= 5 % at the probe's fail rate; `rule` shows the numbers. Made "
+    "by `nasctl devices --calibrate NAME`, or on cpu by the first `nasctl profile` "
+    "(source 'auto: first profile'; load_avg = the 1-minute load before/after: a gate made on "
+    "a busy machine is loose, calibrate again when it is quiet to replace it). `nasctl "
+    "profile` uses its cv_threshold and max_attempts unless --option sets them, so `noisy` "
+    "means noisier than this device usually is. null: never calibrated here, the protocol's "
+    "defaults apply (cv_threshold 0.025, max_attempts 3)."
 )
 
 

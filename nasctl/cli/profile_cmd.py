@@ -98,6 +98,16 @@ def profile(
             "(from `nasctl devices --calibrate`, else this run's first probe).",
         ),
     ] = 1.5,
+    auto_calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--auto-calibrate/--no-auto-calibrate",
+            envvar="NASCTL_AUTO_CALIBRATE",
+            help="When the device (cpu) has no noise gate yet, derive it first from 10 runs of "
+            "the reference probe (a few seconds; the rule of `nasctl devices --calibrate`) and "
+            "store it. Off: the protocol's fixed gate (CV 2.5 %, 3 attempts) until calibrated.",
+        ),
+    ] = True,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure ONNX files (arguments or --onnx), N sampled architectures of a space (--space S
@@ -130,11 +140,8 @@ def profile(
     else:
         extra_opts = {**_options(option), **device_options(calib_data=calib_data)}
         dev = _device(device, precision, threads, trtexec, data_dir, extra_opts)
-    from nasctl.profiler.gate import gate_options, load_gate
+    from nasctl.profiler.gate import gate_options
 
-    gate = load_gate(dev.device_id)
-    options = gate_options(gate, _options(option))
-    probe = _prober(dev, gate, probe_tolerance) if probe_every else None
     warnings = _warnings()
     # everything a user typed is checked before the store is opened or created
     graphs = read_onnx(onnx) if onnx else []
@@ -143,6 +150,9 @@ def profile(
     the_space = get_space(space) if space else None
     if the_space is not None and num is not None:
         check_num(the_space, num)
+    gate, calibration_s = _gate(dev, _options(option), auto_calibrate and not fleet, json_out)
+    options = gate_options(gate, _options(option))
+    probe = _prober(dev, gate, probe_tolerance) if probe_every else None
     with Store(db) as store:
         if store.replayed:
             warnings.append(f"stored {store.replayed} measurements kept in the journal earlier")
@@ -182,8 +192,16 @@ def profile(
         "batch": batch,
         "warnings": warnings,
         "noise_gate": (
-            {"cv_threshold": gate.cv_threshold, "max_attempts": gate.max_attempts} if gate else None
+            {
+                "cv_threshold": gate.cv_threshold,
+                "max_attempts": gate.max_attempts,
+                "source": gate.source,
+                "calibrated_now": calibration_s is not None,
+            }
+            if gate
+            else None
         ),
+        "calibration_seconds": calibration_s,
     }
     if json_out:
         print_json(res)
@@ -201,6 +219,31 @@ def profile(
             f"{res['journal']}; the next command that opens {db} stores them",
             err=True,
         )
+
+
+def _gate(dev: Any, user: dict[str, Any], auto: bool, quiet: bool) -> tuple[Any, float | None]:
+    """The device's noise gate, calibrated now if it has none (see ``gate_for``); the seconds
+    a calibration took (None: none ran)."""
+    import time
+
+    from nasctl.profiler.gate import load_gate
+    from nasctl.profiler.probe import CALIBRATION_RUNS, gate_for
+
+    gate = load_gate(dev.device_id)
+    if gate is not None or not auto:
+        return gate, None
+    t0 = time.perf_counter()
+    with ProgressBar(quiet=quiet) as bar:
+        tick = bar.ticker(bar.add(f"noise gate {dev.device_id}", total=CALIBRATION_RUNS))
+        gate, now = gate_for(dev, user, auto=auto, progress=tick)
+    if now and gate is not None:
+        typer.echo(
+            f"calibrated the noise gate of {dev.device_id} (first profile here): CV <= "
+            f"{100 * gate.cv_threshold:.2f} %, {gate.max_attempts} attempts; `nasctl devices "
+            "--json` explains it",
+            err=True,
+        )
+    return gate, (round(time.perf_counter() - t0, 3) if now else None)
 
 
 def _prober(dev: Any, gate: Any, tolerance: float) -> Any:

@@ -40,6 +40,10 @@ class Device(ABC):
     backend_label = "the backend"  # "<label> failed: ..." for an engine's own exception
     #: This device's timing-protocol defaults (under the device's and the request's options).
     timing_defaults: dict[str, Any] = {}
+    #: ``nasctl profile`` derives this device's noise gate itself the first time it measures on
+    #: it (:func:`nasctl.profiler.probe.gate_for`): only where the probe costs seconds (no engine
+    #: build per probe run).
+    auto_calibrate: bool = False
 
     def __init__(self, **opts: Any) -> None:
         self.opts = dict(opts)

@@ -8,7 +8,8 @@ per-channel) and ORT runs its int8 kernels; the device id says ``int8``.
 
 Timed runs stop early once the median is known to +-1 % (``median_ci=0.01``; 95 % confidence,
 at least ``repeats`` runs; option ``median_ci=0`` always runs ``min_time_s``): stable nets
-take a fraction of a second, noisy ones still run ``min_time_s``."""
+take a fraction of a second, noisy ones still run ``min_time_s``. The noise gate is derived from
+the device on its first ``nasctl profile`` (``auto_calibrate``, :mod:`nasctl.profiler.gate`)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,4 @@ class CpuDevice(AgentBackedDevice):
     int8_activations = "uint8"  # ORT's x86 fast path (U8S8); symmetric int8 runs slower here
     backend_label = "ONNX Runtime"
     timing_defaults = {"median_ci": 0.01}
+    auto_calibrate = True  # 10 probe runs, ~5 s: the first profile calibrates the gate

@@ -14,6 +14,15 @@ those CVs:
   ``(fails + 0.5) / (n + 1)`` so that a short calibration is never trusted as "never fails";
   capped at ``max_attempts_cap`` (5).
 
+A device is calibrated by ``nasctl devices --calibrate NAME``, or automatically the first time
+``nasctl profile`` measures on it (devices with ``auto_calibrate``: the local ``cpu``; the same
+10 probe runs and the same rule, :func:`nasctl.profiler.probe.gate_for`). The rule never looks
+at the architectures being measured: the threshold comes from the fixed reference probe alone,
+so calibrating cannot loosen the gate until the measurements pass. ``source`` and
+``load_avg`` (the 1-minute load average before and after the probe runs) say how and under
+what load it was made: a gate calibrated on a busy machine is loose, and ``nasctl devices
+--calibrate`` on a quiet one replaces it.
+
 The gate is kept per device id in a small JSON file under the user's cache
 (``$NASCTL_CACHE_DIR`` or ``$XDG_CACHE_HOME/nasctl`` or ``~/.cache/nasctl``, then
 ``devices/<device_id>.json``) and shown by ``nasctl devices --json``. It also holds the probe's
@@ -59,6 +68,8 @@ class NoiseGate:
     probe_genotype: str = ""
     created_at: str = ""
     rule: str = ""
+    source: str = ""  # "devices --calibrate" or "auto: first profile"
+    load_avg: list[float] = field(default_factory=list)  # 1-min load before, after
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +123,8 @@ def derive_gate(
         not (m > 0 and math.isfinite(m)) for m in medians_ms
     ):
         raise DeviceError("probe CVs must be finite and >= 0, medians finite and > 0")
-    threshold = min(cap, max(floor, margin * _percentile(cvs, quantile)))
+    pq = _percentile(cvs, quantile)
+    threshold = min(cap, max(floor, margin * pq))
     fails = sum(1 for c in cvs if c > threshold)
     fail_rate = (fails + 0.5) / (len(cvs) + 1)
     attempts = attempts_for(fail_rate, target_fail, max_attempts_cap)
@@ -129,8 +141,9 @@ def derive_gate(
         probe_genotype=probe_genotype,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         rule=(
-            f"cv_threshold = clamp({margin} x p{quantile:g} of {len(cvs)} probe CVs, "
-            f"{floor}, {cap}); max_attempts = fewest n with fail_rate^n <= {target_fail} "
+            f"cv_threshold = clamp({margin} x p{quantile:g} of {len(cvs)} probe CVs "
+            f"({pq:.4f}), {floor}, {cap}) = {threshold:.4f}; "
+            f"max_attempts = fewest n with fail_rate^n <= {target_fail} "
             f"(fail_rate = (fails + 0.5) / (runs + 1) = {fail_rate:.3f}), at most "
             f"{max_attempts_cap}"
         ),

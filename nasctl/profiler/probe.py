@@ -9,11 +9,12 @@ times, so it sees the same session options, clock and thread count as the labels
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from nasctl.errors import DeviceError
-from nasctl.profiler.gate import NoiseGate, derive_gate
+from nasctl.profiler.gate import NoiseGate, derive_gate, load_gate, save_gate
 from nasctl.records import MeasurementRequest
 
 #: The reference architecture (a genotype of the ``mbconv`` space).
@@ -26,8 +27,10 @@ PROBE_GENOTYPE = (
 #: ``min_time_s`` of timed runs (no early stop: every probe equally long).
 PROBE_TIMING = {
     "warmup": 5, "warmup_s": 0.1, "repeats": 10, "min_time_s": 0.3, "max_attempts": 1,
-    "median_ci": 0.0,
+    "median_ci": 0.0, "memory": "off",
 }  # fmt: skip
+#: Probe runs of a calibration (``nasctl devices --calibrate``'s default, and the automatic one).
+CALIBRATION_RUNS = 10
 #: A probe slower or faster than this factor of the device's typical probe time stops a run.
 TOLERANCE = 1.5
 
@@ -74,17 +77,56 @@ def measure_probe(device: Any, request: MeasurementRequest | None = None) -> Pro
     return ProbeTime(float(m.median_ms), float(m.cv or 0.0), m.status)
 
 
-def calibrate(device: Any, runs: int = 10, progress: Any = None) -> NoiseGate:
+def calibrate(
+    device: Any,
+    runs: int = CALIBRATION_RUNS,
+    progress: Any = None,
+    source: str = "devices --calibrate",
+) -> NoiseGate:
     """Measure the probe ``runs`` times (one attempt each) and derive the device's gate."""
     req = probe_request(device)
     cvs, medians = [], []
+    load0 = _load_1min()
     for i in range(runs):
         p = measure_probe(device, req)
         cvs.append(p.cv)
         medians.append(p.median_ms)
         if progress:
             progress(i + 1, runs, "probe")
-    return derive_gate(device.device_id, cvs, medians, probe_genotype=PROBE_GENOTYPE)
+    gate = derive_gate(device.device_id, cvs, medians, probe_genotype=PROBE_GENOTYPE)
+    gate.source = source
+    gate.load_avg = [x for x in (load0, _load_1min()) if x is not None]
+    return gate
+
+
+def gate_for(
+    device: Any,
+    user_options: dict[str, Any],
+    *,
+    auto: bool = True,
+    runs: int = CALIBRATION_RUNS,
+    progress: Any = None,
+) -> tuple[NoiseGate | None, bool]:
+    """The device's stored gate; when it has none, ``auto`` is on, the device calibrates
+    itself cheaply (``auto_calibrate``) and the user did not set the gate
+    (``cv_threshold`` and ``max_attempts`` both), calibrate it now with :func:`calibrate` (the
+    rule of ``nasctl devices --calibrate``), store it and return it. Returns the gate (None:
+    the protocol's fixed defaults apply) and whether it was calibrated by this call."""
+    gate = load_gate(device.device_id)
+    if gate is not None or not auto or not getattr(device, "auto_calibrate", False):
+        return gate, False
+    if "cv_threshold" in user_options and "max_attempts" in user_options:
+        return None, False
+    gate = calibrate(device, runs, progress=progress, source="auto: first profile")
+    save_gate(gate)
+    return gate, True
+
+
+def _load_1min() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def check_probe(
