@@ -250,17 +250,16 @@ def main() -> None:
                     pred, _ = transfer.fit_transfer(
                         rows_of(tr, archs, y_ms), device_id=t, seed=seed, sources=src
                     )
-                    logs = pred.log_ms(X_test[keep], S_test[keep])
+                    logs, half = pred.log_ms_half(X_test[keep], S_test[keep])
                     rho = float(spearmanr(logs, y[te]).statistic)
                     res.setdefault((t, "transfer", n, pick), []).append(rho)
                     rho = float(spearmanr(pred.head_log(S_test[keep]), y[te]).statistic)
                     res.setdefault((t, "ridge only", n, pick), []).append(rho)
                     res.setdefault((t, "floor", n, pick), []).append(ridge_rho(logZ, tr, y, te))
                     if pick == "random":
-                        q = float(pred.meta["q"])
-                        inside = np.abs(logs - y[te]) <= q
+                        inside = np.abs(logs - y[te]) <= half
                         cover.setdefault(f"{t}@{n}", []).append(float(inside.mean()))
-                        cover.setdefault(f"{t}@{n}:q", []).append(q)
+                        cover.setdefault(f"{t}@{n}:q", []).append(float(np.mean(half)))
         got = " ".join(
             f"{k[1]}/{k[3]}@{k[2]}={np.mean(v):.3f}" for k, v in res.items() if k[0] == t
         )
