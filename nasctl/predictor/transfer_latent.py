@@ -34,6 +34,7 @@ FIT_LR = 0.05
 PRIOR = 0.01  # weight of the embedding's Gaussian prior (per coordinate, mean square)
 HUBER = 0.3  # Huber threshold of the new device's fit, in (robust) standard deviations of log ms
 AFFINE_IRLS = 10  # reweighting rounds of the final affine map
+WEIGHTS = (0.25, 0.5, 0.75)  # the ridge head's weight in the mean, chosen by leave-one-out
 
 
 def _net(n_in: int, emb_dim: int, hidden: int) -> Any:
@@ -218,3 +219,22 @@ def latent_log(lat: Latent, fit: dict[str, Any], X_design: np.ndarray) -> np.nda
     :func:`fit_embedding`)."""
     with one_thread():
         return _latent_log(lat, fit, X_design)
+
+
+def ridge_weight(
+    lat: Latent, X_design: np.ndarray, y_log: np.ndarray, ridge_loo: np.ndarray
+) -> float:
+    """The ridge head's weight in the transfer's mean, of ``WEIGHTS``: the one whose mixture has
+    the least median absolute leave-one-out error on the new device's rows (``ridge_loo``: the
+    ridge head's leave-one-out residuals, prediction - truth; the latent model's are refit here,
+    one embedding per left-out row). The median, not the mean: one far-off row must not decide."""
+    n = len(y_log)
+    if n < 4:
+        return 0.5
+    lat_loo = np.empty(n)
+    for i in range(n):
+        keep = np.arange(n) != i
+        fit = fit_embedding(lat, X_design[keep], y_log[keep])
+        lat_loo[i] = latent_log(lat, fit, X_design[i : i + 1])[0] - y_log[i]
+    errs = [float(np.median(np.abs(w * ridge_loo + (1 - w) * lat_loo))) for w in WEIGHTS]
+    return float(WEIGHTS[int(np.argmin(errs))])
