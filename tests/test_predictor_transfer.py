@@ -87,7 +87,8 @@ def test_recovers_a_device_that_is_a_function_of_the_sources(sources) -> None:  
 
 def test_latent_model_alone_recovers_the_device(sources) -> None:  # noqa: ANN001
     """The latent half of the ensemble (MLP + device embedding fit from the 10 rows), on its
-    own, orders the 200 unseen architectures of the made-up device; the ensemble is the mean."""
+    own, orders the 200 unseen architectures of the made-up device; the ensemble is a weighted
+    mean of it and the ridge head."""
     from nasctl.predictor.transfer_latent import latent_log
 
     pred, _ = transfer.fit_transfer(_rows(NEW, TGT), device_id=NEW, sources=sources)
@@ -98,12 +99,59 @@ def test_latent_model_alone_recovers_the_device(sources) -> None:  # noqa: ANN00
     assert spearmanr(lat, y).statistic > 0.9
     assert np.median(np.abs(lat - y)) < 0.15
     both = pred.log_ms(X)
-    assert np.allclose(both, 0.5 * (lat + pred.head_log(sources.logs_of(X))))
+    w = pred.meta["latent"]["w_ridge"]  # the ridge head's weight, chosen by leave-one-out
+    assert w in (0.25, 0.5, 0.75)
+    assert np.allclose(both, w * pred.head_log(sources.logs_of(X)) + (1 - w) * lat)
     # without the latent model the transfer is the ridge head alone
     plain = transfer.Sources(**{**sources.__dict__, "latent": None})
     ridge, _ = transfer.fit_transfer(_rows(NEW, TGT), device_id=NEW, sources=plain)
     assert ridge.meta["latent"] is None
     assert np.allclose(ridge.log_ms(X), ridge.head_log(sources.logs_of(X)))
+
+
+def test_a_row_the_sources_cannot_explain_does_not_pull_the_latent_fit(
+    sources,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    """One of the 10 rows runs 1000x faster than the sources say (a cell whose output is cut
+    off, ~0.01 ms on some devices): the latent half's Huber fit still orders the unseen
+    architectures; a plain least-squares fit (the Huber threshold made infinite) does worse."""
+    from nasctl.predictor import transfer_latent as tl
+
+    rows = _rows(NEW, TGT)
+    rows[0].latency_ms /= 1000.0
+    X_t = sources.design(transfer.row_features(rows), rows)
+    y_t = np.log([r.latency_ms for r in rows])
+    test = _rows(NEW, TEST)
+    X = sources.design(transfer.row_features(test), test)
+    y = np.log([r.latency_ms for r in test])
+
+    def rho() -> float:
+        fit = tl.fit_embedding(sources.latent, X_t, y_t)
+        return float(spearmanr(tl.latent_log(sources.latent, fit, X), y).statistic)
+
+    robust = rho()
+    monkeypatch.setattr(tl, "HUBER", float("inf"))
+    assert robust > 0.85 and robust > rho() + 0.02
+
+
+def test_intervals_widen_where_the_two_halves_disagree(sources) -> None:  # noqa: ANN001
+    """Log half-width = calibrated q + half the ridge/latent disagreement, per architecture."""
+    from nasctl.predictor.transfer_latent import latent_log
+
+    pred, _ = transfer.fit_transfer(_rows(NEW, TGT), device_id=NEW, sources=sources)
+    test = _rows(NEW, TEST)
+    X = sources.design(transfer.row_features(test), test)
+    logs, half = pred.log_ms_half(X)
+    gap = np.abs(
+        pred.head_log(sources.logs_of(X))
+        - latent_log(sources.latent, pred.meta["latent"]["fit"], X)
+    )
+    assert np.allclose(half, pred.meta["q"] + 0.5 * gap)
+    assert np.ptp(half) > 0 and half.min() >= pred.meta["q"]
+    sp = get_space("nb201")
+    got = pred.predict_genotypes("nb201", TEST, sp.to_graph, arrays=sp.graph_arrays)
+    assert np.allclose(np.log([g.high_ms / g.latency_ms for g in got]), half, atol=1e-6)
 
 
 def test_informative_picks_spread_over_the_sources(sources) -> None:  # noqa: ANN001

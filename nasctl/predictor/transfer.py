@@ -5,21 +5,24 @@
 
 Each *source* device gets a model of its own (:class:`~nasctl.predictor.gbdt.GBDTModel` on the
 graph-level features plus the genotype one-hot, predicting log ms), so the new device's rows may be
-architectures no source device measured. The new device's log latency is the mean of two
+architectures no source device measured. The new device's log latency is a weighted mean of two
 predictions: (1) a ridge regression on the sources' predicted log latencies of the same
 architecture (standardized inputs, an intercept, the ridge weight chosen by exact leave-one-out on
 the new device's rows): a device described by how it weighs the others; with ten rows this beats
 the other linear heads measured (``bench/bench_transfer_nb201.py --heads``); (2) a latent model
 (:mod:`~nasctl.predictor.transfer_latent`): one MLP over the genotype one-hot and a learned
 device embedding, trained on all source devices' rows, the new device's embedding fit from its
-rows. The mean beats either alone on HELP's split and on the split by hardware kind
-(docs/benchmarks.md, issue 13).
+rows. The ridge head's weight (0.25, 0.5 or 0.75) is the one with the least median absolute
+leave-one-out error on the new device's rows. The mean beats either alone on HELP's split and on
+the split by hardware kind (docs/benchmarks.md, issue 13).
 
-Intervals (90 %): log half-width = ``q * s``, where ``s`` is the root mean square leave-one-out
-error of the head on the new device's own rows (how well a few-shot fit explains this device) and
-``q`` the split-conformal quantile of the same ratio, |error| / ``s``, measured on each *source*
-device left out in turn and fit from as many of its rows as the new device has (``LSO_DRAWS``
-draws each). Nothing about the new device is read except the rows handed in.
+Intervals (90 %): log half-width = ``q * s`` plus half the two members' disagreement on that
+architecture (where the ridge head and the latent model part ways, the interval widens): ``s`` is
+the root mean square leave-one-out error of the head on the new device's own rows (how well a
+few-shot fit explains this device) and ``q`` the split-conformal quantile of the same ratio,
+|error| / ``s``, measured on each *source* device left out in turn and fit from as many of its
+rows as the new device has (``LSO_DRAWS`` draws each). Nothing about the new device is read
+except the rows handed in.
 
 :func:`informative` picks the architectures to measure first: a greedy D-optimal design on the
 sources' standardized predictions (each pick maximizes the ridge head's prediction variance).
@@ -52,9 +55,16 @@ from nasctl.predictor.transfer_head import (
     head_predict,
     informative,
     loo_errors,
+    loo_residuals,
     lso_scores,
 )
-from nasctl.predictor.transfer_latent import Latent, fit_embedding, fit_latent, latent_log
+from nasctl.predictor.transfer_latent import (
+    Latent,
+    fit_embedding,
+    fit_latent,
+    latent_log,
+    ridge_weight,
+)
 
 __all__ = [
     "Sources",
@@ -176,16 +186,28 @@ class TransferPredictor:
 
     def log_ms(self, X: np.ndarray, S: np.ndarray | None = None) -> np.ndarray:
         """Log ms on this device of design rows ``X`` (``S``: their source predictions, if
-        known): the mean of the ridge head and the latent model."""
-        ridge = self.head_log(self.source_logs(X) if S is None else S)
-        if self.latent is None:
-            return ridge
-        return 0.5 * (ridge + latent_log(self.latent, self.meta["latent"]["fit"], X))
+        known): the weighted mean of the ridge head and the latent model."""
+        return self.log_ms_half(X, S)[0]
 
-    def _answer(self, logs: np.ndarray) -> list[Prediction]:
+    def log_ms_half(
+        self, X: np.ndarray, S: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(log ms, 90 % log half-width) of design rows ``X``: the calibrated ``q`` plus half
+        the two members' disagreement (where the ridge head and the latent model part ways,
+        the interval widens)."""
+        ridge = self.head_log(self.source_logs(X) if S is None else S)
         q = float(self.meta["q"])
+        if self.latent is None:
+            return ridge, np.full(len(ridge), q)
+        lat = latent_log(self.latent, self.meta["latent"]["fit"], X)
+        w = float(self.meta["latent"].get("w_ridge", 0.5))
+        return w * ridge + (1.0 - w) * lat, q + 0.5 * np.abs(ridge - lat)
+
+    def _answer(self, X: np.ndarray) -> list[Prediction]:
+        logs, half = self.log_ms_half(X)
         return [
-            Prediction(float(np.exp(v)), float(np.exp(v - q)), float(np.exp(v + q))) for v in logs
+            Prediction(float(np.exp(v)), float(np.exp(v - h)), float(np.exp(v + h)))
+            for v, h in zip(logs, half, strict=True)
         ]
 
     # -- prediction --------------------------------------------------------------------------
@@ -201,7 +223,7 @@ class TransferPredictor:
         X = self.design(
             feats, [g.meta.get("space") for g in graphs], [g.meta.get("genotype") for g in graphs]
         )
-        return self._answer(self.log_ms(X))
+        return self._answer(X)
 
     def predict_genotypes(
         self,
@@ -226,7 +248,7 @@ class TransferPredictor:
                 else:
                     feats = featurize_many([to_graph(g) for g in part], prec)
             X = self.design(feats, [sp_name] * len(part), part)
-            fresh.update(zip(part, self._answer(self.log_ms(X)), strict=True))
+            fresh.update(zip(part, self._answer(X), strict=True))
         if len(self._gcache) + len(fresh) <= CACHE_SIZE:
             self._gcache.update({(space, g, prec): p for g, p in fresh.items()})
         return [fresh.get(g) or self._gcache[(space, g, prec)] for g in genotypes]
@@ -426,7 +448,12 @@ def fit_transfer(
     head = fit_head(S_t, y_t, sources.mean, sources.std)
     lat_meta = None
     if sources.latent is not None:
-        lat_meta = {**sources.latent.meta(), "fit": fit_embedding(sources.latent, X_t, y_t)}
+        r_loo = loo_residuals(S_t, y_t, sources.mean, sources.std, head["lambda"])
+        lat_meta = {
+            **sources.latent.meta(),
+            "fit": fit_embedding(sources.latent, X_t, y_t),
+            "w_ridge": ridge_weight(sources.latent, X_t, y_t, r_loo),
+        }
     scores = lso_scores(sources.own, len(target), seed)
     e_loo = loo_errors(S_t, y_t, sources.mean, sources.std, head["lambda"])
     scale = float(np.sqrt(np.mean(e_loo**2))) + SCALE_FLOOR

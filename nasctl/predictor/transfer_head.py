@@ -20,13 +20,17 @@ def _design(S: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(len(S)), (S - mean) / std])
 
 
-def _loo_abs(X: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
-    """Exact absolute leave-one-out residuals of ridge (unpenalized intercept, column 0 of
-    ``X``) through its hat matrix."""
+def _loo_signed(X: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """Exact leave-one-out residuals (prediction - truth) of ridge (unpenalized intercept,
+    column 0 of ``X``) through its hat matrix."""
     P = lam * np.eye(X.shape[1])
     P[0, 0] = 0.0
     H = X @ np.linalg.solve(X.T @ X + P, X.T)
-    return np.abs((y - H @ y) / np.maximum(1.0 - np.diag(H), 1e-9))
+    return (H @ y - y) / np.maximum(1.0 - np.diag(H), 1e-9)
+
+
+def _loo_abs(X: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    return np.abs(_loo_signed(X, y, lam))
 
 
 def choose_lambda(S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
@@ -71,6 +75,13 @@ def loo_errors(
     leave-one-out on all rows) on these rows."""
     lam = choose_lambda(S, y_log, mean, std) if lam is None else lam
     return _loo_abs(_design(S, mean, std), y_log, lam)
+
+
+def loo_residuals(
+    S: np.ndarray, y_log: np.ndarray, mean: np.ndarray, std: np.ndarray, lam: float
+) -> np.ndarray:
+    """Leave-one-out log residuals (prediction - truth) of the head with weight ``lam``."""
+    return _loo_signed(_design(S, mean, std), y_log, lam)
 
 
 def loo_scale(

@@ -11,8 +11,9 @@ The input is the genotype one-hot when the sources' rows share a space with a fi
 features. Each source's log latencies are standardized before training (a device embedding
 describes the *shape* of a device's latencies, not its speed); the new device's embedding starts
 at the mean of the sources', is pulled toward it by a Gaussian prior (per coordinate, the sources'
-spread), and its output is mapped to log ms by the least-squares affine fit on its rows. Only the
-new device's rows handed in are read.
+spread), and its output is mapped to log ms by an affine fit on its rows; both fits use a Huber
+loss (a few-shot fit is otherwise pulled by one row the sources cannot explain, such as a cell
+whose output is cut off). Only the new device's rows handed in are read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ LR = 3e-3
 FIT_STEPS = 200  # Adam steps of the new device's embedding
 FIT_LR = 0.05
 PRIOR = 0.01  # weight of the embedding's Gaussian prior (per coordinate, mean square)
+HUBER = 0.3  # Huber threshold of the new device's fit, in (robust) standard deviations of log ms
+AFFINE_IRLS = 10  # reweighting rounds of the final affine map
+WEIGHTS = (0.25, 0.5, 0.75)  # the ridge head's weight in the mean, chosen by leave-one-out
 
 
 def _net(n_in: int, emb_dim: int, hidden: int) -> Any:
@@ -129,10 +133,26 @@ def _fit_latent(X_design: np.ndarray, n_graph: int, Y: np.ndarray, *, seed: int 
     return Latent(net.state_dict(), emb.detach().numpy(), inp)
 
 
+def _robust_sd(y: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation (the standard deviation of Gaussian rows, not
+    inflated by one far-off row); the plain standard deviation when most rows tie."""
+    mad = 1.4826 * float(np.median(np.abs(y - np.median(y))))
+    return mad if mad > 1e-3 else float(np.std(y)) + 1e-9
+
+
+def _huber_weights(r: Any, delta: float) -> Any:
+    """IRLS weights of the Huber loss (1 inside ``delta``, ``delta / |r|`` outside)."""
+    import torch
+
+    return torch.clamp(delta / (r.detach().abs() + 1e-9), max=1.0)
+
+
 def _fit_embedding(lat: Latent, X_design: np.ndarray, y_log: np.ndarray) -> dict[str, Any]:
     """The new device's embedding ``e`` and affine map (``a``, ``b``) to log ms from its rows
-    (design matrix ``X_design``) and log latencies ``y_log`` (least squares plus the Gaussian
-    prior on ``e``)."""
+    (design matrix ``X_design``) and log latencies ``y_log``: Huber loss (threshold ``HUBER``
+    robust standard deviations of ``y_log``; iteratively reweighted least squares for the affine
+    map) plus the Gaussian prior on ``e``. The Huber loss keeps a row the sources cannot explain
+    (a cell whose output is cut off runs in ~0.01 ms on some devices) from pulling the fit."""
     import torch
 
     X = lat.inputs(X_design)
@@ -141,20 +161,29 @@ def _fit_embedding(lat: Latent, X_design: np.ndarray, y_log: np.ndarray) -> dict
     c = E.std(0) + 1e-3 if len(E) > 1 else torch.ones(E.shape[1])
     e = torch.nn.Parameter(m.clone())
     opt = torch.optim.Adam([e], lr=FIT_LR)
-    mu, sd = float(np.mean(y_log)), float(np.std(y_log)) + 1e-9
+    mu, sd = float(np.median(y_log)), _robust_sd(y_log)
     yt = torch.as_tensor((y_log - mu) / sd, dtype=torch.float32).unsqueeze(1)
     for p in lat.net.parameters():
         p.requires_grad_(False)
-    sol = torch.zeros(2, 1)
+    w = torch.ones_like(yt)
     for _ in range(FIT_STEPS):
         out = lat.forward(X, e)
         A = torch.stack([out, torch.ones_like(out)], 1)
-        sol = torch.linalg.lstsq(A, yt).solution
-        loss = ((A @ sol) - yt).pow(2).mean() + PRIOR * (((e - m) / c) ** 2).mean()
+        sol = torch.linalg.lstsq(A * w.sqrt(), yt * w.sqrt()).solution
+        r = (A @ sol) - yt
+        loss = (w * r.pow(2)).mean() + PRIOR * (((e - m) / c) ** 2).mean()
+        w = _huber_weights(r, HUBER)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    a, b = sol.detach().numpy().ravel()
+    with torch.no_grad():
+        out = lat.forward(X, e)
+        A = torch.stack([out, torch.ones_like(out)], 1)
+        w = torch.ones_like(yt)
+        for _ in range(AFFINE_IRLS):  # the affine map, Huber too
+            sol = torch.linalg.lstsq(A * w.sqrt(), yt * w.sqrt()).solution
+            w = _huber_weights((A @ sol) - yt, HUBER)
+    a, b = sol.numpy().ravel()
     return {"e": e.detach().numpy().tolist(), "a": float(a) * sd, "b": float(b) * sd + mu}
 
 
@@ -179,7 +208,7 @@ def fit_latent(X_design: np.ndarray, n_graph: int, Y: np.ndarray, *, seed: int =
 
 def fit_embedding(lat: Latent, X_design: np.ndarray, y_log: np.ndarray) -> dict[str, Any]:
     """The new device's embedding ``e`` and affine map (``a``, ``b``) to log ms from its rows
-    (design matrix ``X_design``) and log latencies ``y_log`` (least squares plus the Gaussian
+    (design matrix ``X_design``) and log latencies ``y_log`` (Huber loss plus the Gaussian
     prior on ``e``)."""
     with one_thread():
         return _fit_embedding(lat, X_design, y_log)
@@ -190,3 +219,22 @@ def latent_log(lat: Latent, fit: dict[str, Any], X_design: np.ndarray) -> np.nda
     :func:`fit_embedding`)."""
     with one_thread():
         return _latent_log(lat, fit, X_design)
+
+
+def ridge_weight(
+    lat: Latent, X_design: np.ndarray, y_log: np.ndarray, ridge_loo: np.ndarray
+) -> float:
+    """The ridge head's weight in the transfer's mean, of ``WEIGHTS``: the one whose mixture has
+    the least median absolute leave-one-out error on the new device's rows (``ridge_loo``: the
+    ridge head's leave-one-out residuals, prediction - truth; the latent model's are refit here,
+    one embedding per left-out row). The median, not the mean: one far-off row must not decide."""
+    n = len(y_log)
+    if n < 4:
+        return 0.5
+    lat_loo = np.empty(n)
+    for i in range(n):
+        keep = np.arange(n) != i
+        fit = fit_embedding(lat, X_design[keep], y_log[keep])
+        lat_loo[i] = latent_log(lat, fit, X_design[i : i + 1])[0] - y_log[i]
+    errs = [float(np.median(np.abs(w * ridge_loo + (1 - w) * lat_loo))) for w in WEIGHTS]
+    return float(WEIGHTS[int(np.argmin(errs))])
