@@ -145,6 +145,16 @@ def names_device(device_id: str, device: str | None) -> bool:
     return device == device_id or device_id.startswith(key + "-")
 
 
+def require_device(device_id: str, device: str | None, *, made: str = "trained for") -> None:
+    """Raise unless ``device`` names ``device_id`` (:func:`names_device`); ``made`` says how the
+    predictor came to that device (``trained for``, ``transferred to``)."""
+    if not names_device(device_id, device):
+        raise PredictorError(
+            f"this predictor was {made} device {device_id!r}, not {device!r}; "
+            f"a predictor {made} {device!r} is needed"
+        )
+
+
 class Predictor:
     """A trained latency predictor for one device.
 
@@ -308,11 +318,7 @@ class Predictor:
     def check_device(self, device: str | None) -> None:
         """Raise unless ``device`` (a dataset id, or a name such as ``cpu`` that the id starts
         with) is the device this predictor was trained for; None checks nothing."""
-        if not names_device(self.device_id, device):
-            raise PredictorError(
-                f"this predictor was trained for device {self.device_id!r}, not {device!r}; "
-                "train one for that device with `nasctl train-predictor`"
-            )
+        require_device(self.device_id, device)
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, out: str | Path) -> Path:

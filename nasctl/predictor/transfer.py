@@ -47,7 +47,7 @@ from nasctl.predictor.batch import featurize_batch
 from nasctl.predictor.features import featurize_many
 from nasctl.predictor.gbdt import GBDTModel
 from nasctl.predictor.genotype_onehot import GenotypeEncoder
-from nasctl.predictor.inference import CACHE_SIZE, Prediction, gc_paused, names_device
+from nasctl.predictor.inference import CACHE_SIZE, Prediction, gc_paused, require_device
 from nasctl.predictor.schema import GRAPH_FEATURES, SCHEMA_VERSION, GraphFeatures, schema_hash
 from nasctl.predictor.transfer_head import (
     SCALE_FLOOR,
@@ -255,11 +255,7 @@ class TransferPredictor:
 
     def check_device(self, device: str | None) -> None:
         """Raise unless ``device`` names the device this predictor was transferred to."""
-        if not names_device(self.device_id, device):
-            raise PredictorError(
-                f"this predictor was transferred to device {self.device_id!r}, not {device!r}; "
-                "transfer one to that device with `nasctl train-predictor` (transfer=True)"
-            )
+        require_device(self.device_id, device, made="transferred to")
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, out: str | Path) -> Path:
