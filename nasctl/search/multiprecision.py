@@ -27,15 +27,14 @@ beat it are reported apart, as unverified.
 
 After the loops (each measures its own front), the merged phase runs on the loops it keeps open:
 each architecture on the merged working front is scored and predicted at every precision (no
-device time; ``train:*`` trained it once for all precisions), then the merged front's unmeasured
-pairs are measured, most accurate first, each through its precision's loop
-(:meth:`~nasctl.search.budget.DeviceBudget.measure`, refit after each) with the budget the loops
-left (at least the reserve), until the merged front is measured or the budget is spent. The
-runs left then go to the front architectures' other precisions (most accurate first), so that
-each precision choice rests on measured latencies of both twins (a measured twin that is faster
-within the noise takes the point's place, and the front is measured again), until every front
-architecture is measured at every precision or the budget is spent. A choice still made against
-a predicted twin says so in ``precision_choice`` (:func:`~nasctl.search.frontier.
+device time; ``train:*`` trained it once for all precisions), then the merged front is measured
+architecture by architecture, most accurate first: its front pair and its twins at the other
+precisions, each through its precision's loop (:meth:`~nasctl.search.budget.DeviceBudget.
+measure`, refit and re-predict after each) with the runs the loops left (at least the reserve,
+:func:`front_reserve`). So each precision choice rests on measured latencies of both twins (a
+measured twin faster within the noise takes the point's place, and the front is re-read), until
+every front architecture is measured at every precision or the budget is spent. A choice still
+made against a predicted twin says so in ``precision_choice`` (:func:`~nasctl.search.frontier.
 explain_precision`).
 """
 
@@ -187,14 +186,14 @@ class PrecisionSearch:
                     and not (budget is not None and c.low_ms is not None and c.low_ms > budget)
                 )
 
-            todo = sorted((c for c in work if open_(c)), key=lambda c: -(c.accuracy or 0.0))
-            if not todo:  # then the front's precision choices, on measured latency
-                todo = [
-                    by_p[p].archive[c.genotype]
-                    for c in sorted(work, key=lambda c: -(c.accuracy or 0.0))
-                    for p in by_p
-                    if p != c.precision and open_(by_p[p].archive[c.genotype])
-                ]
+            # front architectures most accurate first, each its front pair then its twins: the
+            # precision choice rests on measured latencies of both before the next one
+            todo = [
+                x
+                for c in sorted(work, key=lambda c: -(c.accuracy or 0.0))
+                for x in (c, *(by_p[p].archive[c.genotype] for p in by_p if p != c.precision))
+                if open_(x)
+            ]
             if not todo or sum(lp.used for lp in self.loops) >= self.cfg.device_budget:
                 return None
             c = todo[0]
