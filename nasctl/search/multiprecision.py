@@ -212,6 +212,9 @@ class PrecisionSearch:
 #: points it is expected to hold (observed: fronts of 4 points on mbconv and 6 on resnet with
 #: ``--device-budget 20``, docs/benchmarks.md; a front does not grow in step with the budget)
 FRONT_SHARE, FRONT_MAX = 0.2, 8
+#: device runs each precision's loop keeps whatever the reserve: its bootstrap's least, the points
+#: its latency model needs before it predicts (``LatencyModel.min_points``)
+LOOP_MIN = 3
 
 
 def front_reserve(budget: int, n: int) -> int:
@@ -220,13 +223,14 @@ def front_reserve(budget: int, n: int) -> int:
     precision choice rests on measured latencies of both twins, not on a prediction. That is
     ``n`` runs per front architecture, for an expected front of ``FRONT_SHARE`` of the budget
     (at least 1, at most ``FRONT_MAX`` points): ``n * min(8, max(1, round(0.2 * budget)))``
-    (2x the expected front for two precisions), at most half the budget (the loops keep the rest to find the front). The one
-    precision of a plain search needs none. Runs the loops leave unused go to the merged phase
-    as well; this is the least it gets."""
+    (2x the expected front for two precisions), at most half the budget (the loops keep the
+    rest to find the front) and never so much that a loop gets fewer than ``LOOP_MIN`` runs
+    (its latency model could not predict). The one precision of a plain search needs none.
+    Runs the loops leave unused go to the merged phase as well; this is the least it gets."""
     if n <= 1:
         return 0
     expected_front = min(FRONT_MAX, max(1, round(FRONT_SHARE * budget)))
-    return min(n * expected_front, budget // 2)
+    return max(0, min(n * expected_front, budget // 2, budget - n * LOOP_MIN))
 
 
 def _tagged(fn: Callable[..., None], precision: str) -> Callable[..., None]:
