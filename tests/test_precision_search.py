@@ -51,7 +51,7 @@ def test_search_over_fp32_and_int8_pairs_is_seeded_and_exports_the_rank_precisio
     assert {"fp32", "int8"} <= set(CALLS)  # the python: estimator received the precision
     by_p = {p: [c for c in res.candidates if c.precision == p] for p in ("fp32", "int8")}
     assert by_p["fp32"] and by_p["int8"]
-    # INT8 measured under its own device id, FP32 under its own; the budget split 4 + 4
+    # INT8 measured under its own device id, FP32 under its own
     measured = {(m["precision"], m["status"]) for m in res.measurements}
     assert {p for p, _ in measured} == {"fp32", "int8"}
     assert res.device_measurements <= 8 and budgets(8, 2) == [4, 4]
@@ -69,6 +69,18 @@ def test_search_over_fp32_and_int8_pairs_is_seeded_and_exports_the_rank_precisio
                     (other.accuracy or 0) >= (c.accuracy or 0)
                     and other.measured_ms < (c.measured_ms or 0)
                 )
+    # the merged phase measures each front architecture at both precisions while runs are left
+    # (a reserve of 2 of the 8: each loop keeps the 3 its latency model needs); a choice
+    # against a predicted twin says so
+    assert ps.reserve == 2 and [lp.cfg.device_budget for lp in ps.loops] == [3, 3]
+    for c in res.frontier:
+        why = c.extra.get("precision_choice")
+        if why is None:  # no twin that ran (the device refused it)
+            continue
+        if "PREDICTED" in why:
+            assert res.device_measurements == 8, why
+        else:
+            assert why.endswith("decided on measured latencies"), why
     doc = write_outputs(res, tmp_path / "a", ps.cfg.constraints, "cpu", ps.settings())
     rows = json.loads((tmp_path / "a" / "frontier.json").read_text())["frontier"]
     assert doc["settings"]["precision"] == "fp32,int8"

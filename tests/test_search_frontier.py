@@ -21,7 +21,7 @@ from nasctl.search.frontier import (
     working_front,
 )
 from nasctl.search.loop import SearchLoop
-from nasctl.search.multiprecision import merge
+from nasctl.search.multiprecision import budgets, front_reserve, merge
 from nasctl.search.objectives import Candidate, Constraints
 from nasctl.search.report import write_outputs
 
@@ -85,6 +85,29 @@ def test_merge_drops_the_slower_tie_twin_and_says_why(tmp_path: Path) -> None:
     assert "vs fp32: as accurate within noise" in got.frontier[0].extra["precision_choice"]
     plain = merge([res(fp32), res(int8)], cfg)  # exact comparison: the slower INT8 twin stays
     assert ("g", "int8") in {(c.genotype, c.precision) for c in plain.frontier}
+
+
+def test_a_choice_against_a_predicted_twin_says_so() -> None:
+    band = lambda a, b: 1.0  # noqa: E731
+    i = _c("g", 76.8, ms=2.08, pred=0.1, p="int8")
+    f = _c("g", 77.0, pred=2.8, p="fp32")  # the twin the budget did not reach
+    why = explain_precision(i, [f, i], band) or ""
+    assert "(2.08 ms measured vs 2.8 ms predicted)" in why
+    assert why.endswith("DECIDED ON PREDICTED LATENCY (fp32 not measured)")
+    f.measured_ms = 2.0  # measured: FP32 is the faster twin, the choice turns on measurement
+    assert choose_precisions([f, i], band, measured_only=True) == [f]
+    why = explain_precision(f, [f, i], band) or ""
+    assert why.endswith("decided on measured latencies") and "PREDICTED" not in why
+
+
+def test_the_merged_front_reserve_covers_each_front_architecture_at_every_precision() -> None:
+    # one run per precision for each point of an expected front (a fifth of the budget, at most
+    # 8 points), at most half the budget, each loop keeping 3 runs; a plain search keeps none
+    assert front_reserve(20, 2) == 8 and budgets(20 - 8, 2) == [6, 6]
+    assert front_reserve(20, 3) == 10  # capped at half: the loops still have to find a front
+    assert front_reserve(100, 2) == 16  # a front does not grow in step with the budget
+    assert front_reserve(8, 2) == 2 and budgets(8 - 2, 2) == [3, 3]  # a latency model's least
+    assert front_reserve(5, 2) == 0 and front_reserve(20, 1) == 0
 
 
 def test_training_estimator_noise_is_the_binomial_standard_error() -> None:

@@ -17,7 +17,10 @@ Over several precisions (``nasctl search --precision fp32,int8``) a candidate is
 (:func:`choose_precisions`): a pair is dropped when the same architecture at another precision
 is faster and its accuracy is not lower by more than the estimator's noise (``band``, e.g. one
 binomial standard error of the held-out accuracy); an accuracy difference beyond the noise keeps
-both pairs as trade-offs of their own.
+both pairs as trade-offs of their own. Latency is measured where measured, else predicted; the
+merged phase of :mod:`nasctl.search.multiprecision` measures the front architectures' twins so
+that the choice rests on measured latencies, and :func:`explain_precision` says when it could
+not.
 """
 
 from __future__ import annotations
@@ -84,7 +87,9 @@ def _band(band: Band | None, a: Candidate, b: Candidate) -> float:
 def explain_precision(c: Candidate, cands: list[Candidate], band: Band | None = None) -> str | None:
     """Why ``c`` is kept beside, or instead of, its architecture at the other precisions of
     ``cands`` (one clause per twin; latency measured where both are measured, else as the
-    working front sees it); None without scored twins."""
+    working front sees it), ending in whether the choice was decided on measured latencies of
+    every twin or on a prediction (``DECIDED ON PREDICTED LATENCY (fp32 not measured)``: the
+    device budget did not reach that twin); None without scored twins."""
     others = [
         q
         for q in cands
@@ -110,6 +115,12 @@ def explain_precision(c: Candidate, cands: list[Candidate], band: Band | None = 
         else:
             parts.append(f"vs {q.precision}: {-d:.2f} less accurate (beyond band {b:.2f}); "
                          f"{speed}")  # fmt: skip
+    unmeasured = [x for x in (c, *others) if x.measured_ms is None]
+    if unmeasured:  # the choice rests on a prediction, not on two measured latencies
+        which = ", ".join(f"{x.precision}" for x in unmeasured)
+        parts.append(f"DECIDED ON PREDICTED LATENCY ({which} not measured)")
+    else:
+        parts.append("decided on measured latencies")
     return f"{c.precision} " + "; ".join(parts)
 
 

@@ -7,9 +7,11 @@ latency model and stored rows, e.g. ``cpu-ort1.32-int8-t1``), and the accuracy e
 at that precision (:meth:`~nasctl.search.accuracy.base.AccuracyEstimator.for_precision`:
 ``train:digits`` trains each architecture once and evaluates its FP32 and Q/DQ INT8 models with
 ONNX Runtime; a ``python:`` function receives the precision; a table needs an INT8 accuracy-drop
-model). 20 % of the device budget is kept for the merged frontier, the rest split evenly between
-the precisions (the first ones get the remainder); all loops share one measurement store
-(``<out>/measurements.db`` unless ``db``).
+model). A reserve of the device budget is kept for the merged phase (:func:`front_reserve`: one
+run per precision for each architecture of an expected front, at most half the budget; 8 of
+``--device-budget 20`` over two precisions), the rest split evenly between the precisions (the
+first ones get the remainder); all loops share one measurement store (``<out>/measurements.db``
+unless ``db``).
 
 The answer merges the loops: every candidate is an (architecture, precision) pair. Each
 architecture first keeps its better precision (:func:`~nasctl.search.frontier.choose_precisions`):
@@ -25,13 +27,15 @@ beat it are reported apart, as unverified.
 
 After the loops (each measures its own front), the merged phase runs on the loops it keeps open:
 each architecture on the merged working front is scored and predicted at every precision (no
-device time; ``train:*`` trained it once for all precisions), then the merged front's unmeasured
-pairs are measured, most accurate first, each through its precision's loop
-(:meth:`~nasctl.search.budget.DeviceBudget.measure`, refit after each) with the budget the loops
-left (at least the 20 % kept), until the merged front is measured or the budget is spent. Runs
-still left then go to the front architectures' other precisions (most accurate first), so that
-each precision choice rests on measured latency, not on a prediction, as far as the budget goes
-(a measured twin that is faster within the noise takes the point's place).
+device time; ``train:*`` trained it once for all precisions), then the merged front is measured
+architecture by architecture, most accurate first: its front pair and its twins at the other
+precisions, each through its precision's loop (:meth:`~nasctl.search.budget.DeviceBudget.
+measure`, refit and re-predict after each) with the runs the loops left (at least the reserve,
+:func:`front_reserve`). So each precision choice rests on measured latencies of both twins (a
+measured twin faster within the noise takes the point's place, and the front is re-read), until
+every front architecture is measured at every precision or the budget is spent. A choice still
+made against a predicted twin says so in ``precision_choice`` (:func:`~nasctl.search.frontier.
+explain_precision`).
 """
 
 from __future__ import annotations
@@ -182,14 +186,14 @@ class PrecisionSearch:
                     and not (budget is not None and c.low_ms is not None and c.low_ms > budget)
                 )
 
-            todo = sorted((c for c in work if open_(c)), key=lambda c: -(c.accuracy or 0.0))
-            if not todo:  # then the front's precision choices, on measured latency
-                todo = [
-                    by_p[p].archive[c.genotype]
-                    for c in sorted(work, key=lambda c: -(c.accuracy or 0.0))
-                    for p in by_p
-                    if p != c.precision and open_(by_p[p].archive[c.genotype])
-                ]
+            # front architectures most accurate first, each its front pair then its twins: the
+            # precision choice rests on measured latencies of both before the next one
+            todo = [
+                x
+                for c in sorted(work, key=lambda c: -(c.accuracy or 0.0))
+                for x in (c, *(by_p[p].archive[c.genotype] for p in by_p if p != c.precision))
+                if open_(x)
+            ]
             if not todo or sum(lp.used for lp in self.loops) >= self.cfg.device_budget:
                 return None
             c = todo[0]
@@ -204,11 +208,29 @@ class PrecisionSearch:
             loop.budget.repredict()
 
 
+#: the share of the device budget one precision's front is expected to take, and at most how many
+#: points it is expected to hold (observed: fronts of 4 points on mbconv and 6 on resnet with
+#: ``--device-budget 20``, docs/benchmarks.md; a front does not grow in step with the budget)
+FRONT_SHARE, FRONT_MAX = 0.2, 8
+#: device runs each precision's loop keeps whatever the reserve: its bootstrap's least, the points
+#: its latency model needs before it predicts (``LatencyModel.min_points``)
+LOOP_MIN = 3
+
+
 def front_reserve(budget: int, n: int) -> int:
-    """Device measurements kept for the merged frontier (20% of the budget with several
-    precisions: each loop measures its own front, but not every point of it is on the merged
-    one, and the merged one may hold points a loop had no budget left for)."""
-    return round(0.2 * budget) if n > 1 else 0
+    """Device measurements kept outside the per-precision loops for the merged phase: every
+    architecture of the merged front measured at *each* of the ``n`` precisions, so that its
+    precision choice rests on measured latencies of both twins, not on a prediction. That is
+    ``n`` runs per front architecture, for an expected front of ``FRONT_SHARE`` of the budget
+    (at least 1, at most ``FRONT_MAX`` points): ``n * min(8, max(1, round(0.2 * budget)))``
+    (2x the expected front for two precisions), at most half the budget (the loops keep the
+    rest to find the front) and never so much that a loop gets fewer than ``LOOP_MIN`` runs
+    (its latency model could not predict). The one precision of a plain search needs none.
+    Runs the loops leave unused go to the merged phase as well; this is the least it gets."""
+    if n <= 1:
+        return 0
+    expected_front = min(FRONT_MAX, max(1, round(FRONT_SHARE * budget)))
+    return max(0, min(n * expected_front, budget // 2, budget - n * LOOP_MIN))
 
 
 def _tagged(fn: Callable[..., None], precision: str) -> Callable[..., None]:
