@@ -5,23 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
 import pytest
+from agent_helpers import ort_optimized
 
 from nasctl.spaces.kernels import KernelsSpace
-
-
-def _optimized(model: onnx.ModelProto, tmp: Path) -> onnx.ModelProto:
-    import onnxruntime as ort
-    from nasctl_agent.backends.ort import session_options
-
-    path = tmp / "optimized.onnx"
-    ort.InferenceSession(
-        model.SerializeToString(),
-        session_options(1, optimized_path=str(path)),
-        providers=["CPUExecutionProvider"],
-    )
-    return onnx.load(path)
 
 
 @pytest.mark.parametrize(
@@ -37,7 +24,7 @@ def test_inlined_hardswish_kernels_map_to_the_hardswish_node(genotype: str, tmp_
     from nasctl.profiler.ort_names import map_kernels
 
     model = to_onnx(KernelsSpace().to_graph(genotype))
-    opt = _optimized(model, tmp_path)
+    opt = ort_optimized(model, tmp_path)
     hs = next(n.name for n in model.graph.node if n.op_type == "HardSwish")
     unnamed = [n for n in opt.graph.node if not n.name and n.op_type in ("HardSigmoid", "Mul")]
     assert len(unnamed) == 2  # what ORT does with HardSwish here
