@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from nasctl.spaces.kernels import FIELDS, KernelsSpace
+from nasctl.spaces.kernels import FIELDS, GROUP_WIDTHS, KernelsSpace
 
 
 def _draws(n: int = 800, seed: int = 0) -> list[str]:
@@ -56,3 +56,21 @@ def test_se_block_and_other_kernels_are_built_as_networks_write_them() -> None:
     assert space.to_graph("act-i64-h7-hardswish").node("/layer").op == "hardswish"
     assert space.to_graph("gap-i512-h7").node("/layer").out_shape == (1, 512, 1, 1)
     assert space.to_graph("linear-i25088-o4096").node("/layer").attrs["in_features"] == 25088
+
+
+def test_grouped_convs_get_a_fair_share_over_every_group_width() -> None:
+    space = KernelsSpace()
+    parsed = [space.parse(g) for g in _draws()]
+    gconvs = [v for k, v, _ in parsed if k == "gconv"]
+    assert len(gconvs) >= 0.15 * len(parsed)  # not a rare kind (~18 %, about as many as dense)
+    widths = Counter(v["i"] // v["g"] for v in gconvs)
+    for w in GROUP_WIDTHS:  # every stratum drawn, none dominant
+        assert widths[w] >= 8, (w, widths[w])
+    # the 3x3 of a ResNeXt/RegNet bottleneck: equal in/out channels, 8..64-channel groups
+    mids = [v for v in gconvs if v["i"] == v["o"] and v["k"] == 3 and v["i"] // v["g"] >= 8]
+    assert len(mids) >= 0.2 * len(gconvs) and {v["s"] for v in mids} == {1, 2}
+    assert all(
+        space.to_graph(f"gconv-{'-'.join(f'{t}{v[t]}' for t in FIELDS['gconv'])}").node("/layer").op
+        == "gconv"
+        for v in gconvs
+    )  # never a depthwise conv

@@ -43,14 +43,16 @@ ROUNDS = 300
 MIN_TYPE_ROWS = 150  # kernel rows of a type for its own regressor (fewer: the shared one)
 MIN_ROWS = 30  # kernel rows in all for a kernel model
 RIDGE = 1.0
-#: the kernel rows' layout (reorder units, the channel-padding feature); a model saved with
-#: another is refused on load (its boosters would read the wrong columns)
-FORMAT = "kernel-units-v2"
+#: the kernel rows' layout (reorder units, the channel-padding feature, the grouped-conv columns
+#: of :func:`_group_columns`); a model saved with another is refused on load (its boosters would
+#: read the wrong columns)
+FORMAT = "kernel-units-v3"
 _MACS = UNIT_FEATURES.index("log1p_macs")
 _BYTES = [UNIT_FEATURES.index(k) for k in ("log1p_read_bytes", "log1p_write_bytes")]
 _WBYTES = UNIT_FEATURES.index("log1p_weight_bytes")
 _ACT = UNIT_FEATURES.index("act")
 _CIN, _COUT = UNIT_FEATURES.index("log1p_c_in"), UNIT_FEATURES.index("log1p_c_out")
+_GROUPS = UNIT_FEATURES.index("log1p_groups")
 _KERNEL = UNIT_FEATURES.index("kernel")  # a reorder's direction (kernel_units.reorder_rows)
 
 
@@ -66,7 +68,29 @@ def _roof(x: np.ndarray, peak: float, bw: float) -> tuple[np.ndarray, np.ndarray
     extra = np.column_stack(
         [np.log(macs / peak + 1e-9), np.log(nbytes / bw + 1e-9), np.log(roof), np.log(pad)]
     )
-    return np.hstack([x, extra]), roof
+    return np.hstack([x, extra, _group_columns(cin, cout, x[:, _GROUPS])]), roof
+
+
+def _group_columns(cin: np.ndarray, cout: np.ndarray, log1p_g: np.ndarray) -> np.ndarray:
+    """A grouped conv's cost beyond its MACs (zeros / ones for other kernels): output channels
+    per group, the padding of each group's input and output widths to the NCHWc block and
+    whether ORT runs it blocked (both widths block multiples, :mod:`kernel_layout`; else NCHW,
+    one small GEMM per group)."""
+    cin, cout = np.maximum(np.round(cin), 1), np.maximum(np.round(cout), 1)
+    g = np.maximum(np.round(np.expm1(log1p_g)), 1)
+    grouped = (g > 1) & (g < cin)
+    gin, gout = cin / g, cout / g
+    gpad = (np.ceil(gin / NCHWC_BLOCK) * NCHWC_BLOCK / gin) * (
+        np.ceil(gout / NCHWC_BLOCK) * NCHWC_BLOCK / gout
+    )
+    blocked = grouped & (gin % NCHWC_BLOCK == 0) & (gout % NCHWC_BLOCK == 0)
+    return np.column_stack(
+        [
+            np.where(grouped, np.log1p(gout), 0.0),
+            np.where(grouped, np.log(gpad), 0.0),
+            blocked.astype(np.float64),
+        ]
+    )
 
 
 class KernelModel:

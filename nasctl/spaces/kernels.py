@@ -27,8 +27,10 @@ gives the same kernels): a kind by :data:`WEIGHTS`; an input size from :data:`SI
 feature-map sizes of 224-px classifiers); channels log-uniform over 4..2048 in steps of 4 (a
 tenth of dense convs take a 3-channel stem input), linear layers 64..25,088 -> 10..4,096
 features; kernels 1/3/5/7/11 (depthwise 3/5/7, dilated 3 with dilation 2/3/4/6), strides 1/2/4
-(4 only for dense convs); grouped convs either 2..64 groups or a group width of 4..128
-channels (ResNeXt, RegNet); SE squeeze ratios 4..24; activations ReLU, ReLU6, hardswish,
+(4 only for dense convs); grouped convs (a fair share, :data:`WEIGHTS`) in three equally likely
+shapes (:func:`_gconv`): the ResNeXt/RegNet bottleneck 3x3 (``i == o``), a general grouped conv,
+each with a group width from :data:`GROUP_WIDTHS` (2..64 channels per group, one stratum each),
+and 2..64 wide groups; SE squeeze ratios 4..24; activations ReLU, ReLU6, hardswish,
 SiLU (swish), sigmoid, hardsigmoid. A draw is rejected (and drawn again) above :data:`MAX_MACS`
 multiply-accumulates, :data:`MAX_ELEMENTS` elements in an input or output tensor or
 :data:`MAX_PARAMS` weights.
@@ -61,9 +63,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 #: sampling weights per kind (convs dominate real networks)
 WEIGHTS: dict[str, float] = {
-    "conv": 4,
+    "conv": 3.5,
     "dwconv": 2,
-    "gconv": 1.5,
+    "gconv": 3,
     "dconv": 0.5,
     "linear": 1,
     "maxpool": 0.5,
@@ -76,6 +78,11 @@ WEIGHTS: dict[str, float] = {
 }
 FUSABLE = frozenset({"conv", "dwconv", "gconv", "dconv", "linear", "add", "act", "se"})
 NEEDS_ACT = frozenset({"act"})
+#: channels per group of a sampled grouped conv, one stratum each (equal chance): ResNeXt's 4,
+#: RegNet's 8/16/24/32/48/56/64..., ShuffleNet-v1 and AlexNet-style 2-group convs' wide groups;
+#: 16-aligned widths run blocked (NCHWc) in ONNX Runtime, the others in NCHW (kernel_layout).
+#: Width 1 (groups == input channels) is the depthwise kind, sampled as ``dwconv``.
+GROUP_WIDTHS = (2, 4, 8, 16, 24, 32, 48, 64)
 #: input sizes (px) drawn from: the feature maps of 224-px classifiers (AlexNet's 55/27/13 too)
 SIZES = (7, 7, 13, 14, 14, 27, 28, 28, 55, 56, 56, 112, 112, 224)
 SAMPLED_ACTS = ("relu", "relu6", "hardswish", "swish", "sigmoid", "hardsigmoid")
@@ -182,14 +189,7 @@ class KernelsSpace(SearchSpace):
         if kind == "linear":
             vals["i"], vals["o"] = _log_choice(rng, 64, 25088), _log_choice(rng, 10, 4096, 2)
         if kind == "gconv":
-            if rng.random() < 0.5:
-                g = rng.choice((2, 4, 8, 16, 32, 64))
-            else:  # a fixed group width (channels per group), as ResNeXt and RegNet set it
-                g = max(2, vals["i"] // rng.choice((4, 8, 16, 24, 32, 48, 64, 128)))
-            vals["g"] = g
-            vals["i"] = max(2 * g, vals["i"] // g * g)  # g == i would be a depthwise conv
-            vals["o"] = max(g, vals["o"] // g * g)
-            vals["k"] = rng.choice((1, 3, 3, 5))
+            vals.update(_gconv(rng, vals))
         if kind in ("maxpool", "avgpool"):
             vals["k"] = rng.choice((2, 3, 3))
             vals["s"] = rng.choice((1, 2, 2))
@@ -233,6 +233,38 @@ class KernelsSpace(SearchSpace):
             if act:
                 x = b.act(x, act, id="/act")
         return b.build([x], meta={"space": self.name, "genotype": self.format((kind, v, act))})
+
+
+def _gconv(rng: random.Random, vals: dict[str, int]) -> dict[str, int]:
+    """A grouped conv's ``i``, ``o``, ``g``, ``k``, ``s``: three equally likely shapes.
+
+    * the 3x3 middle of a ResNeXt/RegNet bottleneck (1x1 -> grouped 3x3 -> 1x1): ``i == o``,
+      a group width from :data:`GROUP_WIDTHS` (one stratum each), stride 1 or 2 (a stage's
+      first block), at the 7..56 px stages;
+    * a general grouped conv with a group width from :data:`GROUP_WIDTHS` (uneven in/out widths,
+      kernels 1/3/5, a 1x1 grouped conv as ShuffleNet-v1 and CondenseNet write it);
+    * few wide groups: 2..64 groups over any channel count (AlexNet's 2-group convs).
+    """
+    mode = rng.randrange(3)
+    if mode == 2:
+        g = rng.choice((2, 4, 8, 16, 32, 64))
+        i = max(2 * g, vals["i"] // g * g)  # g == i would be a depthwise conv
+        o = max(g, vals["o"] // g * g)
+        return {"g": g, "i": i, "o": o, "k": rng.choice((1, 3, 3, 5))}
+    width = rng.choice(GROUP_WIDTHS)
+    g = max(2, _log_choice(rng, 16, 2048, 1) // width)
+    i = g * width
+    if mode == 0:
+        return {
+            "g": g,
+            "i": i,
+            "o": i,
+            "k": 3,
+            "s": rng.choice((1, 1, 2)),
+            "h": rng.choice((7, 14, 14, 28, 28, 56, 56)),
+        }
+    o = g * max(1, round(width * rng.choice((0.5, 1, 2, 4))))
+    return {"g": g, "i": i, "o": o, "k": rng.choice((1, 3, 3, 5))}
 
 
 def _layer(b: GraphBuilder, kind: str, v: dict[str, int]) -> str:
