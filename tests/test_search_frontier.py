@@ -178,3 +178,88 @@ def test_a_budget_too_small_for_the_front_reports_the_rest_as_unverified(tmp_pat
     measured = {c.genotype for c in result.candidates if c.measured_ms is not None}
     assert {c.genotype for c in result.frontier} <= measured
     assert not {c.genotype for c in result.unverified} & measured
+
+
+def test_a_latency_within_the_run_to_run_spread_is_a_tie() -> None:
+    band = lambda a, b: 1.0  # noqa: E731 - one point of noise
+    spread = math.log(1.11)  # the device's run-to-run spread: 1.11x
+    # INT8 1.05x faster and as accurate: one measurement each cannot tell them apart, the tie
+    # in both keeps the higher precision (whichever order they come in)
+    f, i = _c("g", 80.0, ms=2.10, p="fp32"), _c("g", 80.5, ms=2.00, p="int8")
+    assert choose_precisions([f, i], band) == [i]  # no spread stated: the faster one
+    assert choose_precisions([i, f], band, spread=spread) == [f]
+    why = explain_precision(f, [f, i], band, spread) or ""
+    assert "as fast within run-to-run spread" in why and "band 1.11x" in why
+    assert "keeps the higher precision, fp32" in why and why.endswith("measured latencies")
+    assert [c.precision for c in measured_front([f, i], band, spread)] == ["fp32"]
+    # beyond the spread (1.30x): INT8 is faster, as before
+    i.measured_ms = 2.10 / 1.30
+    assert choose_precisions([f, i], band, spread=spread) == [i]
+    # equally fast but INT8 more accurate beyond the noise: INT8 alone (was: both trade-offs)
+    f, i = _c("h", 78.0, ms=2.00, p="fp32"), _c("h", 80.0, ms=2.05, p="int8")
+    assert choose_precisions([f, i], band) == [f, i]
+    assert choose_precisions([f, i], band, spread=spread) == [i]
+    # a predicted twin is never in a latency tie: the band is a measurement's spread
+    f, i = _c("k", 80.0, pred=2.05, p="fp32"), _c("k", 80.0, ms=2.00, pred=2.0, p="int8")
+    assert choose_precisions([f, i], band, spread=spread) == [i]
+
+
+def test_run_spread_is_robust_to_one_outlier_probe() -> None:
+    from nasctl.profiler.gate import derive_gate, run_spread
+
+    medians = [2.36, 2.36, 2.35, 2.20, 2.06, 6.27, 2.12, 1.98, 2.03, 2.06]  # one busy probe
+    gate = derive_gate("cpu-test", [0.05] * 10, medians)
+    assert gate.probe_spread > 1.9  # the range: every pair would tie
+    assert 1.08 < math.exp(run_spread(gate) or 0.0) < 1.15
+    assert run_spread(None) is None
+    gate.probe_medians_ms = [2.0, 2.1]
+    assert run_spread(gate) is None  # too few probes to say
+
+
+def test_the_search_takes_its_latency_tie_from_the_devices_stored_gates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from nasctl.profiler.gate import derive_gate, save_gate
+    from nasctl.search.multiprecision import latency_spread
+
+    monkeypatch.setenv("NASCTL_CACHE_DIR", str(tmp_path))
+    fp32, int8 = SimpleNamespace(device_id="cpu-a-fp32"), SimpleNamespace(device_id="cpu-a-int8")
+    assert latency_spread([fp32, int8]) is None  # never calibrated: latencies compared exactly
+    save_gate(derive_gate("cpu-a-fp32", [0.05] * 5, [2.0, 2.1, 2.2, 1.9, 2.0]))
+    got = latency_spread([fp32, int8])  # the one gate there is speaks for both
+    assert got is not None and 1.02 < math.exp(got) < 1.10
+    # merge uses it: a 1.03x INT8 twin ties, and the tie keeps FP32
+    f, i = _c("g", 80.0, ms=2.06, pred=2.0, p="fp32"), _c("g", 80.2, ms=2.0, pred=2.0, p="int8")
+
+    def res(cands: list[Candidate]) -> SearchResult:
+        return SearchResult(None, None, [], cands, len(cands), 0, len(cands), 1.0, 1.0)
+
+    cfg = SearchConfig("mbconv", "cpu", "train:digits", out=tmp_path)
+    got_r = merge([res([f]), res([i])], cfg, lambda a, b: 1.0, got)
+    assert [(c.genotype, c.precision) for c in got_r.frontier] == [("g", "fp32")]
+    assert "tie in both keeps the higher precision" in got_r.frontier[0].extra["precision_choice"]
+
+
+def test_the_twin_prior_scales_the_first_precisions_model_by_the_measured_ratio() -> None:
+    import numpy as np
+
+    from nasctl.search.latency.twin import RATIO_SIGMA, TwinPrior
+
+    class Source:  # a latency model: 2 ms for every genotype, log sigma 0.1
+        def predict(self, gs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            m = np.full(len(gs), 2.0)
+            return m, m * math.exp(-0.1), m * math.exp(0.1)
+
+        def log_sigma(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+            return (np.log(hi) - np.log(lo)) / 2
+
+    ratios: list[float] = []
+    prior = TwinPrior(Source(), lambda: ratios)
+    mu, sd = prior(["a", "b"])
+    assert np.allclose(np.exp(mu), 2.0) and np.allclose(sd, math.hypot(0.1, RATIO_SIGMA))
+    ratios[:] = [0.5, 0.8, 0.7]  # INT8 / FP32 of three twins measured at both
+    mu, sd = prior(["a"])
+    assert math.isclose(float(np.exp(mu[0])), 1.4)  # 2 ms x the median ratio 0.7
+    assert float(sd[0]) < math.hypot(0.1, RATIO_SIGMA)  # three ratios agree better than 0.5

@@ -174,6 +174,21 @@ def save_gate(gate: NoiseGate) -> Path:
     return path
 
 
+def run_spread(gate: NoiseGate | None) -> float | None:
+    """The device's run-to-run spread of one measurement, as a robust standard deviation of the
+    log of its calibration probes' medians (``1.4826 x MAD`` of ``ln(median)``: the same probe
+    architecture measured again and again; one outlier probe, as happens on a shared machine,
+    does not widen it the way ``probe_spread``'s range does). Two medians of one speed differ
+    by about this in ``ln`` from run to run. None without a gate or with fewer than
+    ``MIN_PROBES`` positive probe medians."""
+    meds = [m for m in (gate.probe_medians_ms if gate else []) if m > 0 and math.isfinite(m)]
+    if len(meds) < MIN_PROBES:
+        return None
+    logs = [math.log(m) for m in meds]
+    mid = statistics.median(logs)
+    return 1.4826 * statistics.median(abs(x - mid) for x in logs)
+
+
 def load_gate(device_id: str) -> NoiseGate | None:
     """The stored gate of ``device_id``; None when never calibrated. A corrupt file raises."""
     path = _path(device_id)

@@ -17,7 +17,12 @@ Over several precisions (``nasctl search --precision fp32,int8``) a candidate is
 (:func:`choose_precisions`): a pair is dropped when the same architecture at another precision
 is faster and its accuracy is not lower by more than the estimator's noise (``band``, e.g. one
 binomial standard error of the held-out accuracy); an accuracy difference beyond the noise keeps
-both pairs as trade-offs of their own. Latency is measured where measured, else predicted; the
+both pairs as trade-offs of their own. Latency has a tie band too (``spread``: the device's
+run-to-run spread, :func:`~nasctl.profiler.gate.run_spread`): two *measured* twins whose latencies
+differ by no more than it (``|ln(a/b)| <= spread``) are as fast as each other; then the one more
+accurate beyond the noise is kept, and a tie in both keeps one point, the higher precision
+(:func:`higher`: fp32 before fp16 before int8 before dla; no quantization risk at a speed one
+measurement cannot tell apart). Latency is measured where measured, else predicted; the
 merged phase of :mod:`nasctl.search.multiprecision` measures the front architectures' twins so
 that the choice rests on measured latencies, and :func:`explain_precision` says when it could
 not.
@@ -25,10 +30,12 @@ not.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from nasctl.search.objectives import Candidate
 from nasctl.search.pareto import front_of
+from nasctl.search.precisions import PRECISIONS
 
 #: ``band(accuracy_a, accuracy_b)`` -> the accuracy difference (estimator units) within which two
 #: precisions of one architecture count as equally accurate
@@ -49,15 +56,22 @@ def _pareto(cands: list[Candidate], measured_only: bool) -> list[Candidate]:
 
 
 def choose_precisions(
-    cands: list[Candidate], band: Band | None = None, *, measured_only: bool = False
+    cands: list[Candidate],
+    band: Band | None = None,
+    *,
+    measured_only: bool = False,
+    spread: float | None = None,
 ) -> list[Candidate]:
     """``cands`` without the pairs their own architecture beats at another precision.
 
     A pair ``p`` is dropped when a pair ``q`` of the same genotype (another precision) is
     strictly faster and ``acc(q) >= acc(p) - band``: ``q`` is at least as accurate within the
-    estimator's noise. Latency is measured where measured, else predicted (``measured_only``:
-    only measured pairs take part, and are compared on measured latency). With one precision per
-    genotype (a plain search) nothing is dropped."""
+    estimator's noise. When both are measured and their latencies tie within ``spread``
+    (:func:`latency_tie`), ``p`` is dropped when ``q`` is more accurate beyond the band, or
+    as accurate within it and of the higher precision (:func:`higher`): a tie in both keeps one
+    point. Latency is measured where measured, else predicted (``measured_only``: only measured
+    pairs take part, and are compared on measured latency). With one precision per genotype (a
+    plain search) nothing is dropped."""
     lat = (lambda c: c.measured_ms) if measured_only else (lambda c: c.latency_ms)
     by_arch: dict[str, list[Candidate]] = {}
     for c in (c for c in cands if usable(c) and lat(c) is not None):
@@ -68,28 +82,54 @@ def choose_precisions(
             kept.append(twins[0])
             continue
         for p in twins:
-            beaten_by = [
-                q
-                for q in twins
-                if q is not p
-                and float(lat(q)) < float(lat(p))  # type: ignore[arg-type]
-                and (q.accuracy or 0.0) >= (p.accuracy or 0.0) - _band(band, p, q)
-            ]
-            if not beaten_by:
+            if not any(_beats(q, p, lat, band, spread) for q in twins if q is not p):
                 kept.append(p)
     return kept
+
+
+def _beats(
+    q: Candidate, p: Candidate, lat: Callable[[Candidate], float | None], band: Band | None,
+    spread: float | None,
+) -> bool:  # fmt: skip
+    d = (q.accuracy or 0.0) - (p.accuracy or 0.0)
+    b = _band(band, p, q)
+    if latency_tie(p, q, spread):
+        return d > b or (abs(d) <= b and higher(q, p))
+    return float(lat(q)) < float(lat(p)) and d >= -b  # type: ignore[arg-type]
+
+
+def latency_tie(a: Candidate, b: Candidate, spread: float | None) -> bool:
+    """Both measured, and their medians differ by no more than the device's run-to-run spread
+    (``|ln(a/b)| <= spread``): one measurement each cannot tell which is faster."""
+    if not spread or a.measured_ms is None or b.measured_ms is None:
+        return False
+    if a.measured_ms <= 0 or b.measured_ms <= 0:
+        return False
+    return abs(math.log(a.measured_ms / b.measured_ms)) <= spread
+
+
+def higher(a: Candidate, b: Candidate) -> bool:
+    """``a``'s precision is higher than ``b``'s (fp32 > fp16 > int8 > dla)."""
+
+    def rank(c: Candidate) -> int:
+        return PRECISIONS.index(c.precision) if c.precision in PRECISIONS else len(PRECISIONS)
+
+    return rank(a) < rank(b)
 
 
 def _band(band: Band | None, a: Candidate, b: Candidate) -> float:
     return max(0.0, float(band(a.accuracy or 0.0, b.accuracy or 0.0))) if band else 0.0
 
 
-def explain_precision(c: Candidate, cands: list[Candidate], band: Band | None = None) -> str | None:
+def explain_precision(
+    c: Candidate, cands: list[Candidate], band: Band | None = None, spread: float | None = None
+) -> str | None:
     """Why ``c`` is kept beside, or instead of, its architecture at the other precisions of
     ``cands`` (one clause per twin; latency measured where both are measured, else as the
-    working front sees it), ending in whether the choice was decided on measured latencies of
-    every twin or on a prediction (``DECIDED ON PREDICTED LATENCY (fp32 not measured)``: the
-    device budget did not reach that twin); None without scored twins."""
+    working front sees it; a latency within ``spread`` of its twin's is a tie, and a tie in
+    both says which point was kept and why), ending in whether the choice was decided on
+    measured latencies of every twin or on a prediction (``DECIDED ON PREDICTED LATENCY (fp32
+    not measured)``: the device budget did not reach that twin); None without scored twins."""
     others = [
         q
         for q in cands
@@ -105,7 +145,21 @@ def explain_precision(c: Candidate, cands: list[Candidate], band: Band | None = 
         b = _band(band, c, q)
         lc, lq = float(lat(c) or 0.0), float(lat(q) or 0.0)
         speed = f"{lc:.3g} ms {_source(c)} vs {lq:.3g} ms {_source(q)}"
-        if abs(d) <= b:
+        if latency_tie(c, q, spread):
+            tie = (f"as fast within run-to-run spread ({speed}, ratio {lq / lc:.2f}x, band "
+                   f"{math.exp(spread or 0.0):.2f}x)")  # fmt: skip
+            if abs(d) <= b:
+                keep = c if higher(c, q) else q
+                parts.append(f"vs {q.precision}: as accurate within noise ({d:+.2f}, band "
+                             f"{b:.2f}) and {tie}: a tie in both keeps the higher precision, "
+                             f"{keep.precision}")  # fmt: skip
+            elif d > 0:
+                parts.append(f"vs {q.precision}: more accurate by {d:.2f} (beyond band {b:.2f})"
+                             f" and {tie}")  # fmt: skip
+            else:
+                parts.append(f"vs {q.precision}: {-d:.2f} less accurate (beyond band {b:.2f})"
+                             f" and {tie}")  # fmt: skip
+        elif abs(d) <= b:
             how = "faster" if lc < lq else "not faster"
             parts.append(f"vs {q.precision}: as accurate within noise ({d:+.2f}, band {b:.2f}) "
                          f"and {how} ({speed})")  # fmt: skip
@@ -128,19 +182,26 @@ def _source(c: Candidate) -> str:
     return "measured" if c.measured_ms is not None else "predicted"
 
 
-def working_front(cands: list[Candidate], band: Band | None = None) -> list[Candidate]:
+def working_front(
+    cands: list[Candidate], band: Band | None = None, spread: float | None = None
+) -> list[Candidate]:
     """Non-dominated candidates, latency measured where measured, else predicted (fastest
     first), after each architecture keeps its better precision."""
-    return _pareto(choose_precisions(cands, band), measured_only=False)
+    return _pareto(choose_precisions(cands, band, spread=spread), measured_only=False)
 
 
-def measured_front(cands: list[Candidate], band: Band | None = None) -> list[Candidate]:
+def measured_front(
+    cands: list[Candidate], band: Band | None = None, spread: float | None = None
+) -> list[Candidate]:
     """The reported front: non-dominated among the *measured* candidates, on measured latency
     (fastest first); every point of it ran on the device."""
-    return _pareto(choose_precisions(cands, band, measured_only=True), measured_only=True)
+    kept = choose_precisions(cands, band, measured_only=True, spread=spread)
+    return _pareto(kept, measured_only=True)
 
 
-def unverified(cands: list[Candidate], band: Band | None = None) -> list[Candidate]:
+def unverified(
+    cands: list[Candidate], band: Band | None = None, spread: float | None = None
+) -> list[Candidate]:
     """Members of the working front with no measurement (fastest first): predicted to extend
     or beat the reported front, never run on the device."""
-    return [c for c in working_front(cands, band) if c.measured_ms is None]
+    return [c for c in working_front(cands, band, spread) if c.measured_ms is None]

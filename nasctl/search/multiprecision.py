@@ -21,9 +21,14 @@ accuracy, :meth:`~nasctl.search.accuracy.base.AccuracyEstimator.accuracy_se`; es
 state no noise are compared exactly). So an INT8 twin one held-out image "more accurate" but
 slower than its FP32 twin does not stand beside it, and an FP32 twin half a point "more
 accurate" but slower than its INT8 twin is dropped for it; a drop beyond the noise keeps both as
-trade-offs. The frontier is then the non-dominated set of the pairs kept, on measured latency
-only (:func:`~nasctl.search.frontier.measured_front`); predicted-only pairs that would extend or
-beat it are reported apart, as unverified.
+trade-offs. Latency ties too (:func:`latency_spread`): two measured twins within the device's
+run-to-run spread of each other (the stored noise gate's probes, :func:`~nasctl.profiler.gate.
+run_spread`; 1.11x on this repo's cpu) are equally fast, so the more accurate beyond the noise
+is kept, and a tie in both keeps the higher precision (fp32 before int8: one measurement each
+cannot say INT8 is faster, and FP32 carries no quantization risk). The frontier is then the
+non-dominated set of the pairs kept, on measured latency only
+(:func:`~nasctl.search.frontier.measured_front`); predicted-only pairs that would extend or beat
+it are reported apart, as unverified.
 
 After the loops (each measures its own front), the merged phase runs on the loops it keeps open:
 each architecture on the merged working front is scored and predicted at every precision (no
@@ -99,6 +104,7 @@ class PrecisionSearch:
             base.scores_path = config.out / "accuracy_by_precision.json"
         self.estimator, self.devices, self.views, self.space = base, devices, views, space
         db = config.db or (config.out / "measurements.db")
+        self.spread = latency_spread(devices.values())
         self.loops = []
         self.reserve = front_reserve(config.device_budget, len(self.precisions))
         shares = budgets(config.device_budget - self.reserve, len(self.precisions))
@@ -107,6 +113,20 @@ class PrecisionSearch:
                 config, out=config.out / p, precision=p, device_budget=n, db=db
             )
             self.loops.append(SearchLoop(sub, space=space, device=devices[p], estimator=views[p]))
+        self._twin_priors()
+
+    def _twin_priors(self) -> None:
+        """Each later loop's latency model, unless it has a prior of its own (a trained
+        predictor), starts from the first loop's (:class:`~nasctl.search.latency.twin.TwinPrior`:
+        its predictions times the median measured ratio of the twins)."""
+        from nasctl.search.latency.twin import TwinPrior
+
+        first = self.loops[0]
+        if not hasattr(first.model, "log_sigma"):
+            return
+        for loop in self.loops[1:]:
+            if getattr(loop.model, "prior", True) is None:
+                loop.model.prior = TwinPrior(first.model, _ratios(loop, first))
 
     def _local_device(self, p: str) -> Any:
         from nasctl.profiler import get_device
@@ -124,7 +144,11 @@ class PrecisionSearch:
 
     def settings(self) -> dict[str, Any]:
         """The run's settings (``summary.json``): the loops' own plus the precisions."""
-        return {**self.cfg.settings(), "precision": ",".join(self.precisions)}
+        return {
+            **self.cfg.settings(),
+            "precision": ",".join(self.precisions),
+            "latency_tie_spread": self.spread,
+        }
 
     def band(self, a: float, b: float) -> float:
         """The accuracy difference within which two precisions of one architecture tie: the
@@ -148,7 +172,7 @@ class PrecisionSearch:
         finally:
             for loop in self.loops:
                 loop.close()
-        result = merge(results, self.cfg, self.band)
+        result = merge(results, self.cfg, self.band, self.spread)
         result.stopped = stopped
         result.elapsed_s = time.perf_counter() - t0
         return result
@@ -169,7 +193,7 @@ class PrecisionSearch:
         by_p = {loop.cfg.precision: loop for loop in self.loops}
         budget = self.cfg.constraints.latency_budget_ms
         while True:
-            work = working_front(self._pairs(), self.band)
+            work = working_front(self._pairs(), self.band, self.spread)
             archs = list(dict.fromkeys(c.genotype for c in work))
             twins = {p: [g for g in archs if g not in lp.archive] for p, lp in by_p.items()}
             if any(twins.values()):  # every front architecture weighed at every precision
@@ -233,6 +257,14 @@ def front_reserve(budget: int, n: int) -> int:
     return max(0, min(n * expected_front, budget // 2, budget - n * LOOP_MIN))
 
 
+def _ratios(loop: Any, source: Any) -> Callable[[], list[float]]:
+    def ratios() -> list[float]:
+        mine, theirs = loop.budget.measured_latencies(), source.budget.measured_latencies()
+        return [ms / theirs[g] for g, ms in mine.items() if theirs.get(g)]
+
+    return ratios
+
+
 def _tagged(fn: Callable[..., None], precision: str) -> Callable[..., None]:
     def call(event: str, **info: Any) -> None:
         fn(event, precision=precision, **info)
@@ -240,21 +272,44 @@ def _tagged(fn: Callable[..., None], precision: str) -> Callable[..., None]:
     return call
 
 
-def merge(results: list[SearchResult], cfg: SearchConfig, band: Band | None = None) -> SearchResult:
+def latency_spread(devices: Any) -> float | None:
+    """The latency tie band of a search over precisions: the largest run-to-run spread
+    (:func:`~nasctl.profiler.gate.run_spread`, from the stored noise gate's calibration probes)
+    of its devices; None when none of them has a gate (latencies are then compared exactly)."""
+    from nasctl.errors import DeviceError
+    from nasctl.profiler.gate import load_gate, run_spread
+
+    got = []
+    for d in devices:
+        try:
+            s = run_spread(load_gate(str(getattr(d, "device_id", ""))))
+        except DeviceError:  # a corrupt gate file: profile reports it; here it states no spread
+            s = None
+        if s is not None:
+            got.append(s)
+    return max(got) if got else None
+
+
+def merge(
+    results: list[SearchResult],
+    cfg: SearchConfig,
+    band: Band | None = None,
+    spread: float | None = None,
+) -> SearchResult:
     """One result of the per-precision loops: pairs, their frontier (measured pairs only, each
-    architecture at its better precision within ``band``), the unverified pairs, the best
-    measured; each frontier and unverified pair says in ``extra["precision_choice"]`` why it
-    is there against its twins."""
+    architecture at its better precision within ``band`` and the latency tie ``spread``), the
+    unverified pairs, the best measured; each frontier and unverified pair says in
+    ``extra["precision_choice"]`` why it is there against its twins."""
     cands = [c for r in results for c in r.candidates]
     measurements = [
         {**m, "precision": r.candidates[0].precision if r.candidates else None}
         for r in results
         for m in r.measurements
     ]
-    frontier = measured_front(cands, band)
-    pending = unverified(cands, band)
+    frontier = measured_front(cands, band, spread)
+    pending = unverified(cands, band, spread)
     for c in (*frontier, *pending):
-        why = explain_precision(c, cands, band)
+        why = explain_precision(c, cands, band, spread)
         if why:
             c.extra["precision_choice"] = why
     return SearchResult(
