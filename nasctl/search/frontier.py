@@ -145,30 +145,24 @@ def explain_precision(
         b = _band(band, c, q)
         lc, lq = float(lat(c) or 0.0), float(lat(q) or 0.0)
         speed = f"{lc:.3g} ms {_source(c)} vs {lq:.3g} ms {_source(q)}"
+        if abs(d) <= b:
+            acc = f"as accurate within noise ({d:+.2f}, band {b:.2f})"
+        elif d > 0:
+            acc = f"more accurate by {d:.2f} (beyond band {b:.2f})"
+        else:
+            acc = f"{-d:.2f} less accurate (beyond band {b:.2f})"
         if latency_tie(c, q, spread):
             tie = (f"as fast within run-to-run spread ({speed}, ratio {lq / lc:.2f}x, band "
                    f"{math.exp(spread or 0.0):.2f}x)")  # fmt: skip
             if abs(d) <= b:
                 keep = c if higher(c, q) else q
-                parts.append(f"vs {q.precision}: as accurate within noise ({d:+.2f}, band "
-                             f"{b:.2f}) and {tie}: a tie in both keeps the higher precision, "
-                             f"{keep.precision}")  # fmt: skip
-            elif d > 0:
-                parts.append(f"vs {q.precision}: more accurate by {d:.2f} (beyond band {b:.2f})"
-                             f" and {tie}")  # fmt: skip
-            else:
-                parts.append(f"vs {q.precision}: {-d:.2f} less accurate (beyond band {b:.2f})"
-                             f" and {tie}")  # fmt: skip
+                tie += f": a tie in both keeps the higher precision, {keep.precision}"
+            parts.append(f"vs {q.precision}: {acc} and {tie}")
         elif abs(d) <= b:
             how = "faster" if lc < lq else "not faster"
-            parts.append(f"vs {q.precision}: as accurate within noise ({d:+.2f}, band {b:.2f}) "
-                         f"and {how} ({speed})")  # fmt: skip
-        elif d > 0:
-            parts.append(f"vs {q.precision}: more accurate by {d:.2f} (beyond band {b:.2f}); "
-                         f"{speed}")  # fmt: skip
+            parts.append(f"vs {q.precision}: {acc} and {how} ({speed})")
         else:
-            parts.append(f"vs {q.precision}: {-d:.2f} less accurate (beyond band {b:.2f}); "
-                         f"{speed}")  # fmt: skip
+            parts.append(f"vs {q.precision}: {acc}; {speed}")
     unmeasured = [x for x in (c, *others) if x.measured_ms is None]
     if unmeasured:  # the choice rests on a prediction, not on two measured latencies
         which = ", ".join(f"{x.precision}" for x in unmeasured)
