@@ -119,13 +119,14 @@ class PrecisionSearch:
         """Each later loop's latency model, unless it has a prior of its own (a trained
         predictor), starts from the first loop's (:class:`~nasctl.search.latency.twin.TwinPrior`:
         its predictions times the median measured ratio of the twins)."""
+        from nasctl.search.latency.models import SurrogateLatencyModel
         from nasctl.search.latency.twin import TwinPrior
 
         first = self.loops[0]
-        if not hasattr(first.model, "log_sigma"):
+        if not isinstance(first.model, SurrogateLatencyModel):
             return
         for loop in self.loops[1:]:
-            if getattr(loop.model, "prior", True) is None:
+            if isinstance(loop.model, SurrogateLatencyModel) and loop.model.prior is None:
                 loop.model.prior = TwinPrior(first.model, _ratios(loop, first))
 
     def _local_device(self, p: str) -> Any:
