@@ -16,9 +16,16 @@ N_ROWS = 40
 runner = CliRunner()
 
 
-def _run(*args: str) -> tuple[int, str]:
+def _run(*args: object) -> tuple[int, str]:
     res = runner.invoke(app, [str(a) for a in args])
     return res.exit_code, res.output
+
+
+def _import_nb201(column: str, db: Path, data_dir: Path, *extra: str) -> tuple[int, str]:
+    """`nasctl dataset import nb201 --column COLUMN --db DB --data-dir DIR EXTRA...`."""
+    return _run(
+        "dataset", "import", "nb201", "--column", column, "--db", db, "--data-dir", data_dir, *extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,34 +45,12 @@ def _rows(small_data: Path) -> list[dict[str, str]]:
 
 def test_import_nb201_resumes_and_matches_the_table(tmp_path: Path, small_data: Path) -> None:
     db = tmp_path / "n.db"
-    code, out = _run(
-        "dataset",
-        "import",
-        "nb201",
-        "--column",
-        "titan_rtx_1",
-        "--db",
-        db,
-        "--data-dir",
-        small_data,
-        "--json",
-    )
+    code, out = _import_nb201("titan_rtx_1", db, small_data, "--json")
     assert code == 0, out
     res = json.loads(out)
     assert res["device_id"] == "replay-nb201-titan_rtx_1"
     assert res["imported"] + res["duplicates"] == N_ROWS and res["skipped"] == 0
-    code, out = _run(
-        "dataset",
-        "import",
-        "nb201",
-        "--column",
-        "titan_rtx_1",
-        "--db",
-        db,
-        "--data-dir",
-        small_data,
-        "--json",
-    )
+    code, out = _import_nb201("titan_rtx_1", db, small_data, "--json")
     assert json.loads(out)["skipped"] == res["imported"] and json.loads(out)["imported"] == 0
 
     from nasctl.datasets.store import Store
@@ -91,40 +76,15 @@ def test_import_nb201_resumes_and_matches_the_table(tmp_path: Path, small_data: 
 
 def test_batch_column_and_bad_column(tmp_path: Path, small_data: Path) -> None:
     db = tmp_path / "n.db"
-    code, out = _run(
-        "dataset",
-        "import",
-        "nb201",
-        "--column",
-        "titan_rtx_256",
-        "--db",
-        db,
-        "--data-dir",
-        small_data,
-        "--limit",
-        "3",
-        "--json",
-    )
+    code, out = _import_nb201("titan_rtx_256", db, small_data, "--limit", "3", "--json")
     assert code == 0, out
     assert json.loads(out)["batch"] == 256 and json.loads(out)["rows"] == 3
-    code, out = _run(
-        "dataset", "import", "nb201", "--column", "tpu_v9", "--db", db, "--data-dir", small_data
-    )
+    code, out = _import_nb201("tpu_v9", db, small_data)
     assert code == 1 and "no device column 'tpu_v9'" in out and "titan_rtx_1" in out
     assert "Traceback" not in out
     code, out = _run("dataset", "import", "imagenet", "--column", "x", "--db", db)
     assert code == 1 and "unknown table 'imagenet'" in out
-    code, out = _run(
-        "dataset",
-        "import",
-        "nb201",
-        "--column",
-        "x",
-        "--db",
-        db,
-        "--data-dir",
-        tmp_path / "nowhere",
-    )
+    code, out = _import_nb201("x", db, tmp_path / "nowhere")
     assert code == 1 and "--data-dir" in out
 
 
@@ -134,19 +94,7 @@ def test_export_csv_and_parquet(tmp_path: Path, small_data: Path) -> None:
     from nasctl.datasets.exporters import COLUMNS
 
     db = tmp_path / "n.db"
-    _run(
-        "dataset",
-        "import",
-        "nb201",
-        "--column",
-        "pixel3",
-        "--db",
-        db,
-        "--data-dir",
-        small_data,
-        "--limit",
-        "10",
-    )
+    _import_nb201("pixel3", db, small_data, "--limit", "10")
     code, out = _run(
         "dataset", "export", "--db", db, "--format", "csv", "--out", tmp_path / "m.csv"
     )
@@ -264,19 +212,7 @@ def Store_ro(db: Path):  # noqa: N802 - a tiny helper that reads like the class
 
 def test_bad_databases_exit_1_and_are_unchanged(tmp_path: Path, small_data: Path) -> None:
     db = tmp_path / "n.db"
-    _run(
-        "dataset",
-        "import",
-        "nb201",
-        "--column",
-        "pixel3",
-        "--db",
-        db,
-        "--data-dir",
-        small_data,
-        "--limit",
-        "2",
-    )
+    _import_nb201("pixel3", db, small_data, "--limit", "2")
     con = sqlite3.connect(db)
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.execute("PRAGMA user_version = 7")
@@ -302,36 +238,12 @@ def test_locked_database_via_cli(
     from nasctl.datasets.store import Store
 
     db = tmp_path / "n.db"
-    _run(
-        "dataset",
-        "import",
-        "nb201",
-        "--column",
-        "pixel3",
-        "--db",
-        db,
-        "--data-dir",
-        small_data,
-        "--limit",
-        "2",
-    )
+    _import_nb201("pixel3", db, small_data, "--limit", "2")
     monkeypatch.setitem(Store.__init__.__kwdefaults__, "timeout_s", 0.2)  # don't wait 10 s
     holder = sqlite3.connect(db, isolation_level=None, timeout=0.1)
     holder.execute("BEGIN IMMEDIATE")  # another process is writing
     try:
-        code, out = _run(
-            "dataset",
-            "import",
-            "nb201",
-            "--column",
-            "pixel3",
-            "--db",
-            db,
-            "--data-dir",
-            small_data,
-            "--limit",
-            "4",
-        )
+        code, out = _import_nb201("pixel3", db, small_data, "--limit", "4")
     finally:
         holder.execute("ROLLBACK")
         holder.close()

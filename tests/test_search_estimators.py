@@ -77,40 +77,34 @@ def test_surrogate_beats_the_mean_on_real_latencies(shared_data: Path) -> None:
     assert np.mean((low <= y) & (y <= high)) > 0.75  # roughly its stated 90% coverage
 
 
-def test_max_params_constraint_is_respected(tmp_path: Path) -> None:
+def _search_fpga(
+    out: Path, constraints: Constraints, budget: int, generations: int, population: int, boot: int
+):
+    """A seeded NB201 search on the replayed FPGA column with the table's CIFAR-10 accuracy."""
     cfg = SearchConfig(
         space="nb201",
         device="replay:nb201/fpga",
         accuracy="nb201:cifar10",
-        out=tmp_path,
-        constraints=Constraints(max_params=400_000),
-        device_budget=10,
-        generations=2,
-        population=10,
+        out=out,
+        constraints=constraints,
+        device_budget=budget,
+        generations=generations,
+        population=population,
         seed=0,
-        bootstrap=5,
+        bootstrap=boot,
         validate_every=1,
     )
-    res = run_search(cfg)
+    return run_search(cfg)
+
+
+def test_max_params_constraint_is_respected(tmp_path: Path) -> None:
+    res = _search_fpga(tmp_path, Constraints(max_params=400_000), 10, 2, 10, 5)
     assert res.best is not None and res.best.params is not None
     assert res.best.params <= 400_000
 
 
 def test_min_accuracy_finds_the_fastest_qualifying_net(tmp_path: Path) -> None:
-    cfg = SearchConfig(
-        space="nb201",
-        device="replay:nb201/fpga",
-        accuracy="nb201:cifar10",
-        out=tmp_path,
-        constraints=Constraints(min_accuracy=93.0),
-        device_budget=14,
-        generations=3,
-        population=12,
-        seed=0,
-        bootstrap=6,
-        validate_every=1,
-    )
-    res = run_search(cfg)
+    res = _search_fpga(tmp_path, Constraints(min_accuracy=93.0), 14, 3, 12, 6)
     qualifying = [
         c for c in res.candidates if c.measured_ms is not None and (c.accuracy or 0) >= 93.0
     ]
