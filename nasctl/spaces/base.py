@@ -151,8 +151,9 @@ class ImageSpace(SearchSpace):
 
         scale = self.PROXY_CHANNEL_SCALE
         graph = self.proxy_space(num_classes, scale).to_graph(genotype)
-        for _ in range(self.PROXY_MAX_STEPS if self.PROXY_MAX_MACS else 0):
-            if graph_costs(graph).total["macs"] <= self.PROXY_MAX_MACS:
+        max_macs = self.PROXY_MAX_MACS
+        for _ in range(self.PROXY_MAX_STEPS if max_macs else 0):
+            if max_macs is None or graph_costs(graph).total["macs"] <= max_macs:
                 break
             scale *= self.PROXY_SCALE_STEP
             graph = self.proxy_space(num_classes, scale).to_graph(genotype)

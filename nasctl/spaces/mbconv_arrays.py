@@ -30,7 +30,9 @@ class MBConvSpace(Protocol):
     """What this module needs of :class:`nasctl.spaces.mbconv.MBConvSpace` (which imports it)."""
 
     num_classes: int
-    resolutions: Sequence[int]
+
+    @property
+    def resolutions(self) -> Sequence[int]: ...
 
     def parse(self, genotype: str) -> Any: ...
 
@@ -116,7 +118,7 @@ def _pair_info(
         base = store.add_rows(_block_rows(*ctx.T))
         per_pair = N_CTX * N_E * N_K * CELL
         for i, (pair, (_, info)) in enumerate(new.items()):
-            info["base"] = np.int64(base + i * per_pair)
+            info["base"] = np.asarray(base + i * per_pair, np.int64)
             store.cache[("pair", *pair)] = info
     return [store.cache[("pair", r, w)] for r, w in pairs]
 
@@ -130,8 +132,8 @@ def _skeleton(
     b = GraphBuilder("skeleton", (1, 3, r, r))
     x = mb.stem(b, mult, "relu")
     ctx = []
-    for i, (c, s) in enumerate(zip(mb.STAGE_CHANNELS, mb.STAGE_STRIDES, strict=True)):
-        cout = mb.make_divisible(c * mult)
+    for i, (c_stage, s) in enumerate(zip(mb.STAGE_CHANNELS, mb.STAGE_STRIDES, strict=True)):
+        cout = mb.make_divisible(c_stage * mult)
         _, cin, h, _ = b.shape(x)
         x = mb.mbconv_block(b, x, cout, 3, 1, s, False, "relu", prefix=f"/s{i}")
         ctx += [(cin, h, cout, s), (cout, b.shape(x)[2], cout, 1)]

@@ -19,7 +19,6 @@ import numpy as np
 from nasctl.arch import arrays
 from nasctl.arch.graph import Graph
 from nasctl.spaces import nb201_genotype as nb201
-from nasctl.spaces.base import SearchSpace
 from nasctl.spaces.templates import SETUP_KEY, ChainStore, slice_graph, space_store
 
 
@@ -147,7 +146,7 @@ def _add_cell(store: ChainStore, ops: tuple[str, ...]) -> int:
 def nb201_graph_arrays(space: NB201Space, genotypes: Sequence[str]) -> arrays.GraphArrays:
     """Exactly ``arrays.graph_arrays([space.to_graph(g) for g in genotypes])`` (no node ids)."""
     if space.cells_per_stage < 1:
-        return SearchSpace.graph_arrays(space, genotypes)
+        return arrays.graph_arrays([space.to_graph(g) for g in genotypes], keep_ids=False)
     store = _store(space)
     cache = store.cache
     match = _ARCH.fullmatch

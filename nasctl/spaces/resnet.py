@@ -162,8 +162,8 @@ class ResNetSpace(ImageSpace):
             key = (r, blk, i, width, depth, prev)
             run = runs.get(key)
             if run is None:
-                first = ((r, blk, i, width, prev), _block, (blk, width, STRIDES[i - 1]))
-                later = ((r, blk, i, width, -1), _block, (blk, width, 1))
+                first: Segment = ((r, blk, i, width, prev), _block, (blk, width, STRIDES[i - 1]))
+                later: Segment = ((r, blk, i, width, -1), _block, (blk, width, 1))
                 run = runs[key] = [first] + [later] * (depth - 1)
             return run
 

@@ -39,13 +39,13 @@ def _rows(
 
 
 def conv_rows(
-    c_in: np.ndarray,
-    c_out: np.ndarray,
-    kernel: np.ndarray,
-    stride: np.ndarray,
-    groups: np.ndarray,
-    h_in: np.ndarray,
-    h_out: np.ndarray,
+    c_in: np.ndarray | int,
+    c_out: np.ndarray | int,
+    kernel: np.ndarray | int,
+    stride: np.ndarray | int,
+    groups: np.ndarray | int,
+    h_in: np.ndarray | int,
+    h_out: np.ndarray | int,
     bias: bool,
 ) -> np.ndarray:
     """``b.conv`` (square int kernel) of a ``(1, c_in, h_in, h_in)`` input."""

@@ -55,7 +55,8 @@ def harvest(
     ``input_tensor``. ``graph_input``: that tensor is a graph input, which :func:`arrays._scan`
     gives no edges (the segment is then a first segment)."""
     producer: dict[str, int] = {}
-    rows, src, dst, depth = [], [], [], []
+    rows, src, dst = [], [], []
+    depth: list[int] = []
     for i, node in enumerate(nodes):
         d = 0
         for t in node.inputs:
@@ -247,7 +248,7 @@ class ChainStore:
         seg_struct: np.ndarray,
         seg_base: np.ndarray,
         segs_per_graph: np.ndarray,
-        input_shapes: list[Shape],
+        input_shapes: Sequence[Shape],
     ) -> arrays.GraphArrays:
         """Arrays of graphs made of consecutive segments: ``seg_struct`` (S,) structure ids,
         ``seg_base`` (S,) row bases, ``segs_per_graph`` (B,) segments of each graph (>= 1)."""
