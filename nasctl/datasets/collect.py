@@ -239,7 +239,8 @@ class _Busy:
     """Wall time during which at least one job is in hand (measured, not yet stored)."""
 
     def __init__(self) -> None:
-        self.total, self._since = 0.0, None
+        self.total = 0.0
+        self._since: float | None = None
 
     def start(self) -> None:
         if self._since is None:

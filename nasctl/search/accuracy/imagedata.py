@@ -95,14 +95,12 @@ def load_folder(
     for d in (root, root / "cifar-10-batches-py"):
         if (d / "data_batch_1").is_file():
             return _cifar10(d, size, max_images)
-    splits = [
-        root / "train",
-        next((root / s for s in ("val", "test") if (root / s).is_dir()), None),
-    ]
-    if splits[0].is_dir() and splits[1] is not None:
-        classes = _class_dirs(splits[0])
-        train = _read_split(splits[0], classes, size)
-        val = _read_split(splits[1], classes, size)
+    train_dir = root / "train"
+    val_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
+    if train_dir.is_dir() and val_dir is not None:
+        classes = _class_dirs(train_dir)
+        train = _read_split(train_dir, classes, size)
+        val = _read_split(val_dir, classes, size)
     else:
         classes = _class_dirs(root)
         train, val = _split(_read_split(root, classes, size), val_fraction)
@@ -138,8 +136,8 @@ def _read_split(root: Path, classes: list[str], size: int) -> tuple[np.ndarray, 
         for p in files if folder.is_dir() else []:
             try:
                 with Image.open(p) as im:
-                    im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-                    xs.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
+                    rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+                    xs.append(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
                 ys.append(label)
             except (OSError, UnidentifiedImageError, ValueError) as e:
                 skipped.append(f"{p.relative_to(root)} ({type(e).__name__})")

@@ -219,7 +219,8 @@ class TrainingEstimator(AccuracyEstimator):
         seed = genotype_seed(genotype, self.seed)
         with one_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = to_torch(graph).to(memory_format=torch.channels_last)
+            # Module.to takes memory_format at run time; torch's stubs do not list it
+            net = to_torch(graph).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             opt = torch.optim.Adam(net.parameters(), lr=self.lr)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / self.steps))
