@@ -314,7 +314,7 @@ def _device(
     threads: int | None,
     trtexec: Path | None,
     data_dir: Path | None,
-    options: dict[str, str],
+    options: dict[str, object],
 ) -> Any:
     """The device, configured and checked usable here (else DeviceError with its reason)."""
     from nasctl.errors import DeviceError
