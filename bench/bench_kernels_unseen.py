@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "kernel sum": km.sum_ms(units),
         "roofline": np.array(
             [
-                _roof(u, km.meta["peak_macs_per_ms"], km.meta["bytes_per_ms"])[1].sum()
+                _roof(u, km.meta["peak_macs_per_ms"], km.meta["bytes_per_ms"], km.block)[1].sum()
                 * np.exp(km.meta["median_log_ratio"])
                 for u, _ in units
             ]

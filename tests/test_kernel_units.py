@@ -11,8 +11,8 @@ import pytest
 from agent_helpers import ort_optimized
 
 from nasctl.arch.graph import Graph, GraphBuilder
-from nasctl.predictor.kernel_model import KernelModel
-from nasctl.predictor.kernel_units import FREE_OPS, TYPES, graph_units, unit_rows
+from nasctl.predictor.kernel_model import TERM_RULE, KernelModel
+from nasctl.predictor.kernel_units import FREE_OPS, TYPES, UNIT_FEATURES, graph_units, unit_rows
 from nasctl.spaces import get_space
 from nasctl.spaces.kernels import KernelsSpace
 
@@ -35,9 +35,24 @@ def _residual() -> Graph:
     return b.build([b.act(b.add([x, s], id="add"), "relu", id="r2")])
 
 
+def _shuffle_block() -> Graph:
+    """ShuffleNetV2 unit: split the channels in halves, 1x1-dw3x3-1x1 on one, concat, shuffle."""
+    b = GraphBuilder("shuffle", (1, 48, 28, 28))
+    x1, x2 = b.split(b.input, [24, 24], id="split")
+    y = b.act(b.conv(x2, 24, 1, id="pw1"), "relu", id="r1")
+    y = b.conv(y, 24, 3, groups=24, id="dw")
+    y = b.act(b.conv(y, 24, 1, id="pw2"), "relu", id="r2")
+    x = b.concat([x1, y], id="cat")
+    x = b.reshape(x, (1, 2, 24, 28, 28), id="view")
+    x = b.transpose(x, [0, 2, 1, 3, 4], id="shuffle")
+    x = b.reshape(x, (1, 48, 28, 28), id="unview")
+    return b.build([b.conv(x, 48, 1, id="next")])
+
+
 def _graphs() -> list[Graph]:
     ks, rng = KernelsSpace(), random.Random(2)
-    out = [_dense_block(), _residual()]
+    out = [_dense_block(), _residual(), _shuffle_block()]
+    out += [ks.to_graph(g) for g in ("split-i48-h28", "shuffle-i48-g2-h28", "shuffle-i96-g3-h14")]
     out += [ks.to_graph(g) for g in ("se-i96-o24-h28-swish", "conv-i32-o64-k3-s1-h28-hardswish")]
     for name in ("mbconv", "resnet"):
         sp = get_space(name)
@@ -79,9 +94,65 @@ def test_fusions_seen_on_ort_give_the_expected_units() -> None:
     assert len(dense[2].nodes) == 3  # BN-ReLU folded into the conv after them
 
 
+def test_shuffle_units_are_split_concat_transpose() -> None:
+    """ShuffleNet's channel split and shuffle are units of their own kinds (sampled by the
+    kernels space), not ``other``; the reshapes around the transpose run no kernel."""
+    units = graph_units(_shuffle_block())
+    types = ["split", "conv", "dwconv", "conv", "concat", "transpose", "conv"]
+    assert [u.type for u in units] == types
+    g = _shuffle_block()
+    shuffle = units[5]
+    assert [g.nodes[i].op for i in shuffle.nodes] == ["transpose"]
+    assert not {i for u in units for i in u.nodes} & {7, 9}  # the reshapes: no kernel
+    rows, types = unit_rows(g)
+    row = dict(zip(UNIT_FEATURES, rows[types.index("transpose")], strict=True))
+    assert np.expm1(row["log1p_c_in"]) == pytest.approx(48)
+    assert np.expm1(row["log1p_h_in"]) == pytest.approx(28)
+    assert np.expm1(row["log1p_groups"]) == pytest.approx(2)
+    assert np.expm1(row["log1p_read_bytes"]) == pytest.approx(4 * 48 * 784)
+    assert np.expm1(row["log1p_write_bytes"]) == pytest.approx(4 * 48 * 784)
+    row = dict(zip(UNIT_FEATURES, rows[types.index("split")], strict=True))
+    assert np.expm1(row["log1p_write_bytes"]) == pytest.approx(4 * 48 * 784)  # both halves
+    assert row["log1p_weight_bytes"] == 0
+
+
+def test_slices_of_one_tensor_are_one_split_as_ort_fuses_them(tmp_path: Path) -> None:
+    """torch exports ``x.chunk(2, 1)`` as two Slices; ORT runs them as one Split."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from nasctl.arch.onnx_io import from_onnx
+
+    def const(name: str, v: list[int]) -> Any:
+        return numpy_helper.from_array(np.array(v, dtype=np.int64), name)
+
+    inits = [const("s0", [0]), const("e0", [24]), const("s1", [24]), const("e1", [48])]
+    inits.append(const("ax", [1]))
+    nodes = [
+        helper.make_node("Slice", ["x", "s0", "e0", "ax"], ["a"], name="sl0"),
+        helper.make_node("Slice", ["x", "s1", "e1", "ax"], ["b"], name="sl1"),
+        helper.make_node("Add", ["a", "b"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "chunk",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48, 14, 14])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 14, 14])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "chunk.onnx"
+    onnx.save(model, path)
+    units = graph_units(from_onnx(path))
+    assert [u.type for u in units] == ["split", "add"] and len(units[0].nodes) == 2
+    ops = [n.op_type for n in ort_optimized(model, tmp_path).graph.node]
+    assert ops.count("Split") == 1 and "Slice" not in ops
+
+
 def test_every_kernels_sample_is_one_unit_of_its_kind() -> None:
     ks, rng = KernelsSpace(), random.Random(0)
-    kind_type = {"dconv": "conv", "maxpool": "pool", "avgpool": "pool"}
+    kind_type = {"dconv": "conv", "maxpool": "pool", "avgpool": "pool", "shuffle": "transpose"}
     for g in (ks.sample(rng) for _ in range(300)):
         kind = g.split("-")[0]
         rows, types = unit_rows(ks.to_graph(g))
@@ -118,7 +189,11 @@ def test_a_model_of_known_kernels_is_their_sum_plus_the_learned_term() -> None:
     ]
     graphs: list[Any] = [(x[p], [types[i] for i in p]) for p in picks]
     y = np.array([0.8 * ms[p].sum() + 0.01 * len(p) + 0.2 for p in picks])
-    model.fit_graph_term(graphs, y)
+    model.fit_graph_term(graphs, y)  # the default rule: no term, the plain kernel sum
+    assert TERM_RULE == "plain" and model.meta["graph_term"]["per_unit_ms"] == 0.0
+    assert set(model.meta["graph_term"]["scale"].values()) == {1.0}
+    assert model.predict_ms(graphs[:3]) == pytest.approx(model.sum_ms(graphs[:3]))
+    model.fit_graph_term(graphs, y, rule="ridge1")  # the learned term
     term = model.meta["graph_term"]
     assert term["scale"]["conv"] == pytest.approx(0.8, abs=0.05)  # the learned term
     assert 0.0 <= term["per_unit_ms"] <= 0.05 and term["scale"]["other"] == 1.0  # (unseen)
@@ -187,3 +262,6 @@ def test_grouped_conv_columns_describe_groups_padding_and_layout() -> None:
     np.testing.assert_allclose(np.expm1(out_width[:3]), [16, 24, 16])
     np.testing.assert_allclose(np.exp(log_pad[:3]), [1.0, (32 / 24) ** 2, 2.0])
     assert not out_width[3:].any() and not log_pad[3:].any()  # dense and depthwise: no groups
+    xr8, _ = _roof(np.vstack(rows), 1.0, 1.0, block=8)  # AVX2's block: 8/16/24-ch groups blocked
+    assert list(xr8[:, -1]) == [1.0, 1.0, 1.0, 0.0, 0.0]
+    np.testing.assert_allclose(np.exp(xr8[:3, -2]), [1.0, 1.0, 1.0])
