@@ -8,10 +8,11 @@ classifiers it never saw (bench/zoo.py + bench/zoo_more.py, batch 1, 224x224).
 Reports, per evaluated model and in summary (MAPE, worst error, share within +-10 %): the
 whole-graph ensemble (GBDT + GNN members combined, before any out-of-distribution hand-over),
 the whole predictor's answer (``Predictor.predict``: the ensemble moved toward the per-kernel
-model for graphs outside the training ranges), the per-kernel model (kernel sum with the learned
-per-graph term), the plain kernel sum, and the roofline (MACs over the fitted peak, bytes over
-the fitted bandwidth, summed over kernels, times the kernels' median ratio). The evaluated
-models' rows are read only to score the answers.
+model for graphs outside the training ranges), the per-kernel model (kernel sum with the
+per-graph term of ``kernel_model.TERM_RULE``: none since issue 16's third look, chosen by
+bench/bench_graph_term.py, so it equals the plain kernel sum), the plain kernel sum, and the
+roofline (MACs over the fitted peak, bytes over the fitted bandwidth, summed over kernels, times
+the kernels' median ratio). The evaluated models' rows are read only to score the answers.
 """
 
 from __future__ import annotations
