@@ -213,13 +213,14 @@ def graph_units(graph: Graph) -> list[Unit]:
                 unit_of[j] = src
                 continue
         if n.op == "add" and len(n.inputs) == 2:
-            convs = [only_producer(t) for t in n.inputs]
             convs = [
                 u
-                for u in convs
-                if u is not None and u.type in ("conv", "dwconv", "gconv") and not u.fused_sum
+                for u in (only_producer(t) for t in n.inputs)
+                if u is not None
+                and u.type in ("conv", "dwconv", "gconv")
+                and not u.fused_sum
+                and u.act is None
             ]
-            convs = [u for u in convs if u.act is None]
             if convs:
                 u = convs[0]  # ORT fuses the sum into its first operand's convolution
                 u.fused_sum = True
@@ -295,10 +296,10 @@ def _kernel_rows(graph: Graph, units: list[Unit]) -> tuple[np.ndarray, list[str]
         else:
             ishape = lead.in_shapes[0] if lead.in_shapes else ()
             oshape = lead.out_shape
-            c_in = lead.attrs.get("in_channels", lead.attrs.get("in_features"))
-            c_in = c_in if c_in is not None else (ishape[1] if len(ishape) > 1 else 1)
-            c_out = lead.attrs.get("out_channels", lead.attrs.get("out_features"))
-            c_out = c_out if c_out is not None else (oshape[1] if len(oshape) > 1 else 1)
+            a_in = lead.attrs.get("in_channels", lead.attrs.get("in_features"))
+            c_in = int(a_in) if a_in is not None else (ishape[1] if len(ishape) > 1 else 1)
+            a_out = lead.attrs.get("out_channels", lead.attrs.get("out_features"))
+            c_out = int(a_out) if a_out is not None else (oshape[1] if len(oshape) > 1 else 1)
             h_in = ishape[-1] if len(ishape) == 4 else 1
             h_out = oshape[-1] if len(oshape) == 4 else 1
         k = lead.attrs.get("kernel", 0)
@@ -313,7 +314,7 @@ def _kernel_rows(graph: Graph, units: list[Unit]) -> tuple[np.ndarray, list[str]
             g = int(ishape[1]) if len(ishape) == 5 else 1
         elif u.type == "split":
             g = sum(len(nodes[i].out_shapes) for i in u.nodes if nodes[i].op != "reshape")
-        tot = [sum(costs[i][key] for i in u.nodes) for key in _COST_KEYS]
+        tot: list[float] = [sum(costs[i][key] for i in u.nodes) for key in _COST_KEYS]
         if u.type in _MOVES:  # a copy: reads the input once, writes every piece; no weights
             moved = [costs[i] for i in u.nodes if nodes[i].op not in FREE_OPS]
             tot[1] = costs[u.nodes[0]]["act_read_bytes"]
