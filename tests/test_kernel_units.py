@@ -265,3 +265,26 @@ def test_grouped_conv_columns_describe_groups_padding_and_layout() -> None:
     xr8, _ = _roof(np.vstack(rows), 1.0, 1.0, block=8)  # AVX2's block: 8/16/24-ch groups blocked
     assert list(xr8[:, -1]) == [1.0, 1.0, 1.0, 0.0, 0.0]
     np.testing.assert_allclose(np.exp(xr8[:3, -2]), [1.0, 1.0, 1.0])
+
+
+def test_per_graph_term_rules_fit_only_their_parts() -> None:
+    from nasctl.predictor.kernel_model import TERM_RULES, fit_term
+
+    rng = np.random.default_rng(3)
+    K = np.zeros((60, len(TYPES)))  # noqa: N806 - per-type kernel sums, as fit_term names them
+    K[:, TYPES.index("conv")] = rng.uniform(1, 10, 60)
+    K[:, TYPES.index("dwconv")] = rng.uniform(0.5, 3, 60)
+    n = rng.integers(20, 200, 60).astype(float)
+    y = 0.9 * K[:, 0] + 1.2 * K[:, 1] + 0.004 * n + 0.05
+    fits = {rule: fit_term(K, n, y, rule) for rule in TERM_RULES}
+    assert set(fits["plain"][0]) == {1.0} and fits["plain"][1:] == (0.0, 0.0)
+    s, c, a = fits["ridge1"]
+    assert s[TYPES.index("other")] == 1.0  # a type absent from every graph keeps scale 1
+    assert abs(s[0] - 0.9) < abs(fits["ridge100"][0][0] - 0.9)  # more ridge: nearer the sum
+    assert fits["scales"][1:] == (0.0, 0.0) and fits["scales"][0][1] > 1.05
+    assert set(fits["overhead"][0]) == {1.0} and fits["overhead"][1] != 0.0
+    assert fits["unit-median"][2] == 0.0
+    np.testing.assert_allclose(fits["half"][0], 1 + 0.5 * (s - 1))
+    assert fits["half"][1:] == pytest.approx((0.5 * c, 0.5 * a))
+    with pytest.raises(ValueError, match="unknown per-graph term rule"):
+        fit_term(K, n, y, "bogus")
