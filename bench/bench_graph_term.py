@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         single = np.array([bool(r.single_layer) for r in rows])
         run_ms = float(np.percentile(y[single], 1))
         y = np.where(single, np.maximum(y - run_ms, 1e-4), y)
-    km = fit_from_examples(ex, y, seed=args.seed)
+    km = fit_from_examples(ex, y, seed=args.seed, run_cost=False, innet=False)  # arms below
     if km is None:
         raise SystemExit("error: too few kernel rows in --train")
     w = [i for i, e in enumerate(ex) if not e.single_layer and e.units is not None]

@@ -8,11 +8,13 @@ classifiers it never saw (bench/zoo.py + bench/zoo_more.py, batch 1, 224x224).
 Reports, per evaluated model and in summary (MAPE, worst error, share within +-10 %): the
 whole-graph ensemble (GBDT + GNN members combined, before any out-of-distribution hand-over),
 the whole predictor's answer (``Predictor.predict``: the ensemble moved toward the per-kernel
-model for graphs outside the training ranges), the per-kernel model (kernel sum with the
-per-graph term of ``kernel_model.TERM_RULE``: none since issue 16's third look, chosen by
-bench/bench_graph_term.py, so it equals the plain kernel sum), the plain kernel sum, and the
-roofline (MACs over the fitted peak, bytes over the fitted bandwidth, summed over kernels, times
-the kernels' median ratio). The evaluated models' rows are read only to score the answers.
+model for graphs outside the training ranges), the per-kernel model (``KernelModel.predict_ms``:
+since kernel-units-v5 the sum of the kernels' in-network times plus one per-run cost, with the
+per-graph term of ``kernel_model.TERM_RULE``, none), its in-network kernel sum without the
+per-run cost, the v4 default for comparison (the plain sum of kernels labelled with their time
+alone, fit on the same rows), and the roofline (MACs over the fitted peak, bytes over the
+fitted bandwidth, summed over kernels, times the kernels' median ratio). The evaluated models'
+rows are read only to score the answers.
 """
 
 from __future__ import annotations
@@ -72,12 +74,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pred, metrics = train(rows, dev, seed=args.seed, gnn_steps=args.gnn_steps)
         km = pred.kernels
     log("trained")
+    # the v4 default for comparison: kernels labelled with their time alone (per-run cost
+    # included), no in-network correction, plain sum; fit on the same rows as ``km``
+    if args.kernels_only:
+        plain_rows = list(range(len(rows)))
+    else:
+        plain_rows = list(training.split_indices(len(rows), args.seed, None)[0])
+    ex_p = training.featurize_rows([rows[i] for i in plain_rows], lambda stage, i, n: None)
+    y_p = np.array([rows[i].latency_ms for i in plain_rows])
+    km_plain = fit_from_examples(ex_p, y_p, seed=args.seed, run_cost=False, innet=False)
+    assert km_plain is not None
     graphs = [r.graph for r in zoo]
     units = [unit_rows(g) for g in graphs]
     y = np.array([r.latency_ms for r in zoo])
     answers = {
         "kernel model": km.predict_ms(units),
-        "kernel sum": km.sum_ms(units),
+        "kernel sum (in-network)": km.sum_ms(units),
+        "plain kernel sum (v4)": km_plain.sum_ms(units),
         "roofline": np.array(
             [
                 _roof(u, km.meta["peak_macs_per_ms"], km.meta["bytes_per_ms"], km.block)[1].sum()
@@ -105,6 +118,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train_rows": len(rows),
         "kernel_rows": int(sum(r.single_layer for r in rows)),
         "graph_term": km.meta["graph_term"],
+        "run_ms": km.meta.get("run_ms"),
+        "innet_units": km.meta.get("innet_units"),
+        "innet_shrink": km.meta.get("innet_shrink"),
         "rows_per_type": km.meta["rows_per_type"],
         "own_regressor": sorted(k for k in km.boosters if k != "all"),
         "summary": {k: _summary(y, v) for k, v in answers.items()},

@@ -288,3 +288,103 @@ def test_per_graph_term_rules_fit_only_their_parts() -> None:
     assert fits["half"][1:] == pytest.approx((0.5 * c, 0.5 * a))
     with pytest.raises(ValueError, match="unknown per-graph term rule"):
         fit_term(K, n, y, "bogus")
+
+
+def test_a_model_of_known_kernels_is_the_sum_of_their_in_network_times_plus_the_term() -> None:
+    """v5: the in-network correction, learned from whole graphs' per-unit profiled times, is
+    shrunk toward ratio 1; a type the graphs never had keeps ratio 1; a whole graph is the sum of
+    its units' in-network times plus the per-graph term plus one per-run cost."""
+    from nasctl.predictor.kernel_model import FORMAT, INNET_SHRINK
+
+    x, types, ms, _ = _kernel_data()
+    model = KernelModel.fit(x, types, ms)
+    assert model is not None
+    rng = np.random.default_rng(5)
+    keep = [i for i, t in enumerate(types) if t in ("conv", "dwconv")]  # the graphs' types
+    picks = [rng.choice(keep, size=int(rng.integers(4, 12)), replace=False) for _ in range(150)]
+    graphs: list[Any] = [(x[p], [types[i] for i in p]) for p in picks]
+    # in a network, depthwise convs take half their time alone, dense convs the same
+    half = [np.where(np.array(g[1]) == "dwconv", 0.5, 1.0) for g in graphs]
+    times = [h * ms[p] for h, p in zip(half, picks, strict=True)]
+    assert model.fit_innet(graphs, times) > 30
+    assert model.meta["innet_types"] == ["conv", "dwconv"]
+    ratio = model.innet_ratio(x, types)
+    tarr = np.array(types)
+    want = np.exp(INNET_SHRINK * np.log(0.5))  # the ratio shrunk (in log) toward 1
+    assert np.median(ratio[tarr == "dwconv"]) == pytest.approx(want, abs=0.08)
+    assert np.median(ratio[tarr == "conv"]) == pytest.approx(1.0, abs=0.08)
+    other = [t for t in set(types) if t not in ("conv", "dwconv")]
+    assert other and (ratio[np.isin(tarr, other)] == 1.0).all()  # never seen in a graph: 1
+    model.meta["run_ms"] = 0.009
+    model.fit_graph_term(graphs, np.array([t.sum() for t in times]))  # default: plain
+    new = rng.choice(len(types), size=9, replace=False)  # a new model of known kernels
+    g = (x[new], [types[i] for i in new])
+    by_hand = (model.unit_ms(*g) * model.innet_ratio(*g)).sum() + 0.009
+    assert model.predict_ms([g])[0] == pytest.approx(by_hand, rel=1e-9)
+    assert model.sum_ms([g])[0] == pytest.approx(by_hand - 0.009, rel=1e-9)
+    assert model.alone_ms([g])[0] == pytest.approx(model.unit_ms(*g).sum() + 0.009, rel=1e-9)
+    # saved and loaded: the correction travels (kernel_innet.txt); older formats are refused
+    texts = model.texts()
+    assert "kernel_innet.txt" in texts
+    again = KernelModel.from_texts(texts, model.meta)
+    assert np.allclose(again.predict_ms([g]), model.predict_ms([g]))
+    assert FORMAT == "kernel-units-v5"
+    with pytest.raises(ValueError, match="kernel-units-v4"):
+        KernelModel.from_texts(texts, {**model.meta, "format": "kernel-units-v4"})
+
+
+def test_run_cost_comes_off_the_samples_labels_and_is_paid_once_per_graph() -> None:
+    from types import SimpleNamespace
+
+    from nasctl.predictor.kernel_model import RUN_COST_PERCENTILE, fit_from_examples, run_cost_ms
+
+    x, types, ms, _ = _kernel_data()
+    y = ms + 0.009  # every sample also pays a 9 us run cost
+    assert run_cost_ms(y) == pytest.approx(np.percentile(y, RUN_COST_PERCENTILE))
+    assert 0.009 < run_cost_ms(y) < 0.009 + np.percentile(ms, 5)
+    assert run_cost_ms(np.array([])) == 0.0
+    ex = [
+        SimpleNamespace(single_layer=True, units=(x[i : i + 1], [types[i]]), layers=None)
+        for i in range(len(types))
+    ]
+    model = fit_from_examples(ex, y)
+    plain = fit_from_examples(ex, y, run_cost=False, innet=False)
+    assert model is not None and plain is not None
+    run = model.meta["run_ms"]
+    assert run == pytest.approx(run_cost_ms(y)) and plain.meta["run_ms"] == 0.0
+    assert "innet" not in model.boosters  # no whole graphs with profiles: no correction
+    small = ms < np.percentile(ms, 25)  # labels without the run cost: small kernels far smaller
+    alone = model.unit_ms(x, types)
+    assert np.median(alone[small] / plain.unit_ms(x, types)[small]) < 0.8
+    # a sample measured alone: its units alone plus one run cost, near its measured latency
+    one = [(x[i : i + 1], [types[i]]) for i in range(len(types))]
+    assert np.median(np.abs(model.alone_ms(one) / y - 1)) < 0.1
+    # a graph of 10 kernels pays the run cost once, not 10 times
+    g = (x[:10], types[:10])
+    assert model.predict_ms([g])[0] == pytest.approx(alone[:10].sum() + run, rel=1e-9)
+
+
+def test_profile_unit_times_maps_layers_to_units_without_reorders() -> None:
+    from nasctl.predictor.kernel_units import profile_unit_times
+    from nasctl.records import LayerTiming
+
+    g = _residual()
+    units = graph_units(g)
+    rows, types = unit_rows(g, units)
+    ids = {n.id: i for i, n in enumerate(g.nodes)}
+    unit_of = {i: k for k, u in enumerate(units) for i in u.nodes}
+    layers = [
+        LayerTiming("ReorderInput", 0.5, kind="reformat", extra={"op": "ReorderInput"}),
+        LayerTiming("c1_nchwc", 1.0, nodes=["c1", "b1", "r1"], extra={"op": "Conv"}),
+        LayerTiming("sc_nchwc", 0.5, nodes=["sc"], extra={"op": "Conv"}),
+        LayerTiming("c2_nchwc", 2.0, nodes=["c2", "add", "r2"], extra={"op": "Conv"}),
+    ]
+    t = profile_unit_times(g, units, layers, latency_ms=8.0, n_rows=len(types))
+    assert t is not None and t.shape == (len(types),)
+    scale = 8.0 / 4.0  # the profile (4 ms, reorder included) scaled to the measured 8 ms
+    assert t[unit_of[ids["c1"]]] == pytest.approx(1.0 * scale)
+    assert t[unit_of[ids["sc"]]] == pytest.approx(0.5 * scale)
+    assert t[unit_of[ids["c2"]]] == pytest.approx(2.0 * scale)
+    assert t.sum() == pytest.approx(3.5 * scale)  # the reorder's time is no unit's
+    assert all(t[k] == 0 for k, ty in enumerate(types) if ty == "reorder")
+    assert profile_unit_times(g, units, None, 8.0, len(types)) is None

@@ -346,3 +346,31 @@ def _kernel_rows(graph: Graph, units: list[Unit]) -> tuple[np.ndarray, list[str]
 
 _COST_KEYS = ("macs", "act_read_bytes", "act_write_bytes", "weight_bytes")
 _MOVES = frozenset({"split", "transpose"})
+
+
+#: profile entries of layout conversions (no graph node of their own; left out of
+#: :func:`profile_unit_times`)
+_REORDER_OPS = frozenset({"ReorderInput", "ReorderOutput"})
+
+
+def profile_unit_times(
+    graph: Graph, units: list[Unit], layers: list[Any] | None, latency_ms: float, n_rows: int
+) -> np.ndarray | None:
+    """In-network time (ms) of each of ``graph``'s units from the graph's per-layer profile
+    (``layers``: entries with ``time_ms``, ``nodes`` and ``extra["op"]``), scaled so that the
+    profile sums to the measured ``latency_ms``; ``n_rows`` entries (:func:`unit_rows`' rows,
+    the ``reorder`` rows after the units), 0 for reorders and for units no entry maps to. None
+    without a profile."""
+    timed = [la for la in (layers or []) if float(getattr(la, "time_ms", 0.0) or 0.0) > 0]
+    total = sum(float(la.time_ms) for la in timed)
+    if not timed or total <= 0 or latency_ms <= 0:
+        return None
+    owner = {graph.nodes[i].id: k for k, u in enumerate(units) for i in u.nodes}
+    out = np.zeros(n_rows)
+    for la in timed:
+        if str((getattr(la, "extra", None) or {}).get("op", "")) in _REORDER_OPS:
+            continue
+        ks = [owner[n] for n in (getattr(la, "nodes", None) or []) if n in owner]
+        if ks:
+            out[ks[0]] += float(la.time_ms) * latency_ms / total
+    return out
