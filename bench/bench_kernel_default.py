@@ -1,4 +1,4 @@
-"""Choose the per-kernel model's default (issue 16, kernel-units-v5) without any aside set.
+"""Choose the per-kernel model's default (issue 16, kernel-units-v5/v6) without any aside set.
 
 Arms of :func:`nasctl.predictor.kernel_model.fit_from_examples`: the per-run cost off the
 samples' labels (``run_cost``) and the in-network correction learned from the space graphs'
@@ -36,17 +36,28 @@ ARMS: dict[str, dict[str, Any]] = {
     "run cost": {"run_cost": True, "innet": False},
     "in-network x0.5": {"run_cost": False, "innet": True, "shrink": 0.5},
     "run cost + in-network x0.5": {"run_cost": True, "innet": True, "shrink": 0.5},
-    "run cost + in-network x0.75 (v5 default)": {"run_cost": True, "innet": True, "shrink": 0.75},
+    "run cost + in-network x0.75, no range gate (v5 default)": {
+        "run_cost": True,
+        "innet": True,
+        "shrink": 0.75,
+        "gate": False,
+    },
+    "run cost + in-network x0.75 (v6 default)": {"run_cost": True, "innet": True, "shrink": 0.75},
     "run cost + in-network x1": {"run_cost": True, "innet": True, "shrink": 1.0},
 }
 
 
 def _fit(ex: list[Any], y: np.ndarray, seed: int, kw: dict[str, Any]) -> Any:
-    """fit_from_examples with the arm's switches; ``shrink`` replaces the correction's shrink."""
+    """fit_from_examples with the arm's switches; ``shrink`` replaces the correction's shrink;
+    ``gate`` False widens its fitted ranges to everything (v5: the correction extrapolates)."""
     km = fit_from_examples(ex, y, seed=seed, run_cost=kw["run_cost"], innet=kw["innet"])
     assert km is not None
     if "shrink" in kw:
         km.meta["innet_shrink"] = kw["shrink"]
+    if not kw.get("gate", True):
+        km.meta["innet_ranges"] = {
+            t: {k: [-np.inf, np.inf] for k in r} for t, r in km.meta.get("innet_ranges", {}).items()
+        }
     return km
 
 

@@ -328,9 +328,64 @@ def test_a_model_of_known_kernels_is_the_sum_of_their_in_network_times_plus_the_
     assert "kernel_innet.txt" in texts
     again = KernelModel.from_texts(texts, model.meta)
     assert np.allclose(again.predict_ms([g]), model.predict_ms([g]))
-    assert FORMAT == "kernel-units-v5"
-    with pytest.raises(ValueError, match="kernel-units-v4"):
-        KernelModel.from_texts(texts, {**model.meta, "format": "kernel-units-v4"})
+    assert FORMAT == "kernel-units-v6"
+    for old in ("kernel-units-v4", "kernel-units-v5"):
+        with pytest.raises(ValueError, match=old):
+            KernelModel.from_texts(texts, {**model.meta, "format": old})
+
+
+def test_the_in_network_correction_does_not_extrapolate_beyond_its_fitted_ranges() -> None:
+    """v6: a unit inside the per-type ranges of MACs / weight / input / output bytes the
+    correction was fitted on gets the fitted ratio; one outside (e.g. an FC far larger than the
+    spaces' classifier) keeps ratio 1; the ranges travel with the saved model."""
+    import json
+
+    from nasctl.predictor.kernel_model import INNET_CLIP, INNET_RANGE_FEATURES, INNET_SHRINK
+
+    x, types, ms, _ = _kernel_data()
+    model = KernelModel.fit(x, types, ms)
+    assert model is not None
+    tarr = np.array(types)
+    w = UNIT_FEATURES.index("log1p_weight_bytes")
+    conv = np.flatnonzero(tarr == "conv")
+    cut = np.median(x[conv, w])
+    small = conv[x[conv, w] <= cut]  # the graphs hold only the smaller half of the convs
+    rng = np.random.default_rng(7)
+    picks = [rng.choice(small, size=int(rng.integers(4, 10)), replace=False) for _ in range(120)]
+    graphs: list[Any] = [(x[p], ["conv"] * len(p)) for p in picks]
+    times = [0.5 * model.unit_ms(*g) for g in graphs]  # in a network: half their time alone
+    assert model.fit_innet(graphs, times) > 30
+    rg = model.meta["innet_ranges"]
+    assert set(rg) == {"conv"} and set(rg["conv"]) == set(INNET_RANGE_FEATURES)
+    assert rg["conv"]["log1p_weight_bytes"] == [x[small, w].min(), x[small, w].max()]
+    ratio = model.innet_ratio(x, types)
+    inside = model.innet_in_range(x, types)
+    assert inside[small].all() and not inside[tarr != "conv"].any()
+    # inside: the booster's ratio, clipped and shrunk; near 0.5 ** shrink
+    fitted = np.clip(
+        model.boosters["innet"].predict(model._innet_x(x[small], ["conv"] * len(small))),
+        -INNET_CLIP,
+        INNET_CLIP,
+    )
+    np.testing.assert_allclose(ratio[small], np.exp(INNET_SHRINK * fitted))
+    assert np.median(ratio[small]) == pytest.approx(0.5**INNET_SHRINK, abs=0.05)
+    # outside: the larger convs beyond the fitted weight bytes, and a conv made 1000x larger
+    big = conv[x[conv, w] > x[small, w].max()]
+    assert big.size and (ratio[big] == 1.0).all()
+    huge = x[small[:3]].copy()
+    huge[:, w] += np.log(1000.0)
+    assert (model.innet_ratio(huge, ["conv"] * 3) == 1.0).all()
+    macs = UNIT_FEATURES.index("log1p_macs")
+    many = x[small[:3]].copy()
+    many[:, macs] = rg["conv"]["log1p_macs"][1] + 1.0
+    assert (model.innet_ratio(many, ["conv"] * 3) == 1.0).all()
+    assert (ratio[tarr != "conv"] == 1.0).all()  # a type never profiled: 1
+    # saved (meta as JSON) and loaded: the ranges travel, the answers are the same
+    meta = json.loads(json.dumps(model.meta))
+    again = KernelModel.from_texts(model.texts(), meta)
+    assert again.meta["innet_ranges"] == rg
+    np.testing.assert_array_equal(again.innet_ratio(x, types), ratio)
+    np.testing.assert_array_equal(again.innet_ratio(huge, ["conv"] * 3), np.ones(3))
 
 
 def test_run_cost_comes_off_the_samples_labels_and_is_paid_once_per_graph() -> None:

@@ -13,7 +13,7 @@ is answered by a model over all kernel rows (type as a feature); a type never sa
 (``other``: transpose, split, ...) by the roofline times the median ratio of all kernels.
 
 Two corrections turn a sample's time alone into the kernel's time inside a network (issue 16's
-fourth version, ``kernel-units-v5``):
+fourth version, ``kernel-units-v5``; v6 bounds the second):
 
 * **Per-run cost.** A sample is one kernel timed as a whole ONNX Runtime run, so its latency
   includes the cost of one run (session dispatch, input/output binding: ~9 us here), which a
@@ -31,6 +31,13 @@ fourth version, ``kernel-units-v5``):
   it made the tuning set's worst error larger), and a unit type
   absent from the profiled units keeps ratio 1. It captures e.g. depthwise convolutions that run
   faster in a network than alone and large layers whose weights are cold in a network.
+  **It does not extrapolate** (v6): a tree model answers flat outside its training range, so a
+  unit whose MACs, weight, input or output bytes (:data:`INNET_RANGE_FEATURES`) lie outside the
+  [min, max] its type had among the fitted units (saved as ``innet_ranges``) keeps ratio 1: the
+  profiles say nothing about it (e.g. the spaces' only fully connected layer is a ~1000-way
+  classifier of a few MB; AlexNet's 151 MB FC is not that layer). Ratio 1 rather than a
+  correction fading with the distance: a fade width would be one more constant, with no data
+  outside the range to choose it on.
 
 The per-graph term, fitted on whole-graph rows (search-space architectures, never the evaluated
 models): ``latency = sum_t s_t * K_t + c * units + a`` with ``K_t`` the predicted time of the
@@ -74,12 +81,19 @@ INNET_SHRINK = 0.75
 INNET_CLIP = 1.0
 INNET_ROUNDS = 200
 INNET_MIN_LEAF = 20
+#: the unit features whose per-type [min, max] over the fitted units bounds where the in-network
+#: correction applies (outside: ratio 1, module docstring)
+INNET_RANGE_FEATURES = (
+    "log1p_macs", "log1p_weight_bytes", "log1p_read_bytes", "log1p_write_bytes",
+)  # fmt: skip
+_RANGE_COLS = [UNIT_FEATURES.index(k) for k in INNET_RANGE_FEATURES]
 #: the kernel rows' layout (reorder units, the channel-padding feature, the grouped-conv columns
 #: of :func:`_group_columns`, v4: the split/transpose types and the host's NCHWc block in
 #: ``nchwc_block``; v5: labels net of the per-run cost ``run_ms`` and the in-network
-#: correction ``kernel_innet.txt``); a model saved with another is refused on load (its boosters
+#: correction ``kernel_innet.txt``; v6: the correction's per-type feature ranges ``innet_ranges``,
+#: outside which it does not apply); a model saved with another is refused on load (its boosters
 #: would read the wrong columns or its answers mean another thing)
-FORMAT = "kernel-units-v5"
+FORMAT = "kernel-units-v6"
 _MACS = UNIT_FEATURES.index("log1p_macs")
 _BYTES = [UNIT_FEATURES.index(k) for k in ("log1p_read_bytes", "log1p_write_bytes")]
 _WBYTES = UNIT_FEATURES.index("log1p_weight_bytes")
@@ -220,6 +234,7 @@ class KernelModel:
             "graph_term": {"scale": {t: 1.0 for t in TYPES}, "per_unit_ms": 0.0, "const_ms": 0.0},
             "run_ms": 0.0,
             "innet_types": [],
+            "innet_ranges": {},
             "innet_shrink": INNET_SHRINK,
             "innet_clip": INNET_CLIP,
         }
@@ -238,13 +253,14 @@ class KernelModel:
         of units it was fit on (0: too few, no correction)."""
         import lightgbm as lgb
 
-        xs, ys, ts = [], [], []
+        xs, ys, ts, raw = [], [], [], []
         for (rows, types), t in zip(graphs, times, strict=True):
             alone = self.unit_ms(rows, types)
             m = (t > 0) & (alone > 0) & (np.asarray(types) != "reorder")
             if m.any():
                 sel = [ty for ty, k in zip(types, m, strict=True) if k]
                 xs.append(self._innet_x(rows[m], sel))
+                raw.append(rows[m][:, _RANGE_COLS])
                 ys.append(np.log(t[m] / alone[m]))
                 ts += sel
         n = int(sum(len(v) for v in ys))
@@ -255,16 +271,39 @@ class KernelModel:
         self.boosters["innet"] = lgb.train(params, data, INNET_ROUNDS)
         self.meta["innet_types"] = sorted(set(ts))
         self.meta["innet_units"] = n
+        feats, tarr = np.vstack(raw), np.asarray(ts)
+        self.meta["innet_ranges"] = {
+            ty: {
+                k: [float(feats[tarr == ty, j].min()), float(feats[tarr == ty, j].max())]
+                for j, k in enumerate(INNET_RANGE_FEATURES)
+            }
+            for ty in self.meta["innet_types"]
+        }
         return n
 
+    def innet_in_range(self, rows: np.ndarray, types: list[str]) -> np.ndarray:
+        """Per unit, whether its type was among the correction's fitted units and its
+        :data:`INNET_RANGE_FEATURES` lie within that type's fitted [min, max]."""
+        ranges = self.meta.get("innet_ranges", {})
+        out = np.zeros(len(types), dtype=bool)
+        tarr = np.asarray(types)
+        for t, r in ranges.items():
+            m = tarr == t
+            if m.any():
+                lo, hi = np.array([r[k] for k in INNET_RANGE_FEATURES]).T
+                v = rows[m][:, _RANGE_COLS]
+                out[m] = ((v >= lo) & (v <= hi)).all(1)
+        return out
+
     def innet_ratio(self, rows: np.ndarray, types: list[str]) -> np.ndarray:
-        """Per unit, in-network time / time alone (1 without a correction or for a type the
-        correction never saw)."""
+        """Per unit, in-network time / time alone (1 without a correction, for a type the
+        correction never saw, or for a unit outside the ranges it was fitted on:
+        :meth:`innet_in_range`)."""
         out = np.ones(len(types))
         b = self.boosters.get("innet")
         if b is None or not len(types):
             return out
-        known = np.isin(np.asarray(types), list(self.meta.get("innet_types", [])))
+        known = self.innet_in_range(rows, types)
         if not known.any():
             return out
         clip = float(self.meta.get("innet_clip", INNET_CLIP))
