@@ -11,10 +11,13 @@ the whole predictor's answer (``Predictor.predict``: the ensemble moved toward t
 model for graphs outside the training ranges), the per-kernel model (``KernelModel.predict_ms``:
 since kernel-units-v5 the sum of the kernels' in-network times plus one per-run cost, with the
 per-graph term of ``kernel_model.TERM_RULE``, none), its in-network kernel sum without the
-per-run cost, the v4 default for comparison (the plain sum of kernels labelled with their time
-alone, fit on the same rows), and the roofline (MACs over the fitted peak, bytes over the
-fitted bandwidth, summed over kernels, times the kernels' median ratio). The evaluated models'
-rows are read only to score the answers.
+per-run cost, the same model with its in-network correction applied at any feature value (v5:
+before the correction was bounded to the ranges it was fitted on), the v4 default for comparison
+(the plain sum of kernels labelled with their time alone, fit on the same rows), and the
+roofline (MACs over the fitted peak, bytes over the fitted bandwidth, summed over kernels,
+times the kernels' median ratio); per model, how many of its units lie outside the in-network
+correction's fitted ranges (ratio 1). The evaluated models' rows are read only to score the
+answers.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 
 from nasctl.datasets.store import Store
 from nasctl.predictor import training
-from nasctl.predictor.kernel_model import _roof, fit_from_examples
+from nasctl.predictor.kernel_model import KernelModel, _roof, fit_from_examples
 from nasctl.predictor.kernel_units import unit_rows
 from nasctl.predictor.training import train
 
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     answers = {
         "kernel model": km.predict_ms(units),
         "kernel sum (in-network)": km.sum_ms(units),
+        "kernel model, no range gate (v5)": _ungated(km).predict_ms(units),
         "plain kernel sum (v4)": km_plain.sum_ms(units),
         "roofline": np.array(
             [
@@ -110,7 +114,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         answers["predictor"] = np.array([p.latency_ms for p in pred.predict(graphs)])
     names = [str(r.model or r.genotype).removesuffix(".onnx") for r in zoo]
     table = [
-        {"model": n, "measured_ms": float(t), **{k: float(v[i]) for k, v in answers.items()}}
+        {
+            "model": n,
+            "measured_ms": float(t),
+            **{k: float(v[i]) for k, v in answers.items()},
+            **_outside(km, *units[i]),
+        }
         for i, (n, t) in enumerate(zip(names, y, strict=True))
     ]
     return {
@@ -131,6 +140,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _ungated(km: KernelModel) -> KernelModel:
+    """The same model with its in-network correction applied at any feature value (v5)."""
+    wide = {
+        t: {k: [-np.inf, np.inf] for k in r} for t, r in km.meta.get("innet_ranges", {}).items()
+    }
+    return KernelModel(km.boosters, {**km.meta, "innet_ranges": wide})
+
+
+def _outside(km: KernelModel, rows: np.ndarray, types: list[str]) -> dict[str, Any]:
+    """A graph's units of a profiled type that lie outside the correction's fitted ranges
+    (ratio 1 since v6): how many, of how many profiled-type units, and their share of the
+    graph's predicted time alone."""
+    typed = np.isin(np.asarray(types), km.meta.get("innet_types", []))
+    out = typed & ~km.innet_in_range(rows, types)
+    alone = km.unit_ms(rows, types)
+    return {
+        "units_outside": int(out.sum()),
+        "units_typed": int(typed.sum()),
+        "outside_share": float(alone[out].sum() / max(alone.sum(), 1e-12)),
+    }
+
+
 def markdown(res: dict[str, Any]) -> str:
     names = list(res["summary"])
     lines = ["| answer | MAPE % | worst % | within +-10 % |", "|---|---|---|---|"]
@@ -146,6 +177,18 @@ def markdown(res: dict[str, Any]) -> str:
     for m in sorted(res["models"], key=lambda m: -abs(m[key] / m["measured_ms"] - 1)):
         cells = [f"{m[k]:.2f} ({100 * (m[k] / m['measured_ms'] - 1):+.1f})" for k in names]
         lines.append(f"| {m['model']} | {m['measured_ms']:.2f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| model | units outside the correction's ranges / of profiled types | their share of "
+        "the predicted time alone |",
+        "|---|---|---|",
+    ]
+    for m in res["models"]:
+        if m.get("units_outside"):
+            lines.append(
+                f"| {m['model']} | {m['units_outside']} / {m['units_typed']} | "
+                f"{100 * m['outside_share']:.0f} % |"
+            )
     lines += [
         "",
         "| part | answered by | MAPE % | Acc@10 % | coverage | n |",
