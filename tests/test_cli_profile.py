@@ -130,7 +130,13 @@ def test_kernels_single_layers(tmp_path: Path) -> None:
     with Store(db, readonly=True) as s:
         rows = s.training_rows("cpu", space="kernels")
     assert len(rows) == 3
-    ops = {"dconv": "conv", "gap": "globalavgpool", "se": "mul", "act": r"\w+"}
+    ops = {
+        "dconv": "conv",
+        "gap": "globalavgpool",
+        "se": "mul",
+        "act": r"\w+",
+        "shuffle": "transpose",
+    }
     for r in rows:
         kind = r.genotype.split("-")[0]
         assert re.fullmatch(ops.get(kind, kind), r.graph.node("/layer").op)

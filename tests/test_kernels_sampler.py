@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+
+from nasctl.errors import SpaceError
 from nasctl.spaces.kernels import FIELDS, GROUP_WIDTHS, KernelsSpace
 
 
@@ -74,3 +77,24 @@ def test_grouped_convs_get_a_fair_share_over_every_group_width() -> None:
         == "gconv"
         for v in gconvs
     )  # never a depthwise conv
+
+
+def test_channel_split_and_shuffle_are_sampled_as_shufflenet_writes_them() -> None:
+    space = KernelsSpace()
+    parsed = [space.parse(g) for g in _draws()]
+    shuffles = [v for k, v, _ in parsed if k == "shuffle"]
+    splits = [v for k, v, _ in parsed if k == "split"]
+    assert len(shuffles) >= 15 and len(splits) >= 15
+    assert {v["g"] for v in shuffles} >= {2, 3, 4} and all(v["i"] % v["g"] == 0 for v in shuffles)
+    assert all(v["i"] % 2 == 0 for v in splits)
+    g = space.to_graph("shuffle-i48-g2-h28")
+    assert [n.op for n in g.nodes] == ["reshape", "transpose", "reshape"]
+    assert g.node("/view").out_shape == (1, 2, 24, 28, 28)
+    assert g.node("/layer").attrs["perm"] == [0, 2, 1, 3, 4]
+    assert g.node("/unview").out_shape == (1, 48, 28, 28)
+    g = space.to_graph("split-i48-h28")
+    assert [n.op for n in g.nodes] == ["split"] and len(g.outputs) == 2
+    assert g.nodes[0].out_shapes == [(1, 24, 28, 28), (1, 24, 28, 28)]
+    for bad in ("shuffle-i48-g5-h28", "shuffle-i4-g4-h28", "split-i7-h28"):
+        with pytest.raises(SpaceError):
+            space.parse(bad)

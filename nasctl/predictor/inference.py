@@ -67,6 +67,10 @@ class Example:
     single_layer: bool = False
     units: tuple[np.ndarray, list[str]] | None = None  # kernel_units.unit_rows of the graph
     graph: Graph | None = None  # kept where the caller passed graphs (units on demand)
+    #: a measured whole graph's in-network time per unit (ms, aligned with ``units``; from its
+    #: per-layer profile, :func:`kernel_units.profile_unit_times`): trains the kernel model's
+    #: in-network correction
+    unit_times: np.ndarray | None = None
 
     def kernel_units(self) -> tuple[np.ndarray, list[str]] | None:
         """The graph's kernel units (:func:`kernel_units.unit_rows`), computed once on demand;

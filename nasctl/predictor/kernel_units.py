@@ -21,7 +21,9 @@ them (:mod:`kernel_model`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +31,10 @@ from nasctl.arch.costs import node_costs
 from nasctl.arch.graph import ACTIVATIONS, Graph
 from nasctl.predictor.kernel_layout import Reorder, reorder_bytes, reorders
 
-#: unit types; ``other``: ops the kernels space does not sample (transpose, split, resize, ...);
-#: ``reorder``: a layout conversion ORT inserts (:mod:`kernel_layout`), no graph node of its own
+#: unit types; ``split``: a channel split (ONNX Split, or the Slices of one tensor that ORT fuses
+#: into one Split); ``transpose``: a Transpose with the Reshapes around it (ShuffleNet's channel
+#: shuffle); ``other``: ops the kernels space does not sample (resize, pad, ...); ``reorder``: a
+#: layout conversion ORT inserts (:mod:`kernel_layout`), no graph node of its own
 TYPES: tuple[str, ...] = (
     "conv",
     "dwconv",
@@ -42,6 +46,8 @@ TYPES: tuple[str, ...] = (
     "concat",
     "act",
     "se",
+    "split",
+    "transpose",
     "other",
     "reorder",
 )
@@ -82,6 +88,8 @@ _TYPE_OF = {
     "mul": "add",
     "sub": "add",
     "concat": "concat",
+    "split": "split",
+    "transpose": "transpose",
     "batchnorm": "act",
     "layernorm": "act",
     "softmax": "act",
@@ -134,6 +142,27 @@ def _se_blocks(graph: Graph, prod: dict[str, tuple[int, int]]) -> dict[int, list
     return out
 
 
+def _is_slice(n: Any) -> bool:
+    return n.op == "other" and n.attrs.get("onnx_op") == "Slice"
+
+
+def _slice_groups(graph: Graph) -> list[list[int]]:
+    """Slices of one tensor whose outputs together cover its channels (``x.chunk(2, 1)`` as torch
+    exports it: two Slices), which ORT runs as one ``Split`` (GatherSliceToSplitFusion)."""
+    by_input: dict[str, list[int]] = {}
+    for j, n in enumerate(graph.nodes):
+        if _is_slice(n) and n.inputs and len(n.in_shapes[0]) > 1:
+            by_input.setdefault(n.inputs[0], []).append(j)
+    out = []
+    for idx in by_input.values():
+        ins = graph.nodes[idx[0]].in_shapes[0]
+        outs = [graph.nodes[j].out_shape for j in idx]
+        same_rest = all(tuple(o[2:]) == tuple(ins[2:]) and len(o) == len(ins) for o in outs)
+        if len(idx) > 1 and same_rest and sum(o[1] for o in outs) == ins[1]:
+            out.append(idx)
+    return out
+
+
 def graph_units(graph: Graph) -> list[Unit]:
     """The units (fused kernels, module docstring) of ``graph``, in node order of their lead."""
     nodes = graph.nodes
@@ -149,6 +178,10 @@ def graph_units(graph: Graph) -> list[Unit]:
         u = Unit("se", block, act=nodes[block[2]].op)
         units.append(u)
         unit_of.update({i: u for i in block})
+    for group in _slice_groups(graph):  # one Split kernel
+        u = Unit("split", list(group))
+        units.append(u)
+        unit_of.update({i: u for i in group})
 
     def only_producer(t: str) -> Unit | None:
         """The unit producing ``t`` when ``t`` has no other consumer."""
@@ -180,20 +213,21 @@ def graph_units(graph: Graph) -> list[Unit]:
                 unit_of[j] = src
                 continue
         if n.op == "add" and len(n.inputs) == 2:
-            convs = [only_producer(t) for t in n.inputs]
             convs = [
                 u
-                for u in convs
-                if u is not None and u.type in ("conv", "dwconv", "gconv") and not u.fused_sum
+                for u in (only_producer(t) for t in n.inputs)
+                if u is not None
+                and u.type in ("conv", "dwconv", "gconv")
+                and not u.fused_sum
+                and u.act is None
             ]
-            convs = [u for u in convs if u.act is None]
             if convs:
                 u = convs[0]  # ORT fuses the sum into its first operand's convolution
                 u.fused_sum = True
                 u.nodes.append(j)
                 unit_of[j] = u
                 continue
-        u = Unit(_TYPE_OF.get(n.op, "other"), [j])
+        u = Unit("split" if _is_slice(n) else _TYPE_OF.get(n.op, "other"), [j])
         if u.type == "act":
             u.act = n.op
         pre = only_producer(n.inputs[0]) if n.inputs else None
@@ -254,13 +288,18 @@ def _kernel_rows(graph: Graph, units: list[Unit]) -> tuple[np.ndarray, list[str]
             red = nodes[u.nodes[1]]
             ins = nodes[u.nodes[-1]].out_shapes[0]
             c_in, c_out, h_in, h_out = ins[1], red.attrs.get("out_channels", 1), ins[-1], ins[-1]
+        elif u.type in _MOVES:  # channels as an NCHW tensor of the same size would have them
+            ishape = lead.in_shapes[0] if lead.in_shapes else (1,)
+            h_in = h_out = ishape[-1] if len(ishape) >= 4 else 1
+            c_in = max(1, math.prod(ishape[1:]) // max(1, h_in * h_in))
+            c_out = nodes[u.nodes[-1]].out_shape[1] if u.type == "split" else c_in
         else:
             ishape = lead.in_shapes[0] if lead.in_shapes else ()
             oshape = lead.out_shape
-            c_in = lead.attrs.get("in_channels", lead.attrs.get("in_features"))
-            c_in = c_in if c_in is not None else (ishape[1] if len(ishape) > 1 else 1)
-            c_out = lead.attrs.get("out_channels", lead.attrs.get("out_features"))
-            c_out = c_out if c_out is not None else (oshape[1] if len(oshape) > 1 else 1)
+            a_in = lead.attrs.get("in_channels", lead.attrs.get("in_features"))
+            c_in = int(a_in) if a_in is not None else (ishape[1] if len(ishape) > 1 else 1)
+            a_out = lead.attrs.get("out_channels", lead.attrs.get("out_features"))
+            c_out = int(a_out) if a_out is not None else (oshape[1] if len(oshape) > 1 else 1)
             h_in = ishape[-1] if len(ishape) == 4 else 1
             h_out = oshape[-1] if len(oshape) == 4 else 1
         k = lead.attrs.get("kernel", 0)
@@ -270,8 +309,18 @@ def _kernel_rows(graph: Graph, units: list[Unit]) -> tuple[np.ndarray, list[str]
         d = lead.attrs.get("dilation", 1)
         d = max(d) if isinstance(d, list) else d
         g = int(lead.attrs.get("groups", 1)) if u.type != "se" else 1
-        tot = [sum(costs[i][key] for i in u.nodes) for key in _COST_KEYS]
-        if u.type != "se":  # the unit reads its lead's inputs, writes its last node's output
+        if u.type == "transpose":  # a channel shuffle's groups: the first channel axis
+            ishape = lead.in_shapes[0] if lead.in_shapes else ()
+            g = int(ishape[1]) if len(ishape) == 5 else 1
+        elif u.type == "split":
+            g = sum(len(nodes[i].out_shapes) for i in u.nodes if nodes[i].op != "reshape")
+        tot: list[float] = [sum(costs[i][key] for i in u.nodes) for key in _COST_KEYS]
+        if u.type in _MOVES:  # a copy: reads the input once, writes every piece; no weights
+            moved = [costs[i] for i in u.nodes if nodes[i].op not in FREE_OPS]
+            tot[1] = costs[u.nodes[0]]["act_read_bytes"]
+            tot[2] = sum(c["act_write_bytes"] for c in moved)
+            tot[3] = 0
+        elif u.type != "se":  # the unit reads its lead's inputs, writes its last node's output
             tot[1] = (
                 costs[u.nodes[0]]["act_read_bytes"]
                 + sum(costs[i]["act_read_bytes"] for i in u.nodes if nodes[i].op == "add") / 2.0
@@ -296,3 +345,32 @@ def _kernel_rows(graph: Graph, units: list[Unit]) -> tuple[np.ndarray, list[str]
 
 
 _COST_KEYS = ("macs", "act_read_bytes", "act_write_bytes", "weight_bytes")
+_MOVES = frozenset({"split", "transpose"})
+
+
+#: profile entries of layout conversions (no graph node of their own; left out of
+#: :func:`profile_unit_times`)
+_REORDER_OPS = frozenset({"ReorderInput", "ReorderOutput"})
+
+
+def profile_unit_times(
+    graph: Graph, units: list[Unit], layers: list[Any] | None, latency_ms: float, n_rows: int
+) -> np.ndarray | None:
+    """In-network time (ms) of each of ``graph``'s units from the graph's per-layer profile
+    (``layers``: entries with ``time_ms``, ``nodes`` and ``extra["op"]``), scaled so that the
+    profile sums to the measured ``latency_ms``; ``n_rows`` entries (:func:`unit_rows`' rows,
+    the ``reorder`` rows after the units), 0 for reorders and for units no entry maps to. None
+    without a profile."""
+    timed = [la for la in (layers or []) if float(getattr(la, "time_ms", 0.0) or 0.0) > 0]
+    total = sum(float(la.time_ms) for la in timed)
+    if not timed or total <= 0 or latency_ms <= 0:
+        return None
+    owner = {graph.nodes[i].id: k for k, u in enumerate(units) for i in u.nodes}
+    out = np.zeros(n_rows)
+    for la in timed:
+        if str((getattr(la, "extra", None) or {}).get("op", "")) in _REORDER_OPS:
+            continue
+        ks = [owner[n] for n in (getattr(la, "nodes", None) or []) if n in owner]
+        if ks:
+            out[ks[0]] += float(la.time_ms) * latency_ms / total
+    return out

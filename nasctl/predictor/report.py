@@ -26,8 +26,8 @@ def _kernel_rows(ex: Sequence[Any]) -> list[int]:
 
 def _unit_log(kernels: Any, ex: Sequence[Any], idx: list[int]) -> np.ndarray:
     """Log of the per-kernel model's answer for kernels measured alone: the kernel plus the
-    layout conversions ORT runs around it (its units' plain sum)."""
-    return np.log(np.maximum(kernels.sum_ms([ex[i].units for i in idx]), 1e-9))
+    layout conversions ORT runs around it (their times alone plus one per-run cost)."""
+    return np.log(np.maximum(kernels.alone_ms([ex[i].units for i in idx]), 1e-9))
 
 
 def kernel_quantile(pred: Any, val: Sequence[Any], y_val_ms: np.ndarray, alpha: float) -> None:

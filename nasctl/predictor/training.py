@@ -35,7 +35,7 @@ from nasctl.predictor.inference import (
     members_log,
 )
 from nasctl.predictor.kernel_model import fit_from_examples
-from nasctl.predictor.kernel_units import unit_rows
+from nasctl.predictor.kernel_units import graph_units, profile_unit_times, unit_rows
 from nasctl.predictor.layerwise import LayerwiseModel
 from nasctl.predictor.metrics import regression_metrics
 from nasctl.predictor.schema import SCHEMA_VERSION, schema_hash
@@ -263,13 +263,22 @@ def _featurize_chunks(rows: Sequence[Any], say: Progress) -> list[Example]:
             for i, f in zip(part, feats, strict=True):
                 r = rows[i]
                 layers = list(r.layers) if getattr(r, "layers", None) else None
+                single = bool(getattr(r, "single_layer", False))
+                urows, utimes = None, None
+                if units:
+                    gu = graph_units(r.graph)
+                    urows = unit_rows(r.graph, gu)
+                    if layers and not single:
+                        lat = float(getattr(r, "latency_ms", 0) or 0)
+                        utimes = profile_unit_times(r.graph, gu, layers, lat, len(urows[1]))
                 out[i] = Example(
                     f,
                     getattr(r, "space", None),
                     getattr(r, "genotype", None),
                     layers,
-                    bool(getattr(r, "single_layer", False)),
-                    unit_rows(r.graph) if units else None,
+                    single,
+                    urows,
+                    unit_times=utimes,
                 )
         say("features", idx.stop, len(rows))
     return out  # type: ignore[return-value]

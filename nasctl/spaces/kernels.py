@@ -12,6 +12,10 @@ A genotype is one kernel, profiled as a tiny graph (input -> kernel [-> activati
     gap-i512-h7                        global average pool
     add-i64-h28-relu6                  elementwise add of two (1, i, h, h) tensors [+ activation]
     concat-i64-h28                     concatenation of two (1, i, h, h) tensors on channels
+    split-i48-h28                      channel split of a (1, i, h, h) tensor into two halves
+                                       (ShuffleNetV2's ``x.chunk(2, 1)``, CSP/GhostNet halves)
+    shuffle-i48-g2-h28                 channel shuffle: reshape to (1, g, i / g, h, h), transpose
+                                       the two channel axes, reshape back (ShuffleNet's g groups)
     act-i64-h28-hardswish              an activation alone (one is required)
     se-i96-o24-h28-swish               squeeze-excitation: global pool, 1x1 conv i -> o, activation
                                        (relu unless given), 1x1 conv o -> i, gate (hardsigmoid after
@@ -31,7 +35,9 @@ features; kernels 1/3/5/7/11 (depthwise 3/5/7, dilated 3 with dilation 2/3/4/6),
 shapes (:func:`_gconv`): the ResNeXt/RegNet bottleneck 3x3 (``i == o``), a general grouped conv,
 each with a group width from :data:`GROUP_WIDTHS` (2..64 channels per group, one stratum each),
 and 2..64 wide groups; SE squeeze ratios 4..24; activations ReLU, ReLU6, hardswish,
-SiLU (swish), sigmoid, hardsigmoid. A draw is rejected (and drawn again) above :data:`MAX_MACS`
+SiLU (swish), sigmoid, hardsigmoid; channel splits (two equal halves, even channel counts) and
+channel shuffles (2 groups in half the draws, else 3/4/8, as ShuffleNet v1/v2 write them) over
+the same channel and size ranges. A draw is rejected (and drawn again) above :data:`MAX_MACS`
 multiply-accumulates, :data:`MAX_ELEMENTS` elements in an input or output tensor or
 :data:`MAX_PARAMS` weights.
 """
@@ -58,6 +64,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "dconv": ("i", "o", "k", "d", "s", "h"),
     "gap": ("i", "h"),
     "concat": ("i", "h"),
+    "split": ("i", "h"),
+    "shuffle": ("i", "g", "h"),
     "act": ("i", "h"),
     "se": ("i", "o", "h"),
 }
@@ -73,6 +81,8 @@ WEIGHTS: dict[str, float] = {
     "gap": 0.5,
     "add": 1,
     "concat": 0.5,
+    "split": 0.5,
+    "shuffle": 0.5,
     "act": 1,
     "se": 1.5,
 }
@@ -147,6 +157,12 @@ class KernelsSpace(SearchSpace):
             raise SpaceError(
                 f"kernels genotype {genotype!r}: groups must be >= 2 and divide i and o"
             )
+        if kind == "shuffle" and (vals["g"] < 2 or vals["i"] % vals["g"] or vals["i"] == vals["g"]):
+            raise SpaceError(
+                f"kernels genotype {genotype!r}: groups must be >= 2, divide i and be below it"
+            )
+        if kind == "split" and (vals["i"] % 2 or vals["i"] < 2):
+            raise SpaceError(f"kernels genotype {genotype!r}: a split takes an even i >= 2")
         return kind, vals, act
 
     def format(self, value: tuple[str, dict[str, int], str | None]) -> str:
@@ -195,6 +211,9 @@ class KernelsSpace(SearchSpace):
             vals["s"] = rng.choice((1, 2, 2))
         if kind == "se":
             vals["o"] = max(4, vals["i"] // rng.choice((4, 4, 8, 16, 24)))
+        if kind == "shuffle":
+            vals["g"] = rng.choice((2, 2, 2, 3, 4, 8))
+            vals["i"] = max(2 * vals["g"], vals["i"] // vals["g"] * vals["g"])
         act = rng.choice((None, None, *SAMPLED_ACTS))
         if kind in NEEDS_ACT and act is None:
             act = rng.choice(SAMPLED_ACTS)
@@ -226,6 +245,13 @@ class KernelsSpace(SearchSpace):
         b = GraphBuilder(f"kernel-{genotype}", shape)
         if kind == "se":
             x = _se(b, v, act or "relu")
+        elif kind == "split":  # both halves are outputs (a network consumes both)
+            return b.build(
+                b.split(b.input, [v["i"] // 2] * 2, id="/layer"),
+                meta={"space": self.name, "genotype": self.format((kind, v, act))},
+            )
+        elif kind == "shuffle":
+            x = _shuffle(b, v)
         elif kind == "act":
             x = b.act(b.input, str(act), id="/layer")
         else:
@@ -287,6 +313,14 @@ def _layer(b: GraphBuilder, kind: str, v: dict[str, int]) -> str:
     if kind == "concat":
         return b.concat([b.input, other], id="/layer")
     return b.add([b.input, other], id="/layer")
+
+
+def _shuffle(b: GraphBuilder, v: dict[str, int]) -> str:
+    """ShuffleNet's channel shuffle: ``x.view(n, g, c // g, h, w).transpose(1, 2).reshape(...)``."""
+    i, g, h = v["i"], v["g"], v["h"]
+    x = b.reshape(b.input, (1, g, i // g, h, h), id="/view")
+    x = b.transpose(x, [0, 2, 1, 3, 4], id="/layer")
+    return b.reshape(x, (1, i, h, h), id="/unview")
 
 
 def _se(b: GraphBuilder, v: dict[str, int], act: str) -> str:
