@@ -12,7 +12,9 @@ non-trivial BatchNorm statistics as bench/zoo.py, ``eval()``, MobileOne reparame
 deployed single-branch form (``timm.utils.model.reparameterize_model``); batch 1, 1x3x224x224,
 exported as bench/zoo.py does (TorchScript exporter, opset 17, constant folding: BN folded).
 
-timm is needed only here (``pip install nasctl[bench]``) and imported lazily. timm imports
+timm is needed only here and imported lazily. Install it with ``pip install --no-deps timm``
+(plus ``huggingface_hub pyyaml safetensors`` if missing): ``nasctl[bench]`` names it, but its own
+requirements would replace the pinned torch 2.13.0. timm imports
 torchvision at import time (data transforms, FrozenBatchNorm2d) but none of these models uses it
 in ``forward``; where torchvision is absent or does not load (here: its only wheel is a CUDA
 build, torch is 2.13.0+cpu), :func:`_stub_torchvision` puts an empty stand-in module in its place.
