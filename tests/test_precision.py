@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from nasctl.arch.graph import Graph, GraphBuilder
 from nasctl.arch.onnx_io import to_onnx
-from nasctl.arch.precision import to_fp16, to_int8, with_precision
+from nasctl.arch.precision import needs_reduce_range, to_fp16, to_int8, with_precision
 from nasctl.cli.main import app
 from nasctl.datasets.store import Store
 from nasctl.errors import GraphError
@@ -65,11 +65,35 @@ def test_int8_qdq_runs_in_ort_and_matches_fp32(tmp_path: Path) -> None:
     assert inits["/c2.weight_scale"].shape == (16,)
     names = {n.name for n in q.graph.node}
     assert {"/c2", "/dw", "/fc"} <= names  # original node names survive
+    assert not calib.reduce_range  # TensorRT's form: full-range weights
+    # ORT's cpu form (uint8 activations, 7-bit weights where the host lacks VNNI) runs here and
+    # matches FP32; the symmetric model is TensorRT's and matches only where ORT's kernels do
+    # not saturate (a VNNI host), so it is checked there
+    u, ucalib = to_int8(fp32, _calib(tmp_path / "calib"), activations="uint8")
+    assert ucalib.reduce_range == needs_reduce_range()
     x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)
-    a, b = _run(fp32, x), _run(q, x)
-    assert np.abs(a - b).max() <= INT8_MAX_REL * np.abs(a).max()
-    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.99
-    assert not np.array_equal(a, b)  # really quantized
+    a = _run(fp32, x)
+    for model in (u, q) if not needs_reduce_range() else (u,):
+        b = _run(model, x)
+        assert np.abs(a - b).max() <= INT8_MAX_REL * np.abs(a).max()
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.99
+        assert not np.array_equal(a, b)  # really quantized
+
+
+def test_reduce_range_follows_the_host_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    from nasctl.arch import precision
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert precision.needs_reduce_range() is False
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    flags = {"vnni": "flags : fpu avx2 avx512f avx512_vnni", "avx2": "flags : fpu avx2 fma"}
+    for name, want in (("vnni", False), ("avx2", True)):
+        monkeypatch.setattr(precision.Path, "read_text", lambda self, t=flags[name]: t)
+        assert precision.needs_reduce_range() is want
+    cal = precision.Calibration(source="random", batches=1, reduce_range=True)
+    assert "7-bit" in cal.to_dict()["weights"]
 
 
 def test_fp16_and_random_calibration_is_stated() -> None:

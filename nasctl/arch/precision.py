@@ -7,7 +7,8 @@ ONNX Runtime's own, maintained tools (no home-made quantizer):
   INT8, symmetric, per-channel; activations by ``activations``: ``"int8"`` (signed, symmetric,
   zero point 0: what TensorRT's explicit quantization needs; the default) or ``"uint8"``
   (unsigned, asymmetric: ONNX Runtime's fast x86 CPU path, U8S8; the ``cpu`` device's choice,
-  since ORT runs symmetric int8 activations slower than FP32, see docs/benchmarks.md #15);
+  since ORT runs symmetric int8 activations slower than FP32, see docs/benchmarks.md #15; its
+  weights use 7 bits on an x86 host without VNNI, :func:`needs_reduce_range`);
   MinMax calibration on the user's data (a folder of ``.npy``
   input batches) or, when none is given, on stated random data (``N(0, 1)``, seeded): the
   :class:`Calibration` returned says which.
@@ -53,6 +54,8 @@ class Calibration:
     path: str | None = None
     files: list[str] = field(default_factory=list)
     seed: int | None = None
+    #: weights quantized to 7 bits (ONNX Runtime's ``reduce_range``, :func:`needs_reduce_range`)
+    reduce_range: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -60,7 +63,8 @@ class Calibration:
             "batches": self.batches,
             "method": self.method,
             "activations": self.activations,
-            "weights": "int8 symmetric per-channel",
+            "weights": "int8 symmetric per-channel"
+            + (", 7-bit range (reduce_range: x86 host without VNNI)" if self.reduce_range else ""),
         }
         if self.path is not None:
             d["path"], d["files"] = self.path, self.files
@@ -170,6 +174,24 @@ def _quiet_preprocess_hint() -> Iterator[None]:
         root.removeFilter(flt)
 
 
+def needs_reduce_range() -> bool:
+    """Whether ONNX Runtime on this host needs 7-bit weights for its U8S8 int8 kernels: an x86
+    CPU without VNNI (``avx512_vnni`` / ``avx_vnni`` / ``amx_int8``) computes them with 16-bit
+    intermediate sums (``vpmaddubsw``) that saturate on full-range weights, so ORT's quantization
+    guide asks for ``reduce_range`` there. Measured on an AVX2 host: a small conv net's INT8
+    output was 22 % off FP32 without it, 2 % with it (tests/test_precision.py). Other
+    architectures: False; an x86 host whose flags cannot be read: True (the safe side)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return not any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def to_int8(
     model: onnx.ModelProto,
     calib_data: str | Path | None = None,
@@ -193,6 +215,9 @@ def to_int8(
     batches, calib = calibration_batches(model, calib_data, seed)
     calib.activations = activations + (" symmetric" if activations == "int8" else " asymmetric")
     act_type = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
+    # uint8 activations are ORT's cpu form (run on this host): 7-bit weights where its kernels
+    # would saturate; int8 ones are TensorRT's form (run on the target): full-range weights
+    calib.reduce_range = activations == "uint8" and needs_reduce_range()
     with tempfile.TemporaryDirectory(prefix="nasctl-q-") as tmp:
         src, pre, dst = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         onnx.save_model(model, str(src))
@@ -207,6 +232,7 @@ def to_int8(
                     activation_type=act_type,
                     weight_type=QuantType.QInt8,
                     per_channel=True,
+                    reduce_range=calib.reduce_range,
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={
                         "ActivationSymmetric": activations == "int8",
