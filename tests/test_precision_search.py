@@ -240,6 +240,7 @@ def _paired_search(used: tuple[int, int], limits: tuple[int, int], total: int) -
         ))  # fmt: skip
     ps = PrecisionSearch.__new__(PrecisionSearch)
     ps.loops, ps.spread = loops, 0.1
+    ps.estimator = SimpleNamespace(accuracy_se=lambda a: 1.0)  # one point of noise
     ps.cfg = SimpleNamespace(device_budget=total, generations=3)
     return ps, runs
 
@@ -272,6 +273,10 @@ def test_close_twins_are_re_measured_in_alternation_within_the_device_budget() -
     assert "3 alternating pairs, int8/fp32 ratios 0.83, 0.83, 0.83" in why, why
     assert "median 0.83x" in why
     assert not ps._close("g")  # decided: not paired again
+    # a twin more accurate beyond the noise decides by accuracy: no runs spent on pairs
+    ps, runs = _paired_search(used=(9, 9), limits=(10, 10), total=26)
+    ps.loops[1].archive["g"].accuracy = 70.0
+    assert not ps._close("g")
     # short budget: 3 runs left complete one round only, below the 2 that decide: nothing
     # runs, and the choice says it rests on one measurement each
     ps, runs = _paired_search(used=(10, 10), limits=(10, 10), total=23)

@@ -276,7 +276,9 @@ def test_close_twins_are_decided_on_the_median_of_alternating_pairs() -> None:
     f, i = _c("g", 76.07, ms=1.557, p="fp32"), _c("g", 75.70, ms=2.110, p="int8")
     assert pair_band(spread) == pytest.approx(math.log(PAIR_RATIO))
     assert pair_band(0.2) == pytest.approx(0.6)  # a noisier device widens it: 3x its spread
-    assert needs_pairs(f, i, spread) and paired_ratios(f, i) is None
+    assert needs_pairs(f, i, spread, band) and paired_ratios(f, i) is None
+    far = _c("g", 70.0, ms=2.110, p="int8")  # 6 points less accurate: accuracy decides
+    assert not needs_pairs(f, far, spread, band)
     assert choose_precisions([f, i], band, spread=spread) == [f]
     why = explain_precision(f, [f, i], band, spread)
     assert why is not None and "pairing band, ONE measurement each" in why

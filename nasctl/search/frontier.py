@@ -136,10 +136,14 @@ def pair_band(spread: float | None) -> float:
     return max(math.log(PAIR_RATIO), 3.0 * (spread or 0.0))
 
 
-def needs_pairs(a: Candidate, b: Candidate, spread: float | None) -> bool:
-    """Both measured, not yet decided in pairs, and within :func:`pair_band` of each other."""
+def needs_pairs(a: Candidate, b: Candidate, spread: float | None, band: Band | None = None) -> bool:
+    """The choice between twins ``a`` and ``b`` rests on latency (as accurate within ``band``),
+    and their one measurement each cannot make it: both measured, not yet decided in pairs,
+    and within :func:`pair_band` of each other."""
     if a.measured_ms is None or b.measured_ms is None or paired_ratios(a, b) is not None:
         return False
+    if abs((a.accuracy or 0.0) - (b.accuracy or 0.0)) > _band(band, a, b):
+        return False  # decided by accuracy: one twin is more accurate beyond the noise
     if a.measured_ms <= 0 or b.measured_ms <= 0:
         return False
     return abs(math.log(a.measured_ms / b.measured_ms)) <= pair_band(spread)
@@ -205,7 +209,7 @@ def explain_precision(
                      + ", ".join(f"{r:.2f}" for r in ratios)
                      + f", median {med:.2f}x; medians {c.measured_ms:.3g} vs "
                      f"{q.measured_ms:.3g} ms")  # fmt: skip
-        elif both and needs_pairs(c, q, spread):  # the budget did not reach a paired decision
+        elif both and needs_pairs(c, q, spread, band):  # the budget did not reach pairs
             why = c.extra.get("pairing_short") or "not re-measured in pairs: device budget spent"
             speed += (f"; within the {math.exp(pair_band(spread)):.2f}x pairing band, ONE "
                       f"measurement each ({why})")  # fmt: skip

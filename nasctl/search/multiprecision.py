@@ -43,8 +43,9 @@ within ``--latency-budget`` come first (then the most accurate), so the reserve 
 front points over the budget before those under it. A choice still made against a predicted
 twin says so in ``precision_choice`` (:func:`~nasctl.search.frontier.explain_precision`).
 
-Then the close choices are decided in pairs: a front architecture whose measured twins lie
-within the pairing band (:func:`~nasctl.search.frontier.pair_band`: 1.5x, the drift between
+Then the close choices are decided in pairs: a front architecture whose measured twins are as
+accurate within the estimator's noise (the choice rests on latency) and lie within the pairing
+band (:func:`~nasctl.search.frontier.pair_band`: 1.5x, the drift between
 separate runs on the shared cpu) is re-measured in up to 3 alternating rounds (:func:`pair_order`,
 fp32, int8, int8, fp32, fp32, int8), every run through its precision's ``DeviceBudget`` (counted
 against ``--device-budget``: the reserve and what the loops left), in the same order as the
@@ -280,11 +281,15 @@ class PrecisionSearch:
 
     def _close(self, genotype: str) -> bool:
         """Two of its measured twins need a paired decision (:func:`~nasctl.search.frontier.
-        needs_pairs`) and the budget was not found short for it before."""
+        needs_pairs`: as accurate within the estimator's noise, latencies within the pairing
+        band) and the budget was not found short for it before. A choice that accuracy decides
+        (a twin more accurate beyond the noise) spends no runs on pairs."""
         ts = list(self._twins(genotype).values())
         if any("pairing_short" in c.extra for c in ts):
             return False
-        return any(needs_pairs(a, b, self.spread) for i, a in enumerate(ts) for b in ts[i + 1 :])
+        return any(
+            needs_pairs(a, b, self.spread, self.band) for i, a in enumerate(ts) for b in ts[i + 1 :]
+        )
 
     def _pair(self, genotype: str, left: int) -> None:
         """Re-measure ``genotype``'s measured twins in alternating rounds (:func:`pair_order`:
