@@ -301,7 +301,7 @@ def test_close_twins_are_decided_on_the_median_of_alternating_pairs() -> None:
     assert why is not None and "a tie in both keeps the higher precision, fp32" in why
     # one round is not a decision (MIN_PAIRS = 2): back to the one run each
     f.extra["paired_ms"], i.extra["paired_ms"] = [2.5], [2.2]
-    assert paired_ratios(f, i) is None and needs_pairs(f, i, spread)
+    assert paired_ratios(f, i) is None and needs_pairs(f, i, spread, band)
 
 
 @pytest.mark.usefixtures("_data_dir")
