@@ -287,6 +287,11 @@ def test_close_twins_are_re_measured_in_alternation_within_the_device_budget() -
     assert not ps._close("g") and "pairing_short" in f.extra
     why = explain_precision(f, [f, i], lambda a, b: 1.0, ps.spread) or ""
     assert "ONE measurement each (not re-measured in pairs: 3 device runs left)" in why
+    # a resumed search restores each loop's runs but not the reserve runs granted before it
+    # stopped (used 13 of a share of 12): a run of the reserve is still a run
+    ps, runs = _paired_search(used=(13, 13), limits=(12, 12), total=40)
+    ps._pair("g", 14)
+    assert len(runs) == 6 and [lp.budget.used for lp in ps.loops] == [16, 16]
     # 5 left: two rounds (4 runs), not three
     ps, runs = _paired_search(used=(10, 10), limits=(10, 10), total=25)
     ps._pair("g", 5)

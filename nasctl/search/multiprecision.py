@@ -261,8 +261,9 @@ class PrecisionSearch:
     def _run(self, loop: Any, genotype: str, *, again: bool = False) -> float | None:
         """One device run of ``genotype`` through ``loop``'s budget, a run of the kept reserve
         when the loop's own share is spent; ``again``: a repeat of a measured genotype."""
-        if loop.budget.left <= 0:
-            loop.budget.grant(1)  # a run of the kept reserve (or another loop's leftover)
+        if loop.budget.left <= 0:  # a run of the kept reserve (or another loop's leftover);
+            # a resumed search restores ``used`` but not earlier grants: left may be negative
+            loop.budget.grant(1 - loop.budget.left)
         if again:
             return loop.budget.remeasure(genotype, "paired", self.cfg.generations)
         loop.budget.measure(genotype, "merged-front", self.cfg.generations)
