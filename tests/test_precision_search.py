@@ -277,6 +277,10 @@ def test_close_twins_are_re_measured_in_alternation_within_the_device_budget() -
     ps, runs = _paired_search(used=(9, 9), limits=(10, 10), total=26)
     ps.loops[1].archive["g"].accuracy = 70.0
     assert not ps._close("g")
+    # ... unless both twins stand on the front as trade-offs: the less accurate one is there
+    # only for being faster, and one run each cannot say that it is
+    assert ps._close("g", {("g", "fp32"), ("g", "int8")})
+    assert not ps._close("g", {("g", "fp32")})
     # short budget: 3 runs left complete one round only, below the 2 that decide: nothing
     # runs, and the choice says it rests on one measurement each
     ps, runs = _paired_search(used=(10, 10), limits=(10, 10), total=23)

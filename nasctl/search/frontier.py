@@ -136,13 +136,21 @@ def pair_band(spread: float | None) -> float:
     return max(math.log(PAIR_RATIO), 3.0 * (spread or 0.0))
 
 
-def needs_pairs(a: Candidate, b: Candidate, spread: float | None, band: Band | None = None) -> bool:
-    """The choice between twins ``a`` and ``b`` rests on latency (as accurate within ``band``),
-    and their one measurement each cannot make it: both measured, not yet decided in pairs,
-    and within :func:`pair_band` of each other."""
+def needs_pairs(
+    a: Candidate,
+    b: Candidate,
+    spread: float | None,
+    band: Band | None = None,
+    *,
+    trade_off: bool = False,
+) -> bool:
+    """The choice between twins ``a`` and ``b`` rests on latency (as accurate within ``band``;
+    or ``trade_off``: both stand on the front as trade-offs, the less accurate one only for
+    being faster), and their one measurement each cannot make it: both measured, not yet
+    decided in pairs, and within :func:`pair_band` of each other."""
     if a.measured_ms is None or b.measured_ms is None or paired_ratios(a, b) is not None:
         return False
-    if abs((a.accuracy or 0.0) - (b.accuracy or 0.0)) > _band(band, a, b):
+    if not trade_off and abs((a.accuracy or 0.0) - (b.accuracy or 0.0)) > _band(band, a, b):
         return False  # decided by accuracy: one twin is more accurate beyond the noise
     if a.measured_ms <= 0 or b.measured_ms <= 0:
         return False

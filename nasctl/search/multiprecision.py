@@ -44,9 +44,10 @@ front points over the budget before those under it. A choice still made against 
 twin says so in ``precision_choice`` (:func:`~nasctl.search.frontier.explain_precision`).
 
 Then the close choices are decided in pairs: a front architecture whose measured twins are as
-accurate within the estimator's noise (the choice rests on latency) and lie within the pairing
-band (:func:`~nasctl.search.frontier.pair_band`: 1.5x, the drift between
-separate runs on the shared cpu) is re-measured in up to 3 alternating rounds (:func:`pair_order`,
+accurate within the estimator's noise (the choice rests on latency), or both stand on the front
+as trade-offs (the less accurate one only for being faster), and lie within the pairing band
+(:func:`~nasctl.search.frontier.pair_band`: 1.5x, the drift between separate runs on the shared
+cpu) is re-measured in up to 3 alternating rounds (:func:`pair_order`,
 fp32, int8, int8, fp32, fp32, int8), every run through its precision's ``DeviceBudget`` (counted
 against ``--device-budget``: the reserve and what the loops left), in the same order as the
 front's measurement; the choice is then the median of the per-round ratios (drift cancels within
@@ -250,7 +251,8 @@ class PrecisionSearch:
                     return f"device {self.cfg.device!r} failed: {e}; run again to resume"
                 continue
             # every front architecture measured where it can be: the close choices in pairs
-            close = [g for g in dict.fromkeys(c.genotype for c in order) if self._close(g)]
+            front = {(c.genotype, str(c.precision)) for c in work}
+            close = [g for g in dict.fromkeys(c.genotype for c in order) if self._close(g, front)]
             if not close:
                 return None
             try:
@@ -280,17 +282,22 @@ class PrecisionSearch:
                 out[str(loop.cfg.precision)] = c
         return out
 
-    def _close(self, genotype: str) -> bool:
+    def _close(self, genotype: str, front: set[tuple[str, str]] | None = None) -> bool:
         """Two of its measured twins need a paired decision (:func:`~nasctl.search.frontier.
-        needs_pairs`: as accurate within the estimator's noise, latencies within the pairing
-        band) and the budget was not found short for it before. A choice that accuracy decides
-        (a twin more accurate beyond the noise) spends no runs on pairs."""
+        needs_pairs`: latencies within the pairing band, and as accurate within the
+        estimator's noise, or both on the merged ``front`` (genotype, precision) as trade-offs,
+        the less accurate one there only for being faster) and the budget was not found short
+        for it before. A choice that accuracy alone decides spends no runs on pairs."""
         ts = list(self._twins(genotype).values())
         if any("pairing_short" in c.extra for c in ts):
             return False
-        return any(
-            needs_pairs(a, b, self.spread, self.band) for i, a in enumerate(ts) for b in ts[i + 1 :]
-        )
+        on = front or set()
+
+        def close(a: Candidate, b: Candidate) -> bool:
+            both = {(a.genotype, str(a.precision)), (b.genotype, str(b.precision))} <= on
+            return needs_pairs(a, b, self.spread, self.band, trade_off=both)
+
+        return any(close(a, b) for i, a in enumerate(ts) for b in ts[i + 1 :])
 
     def _pair(self, genotype: str, left: int) -> None:
         """Re-measure ``genotype``'s measured twins in alternating rounds (:func:`pair_order`:
