@@ -80,7 +80,7 @@ def test_search_over_fp32_and_int8_pairs_is_seeded_and_exports_the_rank_precisio
         if "PREDICTED" in why:
             assert res.device_measurements == 8, why
         else:
-            assert why.endswith("decided on measured latencies"), why
+            assert "decided on measured latencies" in why, why
     doc = write_outputs(res, tmp_path / "a", ps.cfg.constraints, "cpu", ps.settings())
     rows = json.loads((tmp_path / "a" / "frontier.json").read_text())["frontier"]
     assert doc["settings"]["precision"] == "fp32,int8"
@@ -196,3 +196,114 @@ def test_cli_refuses_a_precision_before_anything_runs(tmp_path: Path) -> None:
          "--precision", "fp32,int8", "--out", str(out)],
     )  # fmt: skip
     assert r.exit_code == 1 and "--int8-drop" in r.output, r.output
+
+
+class _Budget:
+    """A precision loop's DeviceBudget as the merged phase sees it: runs counted against a
+    limit that the search raises (``grant``) from its kept reserve."""
+
+    def __init__(self, p: str, limit: int, used: int, runs: list[tuple[str, str]],
+                 clock: list[float]) -> None:  # fmt: skip
+        self.p, self.limit, self.used, self.runs, self.clock = p, limit, used, runs, clock
+
+    @property
+    def left(self) -> int:
+        return self.limit - self.used
+
+    def grant(self, n: int) -> None:
+        self.limit += n
+
+    def remeasure(self, genotype: str, phase: str, gen: int) -> float:
+        assert self.used < self.limit and phase == "paired"
+        self.used += 1
+        self.runs.append((self.p, genotype))
+        # the load rises between rounds (each round 50 % slower than the one before, both of
+        # its runs alike); INT8 truly 1.2x faster
+        self.clock[0] += 1.0
+        rnd = (self.clock[0] - 1) // 2
+        return (2.4 if self.p == "fp32" else 2.0) * (1.0 + 0.5 * rnd)
+
+
+def _paired_search(used: tuple[int, int], limits: tuple[int, int], total: int) -> Any:
+    from types import SimpleNamespace
+
+    from nasctl.search.objectives import Candidate
+
+    runs: list[tuple[str, str]] = []
+    clock = [0.0]
+    loops = []
+    for p, u, lim, ms in zip(("fp32", "int8"), used, limits, (1.9, 2.1), strict=True):
+        twin = Candidate("g", accuracy=80.0, measured_ms=ms, precision=p)
+        loops.append(SimpleNamespace(
+            cfg=SimpleNamespace(precision=p), archive={"g": twin},
+            budget=_Budget(p, lim, u, runs, clock),
+        ))  # fmt: skip
+    ps = PrecisionSearch.__new__(PrecisionSearch)
+    ps.loops, ps.spread = loops, 0.1
+    ps.estimator = SimpleNamespace(accuracy_se=lambda a: 1.0)  # one point of noise
+    ps.cfg = SimpleNamespace(device_budget=total, generations=3)
+    return ps, runs
+
+
+def test_close_twins_are_re_measured_in_alternation_within_the_device_budget() -> None:
+    from nasctl.search.frontier import choose_precisions, explain_precision
+    from nasctl.search.multiprecision import affordable_rounds, pair_order, within_first
+
+    # FP32 measured 1.9 ms, INT8 2.1 ms: one run each says FP32, inside the 1.5x pairing band
+    ps, runs = _paired_search(used=(9, 9), limits=(10, 10), total=26)
+    assert ps._close("g")
+    left = ps.cfg.device_budget - sum(lp.budget.used for lp in ps.loops)
+    ps._pair("g", left)
+    # three rounds, the order flipped each round (as bench/bench_int8_cpu.py does)
+    assert [p for p, _ in runs] == ["fp32", "int8", "int8", "fp32", "fp32", "int8"]
+    assert pair_order(["fp32", "int8"], 2) == [(0, "fp32"), (0, "int8"), (1, "int8"), (1, "fp32")]
+    # every run counted against its precision's budget; past a loop's own share, runs of the
+    # reserve are granted one at a time: 6 runs, 26 - 18 = 8 left, 2 after
+    assert [lp.budget.used for lp in ps.loops] == [12, 12]
+    assert [lp.budget.limit for lp in ps.loops] == [12, 12]
+    assert ps.cfg.device_budget - sum(lp.budget.used for lp in ps.loops) == 2
+    f, i = (lp.archive["g"] for lp in ps.loops)
+    # each round's ratio is 1.2 whatever the load: INT8 stands, on its paired latency
+    assert f.extra["paired_ms"] == pytest.approx([2.4, 3.6, 4.8])
+    assert i.extra["paired_ms"] == pytest.approx([2.0, 3.0, 4.0])
+    assert (f.measured_ms, i.measured_ms) == pytest.approx((3.6, 3.0))
+    assert f.extra["single_ms"] == 1.9 and i.extra["single_ms"] == 2.1
+    assert choose_precisions([f, i], lambda a, b: 1.0, spread=ps.spread) == [i]
+    why = explain_precision(i, [f, i], lambda a, b: 1.0, ps.spread) or ""
+    assert "3 alternating pairs, int8/fp32 ratios 0.83, 0.83, 0.83" in why, why
+    assert "median 0.83x" in why
+    assert not ps._close("g")  # decided: not paired again
+    # a twin more accurate beyond the noise decides by accuracy: no runs spent on pairs
+    ps, runs = _paired_search(used=(9, 9), limits=(10, 10), total=26)
+    ps.loops[1].archive["g"].accuracy = 70.0
+    assert not ps._close("g")
+    # ... unless both twins stand on the front as trade-offs: the less accurate one is there
+    # only for being faster, and one run each cannot say that it is
+    assert ps._close("g", {("g", "fp32"), ("g", "int8")})
+    assert not ps._close("g", {("g", "fp32")})
+    # short budget: 3 runs left complete one round only, below the 2 that decide: nothing
+    # runs, and the choice says it rests on one measurement each
+    ps, runs = _paired_search(used=(10, 10), limits=(10, 10), total=23)
+    assert affordable_rounds(ps._twins("g"), 3) == 1 and affordable_rounds(ps._twins("g"), 5) == 2
+    ps._pair("g", 3)
+    assert runs == [] and [lp.budget.used for lp in ps.loops] == [10, 10]
+    f, i = (lp.archive["g"] for lp in ps.loops)
+    assert not ps._close("g") and "pairing_short" in f.extra
+    why = explain_precision(f, [f, i], lambda a, b: 1.0, ps.spread) or ""
+    assert "ONE measurement each (not re-measured in pairs: 3 device runs left)" in why
+    # a resumed search restores each loop's runs but not the reserve runs granted before it
+    # stopped (used 13 of a share of 12): a run of the reserve is still a run
+    ps, runs = _paired_search(used=(13, 13), limits=(12, 12), total=40)
+    ps._pair("g", 14)
+    assert len(runs) == 6 and [lp.budget.used for lp in ps.loops] == [16, 16]
+    # 5 left: two rounds (4 runs), not three
+    ps, runs = _paired_search(used=(10, 10), limits=(10, 10), total=25)
+    ps._pair("g", 5)
+    assert [p for p, _ in runs] == ["fp32", "int8", "int8", "fp32"]
+    # the merged phase measures front architectures within the latency budget first
+    from nasctl.search.objectives import Candidate
+
+    over, under = Candidate("a", accuracy=90.0, measured_ms=7.5), Candidate("b", accuracy=80.0)
+    under.mean_ms = 3.0
+    assert sorted([over, under], key=lambda c: within_first(c, 4.0)) == [under, over]
+    assert sorted([under, over], key=lambda c: within_first(c, None)) == [over, under]

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from nasctl.errors import SearchError
 from nasctl.search.config import SearchConfig, SearchResult
 from nasctl.search.frontier import (
     choose_precisions,
     explain_precision,
+    latency_tie,
     measured_front,
     unverified,
     working_front,
@@ -263,3 +265,74 @@ def test_the_twin_prior_scales_the_first_precisions_model_by_the_measured_ratio(
     mu, sd = prior(["a"])
     assert math.isclose(float(np.exp(mu[0])), 1.4)  # 2 ms x the median ratio 0.7
     assert float(sd[0]) < math.hypot(0.1, RATIO_SIGMA)  # three ratios agree better than 0.5
+
+
+def test_close_twins_are_decided_on_the_median_of_alternating_pairs() -> None:
+    from nasctl.search.frontier import PAIR_RATIO, needs_pairs, pair_band, paired_ratios
+
+    band = lambda a, b: 1.0  # noqa: E731 - one point of noise
+    spread = math.log(1.11)
+    # one run each says FP32 is 1.36x faster: inside the 1.5x pairing band, so not decided yet
+    f, i = _c("g", 76.07, ms=1.557, p="fp32"), _c("g", 75.70, ms=2.110, p="int8")
+    assert pair_band(spread) == pytest.approx(math.log(PAIR_RATIO))
+    assert pair_band(0.2) == pytest.approx(0.6)  # a noisier device widens it: 3x its spread
+    assert needs_pairs(f, i, spread, band) and paired_ratios(f, i) is None
+    far = _c("g", 70.0, ms=2.110, p="int8")  # 6 points less accurate: accuracy decides
+    assert not needs_pairs(f, far, spread, band)
+    assert choose_precisions([f, i], band, spread=spread) == [f]
+    why = explain_precision(f, [f, i], band, spread)
+    assert why is not None and "pairing band, ONE measurement each" in why
+    # three alternating rounds: FP32 slower in every one (ratios 1.14, 1.13, 1.07): INT8 stands
+    f.extra["paired_ms"], i.extra["paired_ms"] = [2.5, 2.6, 2.4], [2.2, 2.3, 2.25]
+    assert paired_ratios(f, i) == pytest.approx([2.5 / 2.2, 2.6 / 2.3, 2.4 / 2.25])
+    assert not needs_pairs(f, i, spread)
+    assert choose_precisions([f, i], band, spread=spread) == [i]
+    why = explain_precision(i, [f, i], band, spread)
+    assert why is not None and "3 alternating pairs, int8/fp32 ratios 0.88, 0.88, 0.94" in why
+    assert "median 0.88x" in why and why.endswith("re-measured in alternating pairs")
+    # the median, not the mean: one round caught in a load spike does not decide
+    f.extra["paired_ms"], i.extra["paired_ms"] = [2.5, 9.0, 2.4], [2.6, 2.3, 2.5]
+    assert choose_precisions([f, i], band, spread=spread) == [f]
+    # a median ratio within the device's spread ties: a tie in both keeps the higher precision
+    f.extra["paired_ms"], i.extra["paired_ms"] = [2.3, 2.2, 2.4], [2.2, 2.1, 2.3]
+    assert latency_tie(f, i, spread)
+    assert choose_precisions([f, i], band, spread=spread) == [f]
+    why = explain_precision(f, [f, i], band, spread)
+    assert why is not None and "a tie in both keeps the higher precision, fp32" in why
+    # one round is not a decision (MIN_PAIRS = 2): back to the one run each
+    f.extra["paired_ms"], i.extra["paired_ms"] = [2.5], [2.2]
+    assert paired_ratios(f, i) is None and needs_pairs(f, i, spread, band)
+
+
+@pytest.mark.usefixtures("_data_dir")
+def test_a_paired_re_measure_is_a_device_run_kept_like_any_other(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path / "r", budget=6)
+    loop = SearchLoop(cfg)
+    try:
+        assert loop.search() is None
+        b = loop.budget
+        g = next(iter(b.measured_latencies()))
+        used, limit = b.used, b.limit
+        b.grant(1)
+        ms = b.remeasure(g, "paired", cfg.generations)
+        assert ms is not None and ms > 0  # on the device, not answered from the store
+        assert b.used == used + 1 and b.limit == limit + 1
+        with pytest.raises(SearchError, match="budget spent"):
+            b.remeasure(g, "paired", cfg.generations)
+        assert [r["genotype"] for r in loop.state.repeats()] == [g]
+        h = loop.store.hash_of("nb201", g)
+        assert h is not None
+        row = loop.store.get_measurement(h, b.device_id)
+        assert row is not None and row.extra["repeats"][0]["median_ms"] == pytest.approx(ms)
+        lines = (tmp_path / "r" / "measurements.jsonl").read_text().splitlines()
+        last = json.loads(lines[-1])
+        assert last["repeat"] and last["genotype"] == g and last["phase"] == "paired"
+    finally:
+        loop.close()
+    again = SearchLoop(cfg)  # a resumed search counts the repeat and knows its result
+    try:
+        again._restore()
+        assert again.budget.used == used + 1
+        assert again.archive[g].extra["paired_ms"] == [pytest.approx(ms)]
+    finally:
+        again.close()

@@ -393,6 +393,40 @@ class Store:
                 "INSERT OR IGNORE INTO genotypes VALUES (?, ?, ?)", (space, genotype, arch_hash)
             )
 
+    def add_repeat(self, m: Measurement) -> int | None:
+        """Keep one more run of a stored key (e.g. a search's paired re-measure): the store
+        holds one row per (architecture, device, precision, batch), so the run is appended to
+        that row's ``extra["repeats"]`` (its median/mean/p90/std/cv/runs/status/error and
+        time); the row's own numbers stay those of its first run. Without an ok/noisy row the
+        run becomes the row (:meth:`add_measurement`). Returns the row id."""
+        with self._errors(), self.transaction():
+            old = self._con.execute(
+                "SELECT id, status, extra_json FROM measurements "
+                "WHERE arch_hash = ? AND device_id = ? AND precision = ? AND batch = ?",
+                (m.arch_hash, m.device_id, m.precision, m.batch),
+            ).fetchone()
+            if old is not None and old["status"] in DONE_STATUSES:
+                extra = json.loads(old["extra_json"])
+                extra.setdefault("repeats", []).append(
+                    {
+                        "status": m.status,
+                        "median_ms": m.median_ms,
+                        "mean_ms": m.mean_ms,
+                        "p90_ms": m.p90_ms,
+                        "std_ms": m.std_ms,
+                        "cv": m.cv,
+                        "runs": m.runs,
+                        "error": m.error,
+                        "created_at": _now(),
+                    }
+                )
+                self._con.execute(
+                    "UPDATE measurements SET extra_json = ? WHERE id = ?",
+                    (json.dumps(extra, default=str), int(old["id"])),
+                )
+                return int(old["id"])
+        return self.add_measurement(m)
+
     def add_measurement(self, m: Measurement) -> int | None:
         """Store one measurement with its per-layer rows; returns its row id, or None when an
         ok/noisy record of the same key already exists (the new one is then ignored)."""

@@ -36,9 +36,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from nasctl.datasets.measure import measure_and_store
+from nasctl.datasets.measure import measure, measure_and_store
 from nasctl.datasets.store import Store
-from nasctl.errors import SearchError
+from nasctl.errors import SearchError, StoreLockedError
 from nasctl.records import MeasurementRequest
 from nasctl.search.config import SearchConfig
 from nasctl.search.frontier import working_front
@@ -271,6 +271,55 @@ class DeviceBudget:
             self.refit()
 
     # -- one measurement -----------------------------------------------------------------------
+    def remeasure(self, genotype: str, phase: str, gen: int) -> float | None:
+        """One more device run of a measured genotype (a paired re-measure): always on the
+        device, never from the store, and counted in ``used``. The run is kept like any other:
+        ``search.db`` (``repeats``), ``measurements.jsonl``, and the dataset store's row of its
+        key (:meth:`~nasctl.datasets.store.Store.add_repeat`). Returns its median ms (None when
+        the model failed); the candidate's ``measured_ms`` is the caller's to settle.
+        DeviceError propagates."""
+        if self.used >= self.limit:
+            raise SearchError("device budget spent")  # callers check first; defensive
+        graph = self.space.to_graph(genotype)
+        h = self.store.add_architecture(graph)
+        req = MeasurementRequest(
+            arch_hash=h,
+            device=self.cfg.device,
+            graph_json=graph.to_json(),
+            space=self.space.name,
+            genotype=genotype,
+            per_layer=False,
+            precision=measure_precision(self.cfg.precision),
+        )
+        self.used += 1
+        m = measure(self.device, req)
+        try:
+            self.store.add_repeat(m)
+        except StoreLockedError:  # the run still counts and decides; the dataset misses it
+            self.progress("journal", genotype=genotype, path="(repeat not stored: store locked)")
+        ok = m.status in ("ok", "noisy") and m.median_ms is not None
+        ms = float(m.median_ms) if ok and m.median_ms is not None else None
+        self.state.add_repeat(
+            genotype, phase=phase, generation=gen, status=m.status, measured_ms=ms, error=m.error
+        )
+        c = self.archive.get(genotype)
+        rec = {
+            "genotype": genotype,
+            "phase": phase,
+            "generation": gen,
+            "repeat": True,
+            "accuracy": c.accuracy if c is not None else None,
+            "from_store": False,
+            "measurement": m.to_dict(),
+        }
+        self.log.write(json.dumps(rec, default=str) + "\n")
+        self.log.flush()
+        self.progress(
+            "measure", genotype=genotype, measured_ms=ms, predicted=None, used=self.used,
+            phase=phase,
+        )  # fmt: skip
+        return ms
+
     def measure(self, genotype: str, phase: str, gen: int) -> Candidate:
         """Measure one genotype (or reuse the dataset store's record); DeviceError propagates."""
         c = self.archive.setdefault(genotype, Candidate(genotype, generation=gen))

@@ -26,16 +26,36 @@ measurement cannot tell apart). Latency is measured where measured, else predict
 merged phase of :mod:`nasctl.search.multiprecision` measures the front architectures' twins so
 that the choice rests on measured latencies, and :func:`explain_precision` says when it could
 not.
+
+One measurement of each twin is not enough when they are close: on the shared cpu the same
+twin drifts 1.3-1.6x between separate runs (docs/benchmarks.md), more than most FP32/INT8 gaps
+of an mbconv architecture. Twins whose measured latencies lie within :func:`pair_band` of each
+other (1.5x, or 3x the device's spread where that is wider) are re-measured by the merged phase
+in :data:`PAIRS` alternating rounds (``extra["paired_ms"]``: each twin's runs in round order),
+and the choice is then decided on the median of the per-round ratios (:func:`paired_ratios`):
+a slow drift of the machine falls on both twins of a round alike and cancels in their ratio.
+The median ratio ties within ``spread`` (the run-to-run spread of one measurement, which a
+round's ratio of two adjacent runs does not exceed).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 
 from nasctl.search.objectives import Candidate
 from nasctl.search.pareto import front_of
 from nasctl.search.precisions import PRECISIONS
+
+#: alternating rounds a close precision choice is re-measured in, and the fewest that decide it
+#: (fewer are run when the device budget is short; below MIN_PAIRS the choice stays on one
+#: measurement each and says so)
+PAIRS, MIN_PAIRS = 3, 2
+#: measured twins closer than this ratio are re-measured in pairs: the drift between separate
+#: runs of one twin on the shared cpu (1.3-1.6x, docs/benchmarks.md; a 1.38x single-run gap was
+#: reversed by a paired re-measure), so a gap inside it says nothing on one measurement each
+PAIR_RATIO = 1.5
 
 #: ``band(accuracy_a, accuracy_b)`` -> the accuracy difference (estimator units) within which two
 #: precisions of one architecture count as equally accurate
@@ -95,14 +115,58 @@ def _beats(
     b = _band(band, p, q)
     if latency_tie(p, q, spread):
         return d > b or (abs(d) <= b and higher(q, p))
+    ratios = paired_ratios(p, q)
+    if ratios is not None:  # p / q per round: q is faster when the median is above 1
+        return statistics.median(ratios) > 1.0 and d >= -b
     return float(lat(q)) < float(lat(p)) and d >= -b  # type: ignore[arg-type]
 
 
+def paired_ratios(a: Candidate, b: Candidate) -> list[float] | None:
+    """``a``'s latency over ``b``'s in each alternating round both ran in (``extra["paired_ms"]``,
+    rounds in order; a failed run leaves its round out), or None with fewer than
+    :data:`MIN_PAIRS` rounds: the choice then rests on one measurement each."""
+    pa, pb = a.extra.get("paired_ms") or [], b.extra.get("paired_ms") or []
+    r = [x / y for x, y in zip(pa, pb, strict=False) if x and y and x > 0 and y > 0]
+    return r if len(r) >= MIN_PAIRS else None
+
+
+def pair_band(spread: float | None) -> float:
+    """The ``|ln(a/b)|`` below which two measured twins are re-measured in pairs:
+    ln :data:`PAIR_RATIO`, or 3x the device's run-to-run spread where that is wider."""
+    return max(math.log(PAIR_RATIO), 3.0 * (spread or 0.0))
+
+
+def needs_pairs(
+    a: Candidate,
+    b: Candidate,
+    spread: float | None,
+    band: Band | None = None,
+    *,
+    trade_off: bool = False,
+) -> bool:
+    """The choice between twins ``a`` and ``b`` rests on latency (as accurate within ``band``;
+    or ``trade_off``: both stand on the front as trade-offs, the less accurate one only for
+    being faster), and their one measurement each cannot make it: both measured, not yet
+    decided in pairs, and within :func:`pair_band` of each other."""
+    if a.measured_ms is None or b.measured_ms is None or paired_ratios(a, b) is not None:
+        return False
+    if not trade_off and abs((a.accuracy or 0.0) - (b.accuracy or 0.0)) > _band(band, a, b):
+        return False  # decided by accuracy: one twin is more accurate beyond the noise
+    if a.measured_ms <= 0 or b.measured_ms <= 0:
+        return False
+    return abs(math.log(a.measured_ms / b.measured_ms)) <= pair_band(spread)
+
+
 def latency_tie(a: Candidate, b: Candidate, spread: float | None) -> bool:
-    """Both measured, and their medians differ by no more than the device's run-to-run spread
-    (``|ln(a/b)| <= spread``): one measurement each cannot tell which is faster."""
+    """Both measured, and as fast as each other within the device's run-to-run spread
+    (``|ln r| <= spread``): ``r`` the median of their per-round ratios when they were
+    re-measured in alternating pairs (:func:`paired_ratios`), else the ratio of their one
+    measurement each, which cannot tell which is faster."""
     if not spread or a.measured_ms is None or b.measured_ms is None:
         return False
+    ratios = paired_ratios(a, b)
+    if ratios is not None:
+        return abs(math.log(statistics.median(ratios))) <= spread
     if a.measured_ms <= 0 or b.measured_ms <= 0:
         return False
     return abs(math.log(a.measured_ms / b.measured_ms)) <= spread
@@ -145,6 +209,18 @@ def explain_precision(
         b = _band(band, c, q)
         lc, lq = float(lat(c) or 0.0), float(lat(q) or 0.0)
         speed = f"{lc:.3g} ms {_source(c)} vs {lq:.3g} ms {_source(q)}"
+        ratios = paired_ratios(c, q)
+        if ratios is not None:  # decided on the median of alternating pairs
+            med = statistics.median(ratios)
+            lc, lq = med, 1.0  # c's latency relative to q's, for "faster" below
+            speed = (f"{len(ratios)} alternating pairs, {c.precision}/{q.precision} ratios "
+                     + ", ".join(f"{r:.2f}" for r in ratios)
+                     + f", median {med:.2f}x; medians {c.measured_ms:.3g} vs "
+                     f"{q.measured_ms:.3g} ms")  # fmt: skip
+        elif both and needs_pairs(c, q, spread, band):  # the budget did not reach pairs
+            why = c.extra.get("pairing_short") or "not re-measured in pairs: device budget spent"
+            speed += (f"; within the {math.exp(pair_band(spread)):.2f}x pairing band, ONE "
+                      f"measurement each ({why})")  # fmt: skip
         if abs(d) <= b:
             acc = f"as accurate within noise ({d:+.2f}, band {b:.2f})"
         elif d > 0:
@@ -154,6 +230,9 @@ def explain_precision(
         if latency_tie(c, q, spread):
             tie = (f"as fast within run-to-run spread ({speed}, ratio {lq / lc:.2f}x, band "
                    f"{math.exp(spread or 0.0):.2f}x)")  # fmt: skip
+            if ratios is not None:
+                tie = (f"as fast within run-to-run spread ({speed}, band "
+                       f"{math.exp(spread or 0.0):.2f}x)")  # fmt: skip
             if abs(d) <= b:
                 keep = c if higher(c, q) else q
                 tie += f": a tie in both keeps the higher precision, {keep.precision}"
@@ -167,6 +246,8 @@ def explain_precision(
     if unmeasured:  # the choice rests on a prediction, not on two measured latencies
         which = ", ".join(f"{x.precision}" for x in unmeasured)
         parts.append(f"DECIDED ON PREDICTED LATENCY ({which} not measured)")
+    elif any(paired_ratios(c, q) is not None for q in others):
+        parts.append("decided on measured latencies, re-measured in alternating pairs")
     else:
         parts.append("decided on measured latencies")
     return f"{c.precision} " + "; ".join(parts)

@@ -273,6 +273,11 @@ class SearchLoop:
             self.attempted.add(r["genotype"])
             if r.get("pred_ms") is not None:
                 self.latency.add_residual((r["pred_ms"], r["low_ms"], r["high_ms"]), c.measured_ms)
+        for r in self.state.repeats():  # paired re-measures, in round order
+            if r["genotype"] in self.archive:
+                self.archive[r["genotype"]].extra.setdefault("paired_ms", []).append(
+                    r["measured_ms"]
+                )
         self.budget.used = self.state.device_measurements()
         history = self.state.history()
         for gen, results in history:

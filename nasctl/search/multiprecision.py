@@ -38,14 +38,28 @@ precisions, each through its precision's loop (:meth:`~nasctl.search.budget.Devi
 measure`, refit and re-predict after each) with the runs the loops left (at least the reserve,
 :func:`front_reserve`). So each precision choice rests on measured latencies of both twins (a
 measured twin faster within the noise takes the point's place, and the front is re-read), until
-every front architecture is measured at every precision or the budget is spent. A choice still
-made against a predicted twin says so in ``precision_choice`` (:func:`~nasctl.search.frontier.
-explain_precision`).
+every front architecture is measured at every precision or the budget is spent. Architectures
+within ``--latency-budget`` come first (then the most accurate), so the reserve is not spent on
+front points over the budget before those under it. A choice still made against a predicted
+twin says so in ``precision_choice`` (:func:`~nasctl.search.frontier.explain_precision`).
+
+Then the close choices are decided in pairs: a front architecture whose measured twins are as
+accurate within the estimator's noise (the choice rests on latency), or both stand on the front
+as trade-offs (the less accurate one only for being faster), and lie within the pairing band
+(:func:`~nasctl.search.frontier.pair_band`: 1.5x, the drift between separate runs on the shared
+cpu) is re-measured in up to 3 alternating rounds (:func:`pair_order`,
+fp32, int8, int8, fp32, fp32, int8), every run through its precision's ``DeviceBudget`` (counted
+against ``--device-budget``: the reserve and what the loops left), in the same order as the
+front's measurement; the choice is then the median of the per-round ratios (drift cancels within
+a round), and each twin's latency the median of its paired runs. When the runs left do not
+complete 2 rounds for an architecture, it is not paired (nothing is spent on it) and its
+``precision_choice`` says that it rests on one measurement each; the phase stops there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,9 +67,12 @@ from typing import Any
 from nasctl.search.accuracy.base import AccuracyEstimator, get_estimator
 from nasctl.search.config import SearchConfig, SearchResult
 from nasctl.search.frontier import (
+    MIN_PAIRS,
+    PAIRS,
     Band,
     explain_precision,
     measured_front,
+    needs_pairs,
     unverified,
     usable,
     working_front,
@@ -194,6 +211,8 @@ class PrecisionSearch:
         by_p = {loop.cfg.precision: loop for loop in self.loops}
         budget = self.cfg.constraints.latency_budget_ms
         while True:
+            for c in self._pairs():
+                settle(c)
             work = working_front(self._pairs(), self.band, self.spread)
             archs = list(dict.fromkeys(c.genotype for c in work))
             twins = {p: [g for g in archs if g not in lp.archive] for p, lp in by_p.items()}
@@ -211,26 +230,143 @@ class PrecisionSearch:
                     and not (budget is not None and c.low_ms is not None and c.low_ms > budget)
                 )
 
-            # front architectures most accurate first, each its front pair then its twins: the
-            # precision choice rests on measured latencies of both before the next one
+            # front architectures within the latency budget first, then most accurate first,
+            # each its front pair then its twins: the precision choice rests on measured
+            # latencies of both before the next one
+            order = sorted(work, key=lambda c: within_first(c, budget))
             todo = [
                 x
-                for c in sorted(work, key=lambda c: -(c.accuracy or 0.0))
+                for c in order
                 for x in (c, *(by_p[p].archive[c.genotype] for p in by_p if p != c.precision))
                 if open_(x)
             ]
-            if not todo or sum(lp.used for lp in self.loops) >= self.cfg.device_budget:
+            left = self.cfg.device_budget - sum(lp.used for lp in self.loops)
+            if todo:
+                if left <= 0:
+                    return None
+                c = todo[0]
+                try:
+                    self._run(by_p[str(c.precision)], c.genotype)
+                except DeviceError as e:
+                    return f"device {self.cfg.device!r} failed: {e}; run again to resume"
+                continue
+            # every front architecture measured where it can be: the close choices in pairs
+            front = {(c.genotype, str(c.precision)) for c in work}
+            close = [g for g in dict.fromkeys(c.genotype for c in order) if self._close(g, front)]
+            if not close:
                 return None
-            c = todo[0]
-            loop = by_p[str(c.precision)]
-            if loop.budget.left <= 0:
-                loop.budget.grant(1)  # a run of the kept reserve (or another loop's leftover)
             try:
-                loop.budget.measure(c.genotype, "merged-front", self.cfg.generations)
+                self._pair(close[0], left)
             except DeviceError as e:
                 return f"device {self.cfg.device!r} failed: {e}; run again to resume"
-            loop.budget.refit()
-            loop.budget.repredict()
+
+    def _run(self, loop: Any, genotype: str, *, again: bool = False) -> float | None:
+        """One device run of ``genotype`` through ``loop``'s budget, a run of the kept reserve
+        when the loop's own share is spent; ``again``: a repeat of a measured genotype."""
+        if loop.budget.left <= 0:  # a run of the kept reserve (or another loop's leftover);
+            # a resumed search restores ``used`` but not earlier grants: left may be negative
+            loop.budget.grant(1 - loop.budget.left)
+        if again:
+            return loop.budget.remeasure(genotype, "paired", self.cfg.generations)
+        loop.budget.measure(genotype, "merged-front", self.cfg.generations)
+        loop.budget.refit()
+        loop.budget.repredict()
+        return None
+
+    def _twins(self, genotype: str) -> dict[str, Candidate]:
+        """The measured, usable pairs of ``genotype``, by precision (the search's order)."""
+        out = {}
+        for loop in self.loops:
+            c = loop.archive.get(genotype)
+            if c is not None and usable(c) and c.measured_ms is not None:
+                out[str(loop.cfg.precision)] = c
+        return out
+
+    def _close(self, genotype: str, front: set[tuple[str, str]] | None = None) -> bool:
+        """Two of its measured twins need a paired decision (:func:`~nasctl.search.frontier.
+        needs_pairs`: latencies within the pairing band, and as accurate within the
+        estimator's noise, or both on the merged ``front`` (genotype, precision) as trade-offs,
+        the less accurate one there only for being faster) and the budget was not found short
+        for it before. A choice that accuracy alone decides spends no runs on pairs."""
+        ts = list(self._twins(genotype).values())
+        if any("pairing_short" in c.extra for c in ts):
+            return False
+        on = front or set()
+
+        def close(a: Candidate, b: Candidate) -> bool:
+            both = {(a.genotype, str(a.precision)), (b.genotype, str(b.precision))} <= on
+            return needs_pairs(a, b, self.spread, self.band, trade_off=both)
+
+        return any(close(a, b) for i, a in enumerate(ts) for b in ts[i + 1 :])
+
+    def _pair(self, genotype: str, left: int) -> None:
+        """Re-measure ``genotype``'s measured twins in alternating rounds (:func:`pair_order`:
+        fp32, int8, then int8, fp32, ...) up to :data:`~nasctl.search.frontier.PAIRS` rounds,
+        each run through its precision's loop budget (a run of the reserve once a loop's share
+        is spent), then settle each twin's latency on its paired runs. ``left``: device runs
+        the search has left. Short of runs for :data:`~nasctl.search.frontier.MIN_PAIRS`
+        rounds, nothing runs and the twins are marked (``extra["pairing_short"]``): their
+        choice stays on one measurement each, and says so."""
+        twins = self._twins(genotype)
+        rounds = affordable_rounds(twins, left)
+        if rounds < MIN_PAIRS:
+            why = f"not re-measured in pairs: {left} device runs left"
+            for c in twins.values():
+                c.extra["pairing_short"] = why
+            return
+        by_p = {loop.cfg.precision: loop for loop in self.loops}
+        ran = 0
+        for k, p in pair_order(list(twins), rounds):
+            runs = twins[p].extra.setdefault("paired_ms", [])
+            if len(runs) > k:  # done before an interruption (a resumed search)
+                continue
+            runs.append(self._run(by_p[p], genotype, again=True))
+            ran += 1
+        for c in twins.values():
+            settle(c)
+            if not ran:  # nothing left to run, yet undecided (a paired run failed)
+                c.extra["pairing_short"] = "paired re-measure incomplete: a run failed"
+
+
+def pair_order(precisions: list[str], rounds: int) -> list[tuple[int, str]]:
+    """(round, precision) in run order: each round runs every twin once, in the search's
+    precision order in even rounds and reversed in odd ones (fp32, int8, int8, fp32, fp32,
+    int8: as ``bench/bench_int8_cpu.py`` does), so a drift of the machine falls on each
+    precision alike."""
+    return [
+        (k, p)
+        for k in range(rounds)
+        for p in (precisions if k % 2 == 0 else list(reversed(precisions)))
+    ]
+
+
+def affordable_rounds(twins: dict[str, Candidate], left: int) -> int:
+    """How many rounds (at most :data:`~nasctl.search.frontier.PAIRS`) the ``left`` device runs
+    complete, counting the runs a resumed search already made."""
+    done = [len(c.extra.get("paired_ms") or []) for c in twins.values()]
+    rounds = 0
+    for k in range(1, PAIRS + 1):
+        need = sum(max(0, k - d) for d in done)
+        if need <= max(0, left):
+            rounds = k
+    return rounds
+
+
+def settle(c: Candidate) -> None:
+    """A twin re-measured in at least :data:`~nasctl.search.frontier.MIN_PAIRS` rounds takes
+    the median of its paired runs as its latency (its first, single run kept in
+    ``extra["single_ms"]``)."""
+    runs = [x for x in c.extra.get("paired_ms") or [] if x]
+    if len(runs) >= MIN_PAIRS:
+        c.extra.setdefault("single_ms", c.measured_ms)
+        c.measured_ms = statistics.median(runs)
+
+
+def within_first(c: Candidate, budget: float | None) -> tuple[bool, float]:
+    """Sort key of the merged front's architectures: within the latency budget first (latency
+    measured, else predicted), then most accurate first."""
+    over = budget is not None and c.latency_ms is not None and c.latency_ms > budget
+    return (over, -(c.accuracy or 0.0))
 
 
 #: the share of the device budget one precision's front is expected to take, and at most how many

@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS measured (
     generation INTEGER NOT NULL, status TEXT NOT NULL, measured_ms REAL, error TEXT,
     pred_ms REAL, low_ms REAL, high_ms REAL, from_store INTEGER NOT NULL DEFAULT 0,
     memory_mb REAL);
+CREATE TABLE IF NOT EXISTS repeats (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, genotype TEXT NOT NULL, phase TEXT NOT NULL,
+    generation INTEGER NOT NULL, status TEXT NOT NULL, measured_ms REAL, error TEXT);
 """
 #: columns added after the first release: (table, column, type), added to older files on open
 ADDED_COLUMNS = (
@@ -172,6 +175,29 @@ class SearchState:
             + (memory_mb,),
         )
 
+    def add_repeat(
+        self,
+        genotype: str,
+        *,
+        phase: str,
+        generation: int,
+        status: str,
+        measured_ms: float | None,
+        error: str | None,
+    ) -> None:
+        """One more device run of an already measured genotype (a paired re-measure)."""
+        self.con.execute(
+            "INSERT INTO repeats (genotype, phase, generation, status, measured_ms, error) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (genotype, phase, generation, status, measured_ms, error),
+        )
+
+    def repeats(self) -> list[dict[str, Any]]:
+        """Every repeated run in run order."""
+        cur = self.con.execute("SELECT * FROM repeats ORDER BY seq")
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=False)) for r in cur.fetchall()]
+
     def measured(self) -> list[dict[str, Any]]:
         """Every measured genotype in measurement order."""
         cur = self.con.execute("SELECT * FROM measured ORDER BY seq")
@@ -179,7 +205,8 @@ class SearchState:
         return [dict(zip(cols, r, strict=False)) for r in cur.fetchall()]
 
     def device_measurements(self) -> int:
-        """Measurements that used the device (not those found in the dataset store)."""
-        return int(
-            self.con.execute("SELECT COUNT(*) FROM measured WHERE from_store = 0").fetchone()[0]
-        )
+        """Measurements that used the device (not those found in the dataset store), repeats
+        included."""
+        first = self.con.execute("SELECT COUNT(*) FROM measured WHERE from_store = 0").fetchone()
+        again = self.con.execute("SELECT COUNT(*) FROM repeats").fetchone()
+        return int(first[0]) + int(again[0])
