@@ -17,7 +17,6 @@ kernel sum with the default per-graph term and, with ``run_cost``, one per-run c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernels_unseen import _summary, load, log  # noqa: E402
+from bench_kernels_unseen import _summary, load, log, write_report  # noqa: E402
 
 from nasctl.predictor import training  # noqa: E402
 from nasctl.predictor.kernel_model import fit_from_examples  # noqa: E402
@@ -128,12 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/u2/kernel_default"))
     args = ap.parse_args(argv)
-    res = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    md = markdown(res)
-    args.out.with_suffix(".md").write_text(md + "\n")
-    print(md)
+    write_report(args.out, run(args), markdown)
     return 0
 
 

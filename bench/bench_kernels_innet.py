@@ -20,7 +20,6 @@ space; a type without in-network rows keeps ratio 1. Scored, never on the aside 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernels_unseen import _summary, load, log  # noqa: E402
+from bench_kernels_unseen import _summary, load, log, write_report  # noqa: E402
 
 from nasctl.predictor import training  # noqa: E402
 from nasctl.predictor.kernel_model import PARAMS, _roof, fit_from_examples  # noqa: E402
@@ -176,12 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, default=Path("runs/u/innet"))
     args = ap.parse_args(argv)
-    res = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    md = markdown(res)
-    args.out.with_suffix(".md").write_text(md + "\n")
-    print(md)
+    write_report(args.out, run(args), markdown)
     return 0
 
 

@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,15 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_report(out: Path, res: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """``OUT.json`` (the results) and ``OUT.md`` (their tables, also printed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    md = markdown(res)
+    out.with_suffix(".md").write_text(md + "\n")
+    print(md)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=Path, nargs="+", required=True, help="dbs to train on")
@@ -211,12 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernels-only", action="store_true", help="fit the per-kernel model only")
     ap.add_argument("--out", type=Path, default=Path("runs/k16/unseen"))
     args = ap.parse_args(argv)
-    res = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    md = markdown(res)
-    args.out.with_suffix(".md").write_text(md + "\n")
-    print(md)
+    write_report(args.out, run(args), markdown)
     return 0
 
 
