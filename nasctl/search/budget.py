@@ -271,6 +271,18 @@ class DeviceBudget:
             self.refit()
 
     # -- one measurement -----------------------------------------------------------------------
+    def _request(self, genotype: str, graph: Any, arch_hash: str) -> MeasurementRequest:
+        """The whole-graph request of one genotype at the search's precision."""
+        return MeasurementRequest(
+            arch_hash=arch_hash,
+            device=self.cfg.device,
+            graph_json=graph.to_json(),
+            space=self.space.name,
+            genotype=genotype,
+            per_layer=False,
+            precision=measure_precision(self.cfg.precision),
+        )
+
     def remeasure(self, genotype: str, phase: str, gen: int) -> float | None:
         """One more device run of a measured genotype (a paired re-measure): always on the
         device, never from the store, and counted in ``used``. The run is kept like any other:
@@ -281,16 +293,7 @@ class DeviceBudget:
         if self.used >= self.limit:
             raise SearchError("device budget spent")  # callers check first; defensive
         graph = self.space.to_graph(genotype)
-        h = self.store.add_architecture(graph)
-        req = MeasurementRequest(
-            arch_hash=h,
-            device=self.cfg.device,
-            graph_json=graph.to_json(),
-            space=self.space.name,
-            genotype=genotype,
-            per_layer=False,
-            precision=measure_precision(self.cfg.precision),
-        )
+        req = self._request(genotype, graph, self.store.add_architecture(graph))
         self.used += 1
         m = measure(self.device, req)
         try:
@@ -333,15 +336,7 @@ class DeviceBudget:
         if not from_store:
             if self.used >= self.limit:
                 raise SearchError("device budget spent")  # callers check first; defensive
-            req = MeasurementRequest(
-                arch_hash=h,
-                device=self.cfg.device,
-                graph_json=graph.to_json(),
-                space=self.space.name,
-                genotype=genotype,
-                per_layer=False,
-                precision=measure_precision(self.cfg.precision),
-            )
+            req = self._request(genotype, graph, h)
             self.used += 1
             # a model's failure is a failed record; an answer for another graph, a DeviceError
             out = measure_and_store(self.store, self.device, req)
