@@ -157,10 +157,17 @@ def to_fp16(model: onnx.ModelProto, keep_io_types: bool = True) -> onnx.ModelPro
 
 class _DropPreprocessHint(logging.Filter):
     """ORT's quantizer asks on the root logger, for every model, to run its pre-processing;
-    :func:`_fold` already ran it (the hint only checks a marker in the model)."""
+    :func:`_fold` already ran it (the hint only checks a marker in the model). It also warns,
+    once per run of a calibration, that a BatchNormalization left unfolded (one not after a
+    conv, e.g. NB201's head) has a rank-1 weight with no channel axis 1: it quantizes that
+    weight per tensor instead, which is what a 1-D weight is. Both are dropped; other
+    records pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing" not in record.getMessage()
+        msg = record.getMessage()
+        if "pre-processing" in msg:
+            return False
+        return not ("is out-of-range for weight" in msg and "with rank 1" in msg)
 
 
 @contextlib.contextmanager
