@@ -396,7 +396,12 @@ def build(name: str) -> nn.Module:
     if name not in MODELS:
         raise KeyError(f"unknown zoo model {name!r}; expected one of {', '.join(MODELS)}")
     torch.manual_seed(0)
-    model = MODELS[name]()
+    return with_bn_stats(MODELS[name]())
+
+
+def with_bn_stats(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with non-trivial BatchNorm statistics (random weights' BNs would
+    fold to identities)."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             nn.init.uniform_(m.weight, 0.5, 1.5)
@@ -407,9 +412,13 @@ def build(name: str) -> nn.Module:
 
 def export(name: str, path: str | Path, resolution: int = 224) -> Path:
     """Export ``build(name)`` to ``path`` (ONNX opset 17, TorchScript exporter, BN folded)."""
+    return export_module(build(name), path, resolution)
+
+
+def export_module(model: nn.Module, path: str | Path, resolution: int = 224) -> Path:
+    """Export ``model`` to ``path`` as :func:`export` does."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    model = build(name)
     x = torch.randn(1, 3, resolution, resolution)
     with torch.no_grad():
         torch.onnx.export(

@@ -33,6 +33,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # zoo.py's BN statistics and export
+
 FRESH: tuple[str, ...] = (
     "xception41", "dpn68", "hrnet_w18_small", "fbnetc_100", "mobileone_s0", "mixnet_s",
     "rexnet_100", "lcnet_100", "dla34", "cspresnet50", "ese_vovnet19b_dw", "selecsls42b",
@@ -86,7 +88,6 @@ def _stub_torchvision() -> bool:
 def build(name: str) -> Any:
     """timm's ``name`` with random weights, zoo.py's BN statistics, in eval (deployed) form."""
     import torch
-    from torch import nn
 
     _stub_torchvision()
     import timm
@@ -99,28 +100,16 @@ def build(name: str) -> Any:
         from timm.utils.model import reparameterize_model
 
         model = reparameterize_model(model)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.running_var, 0.5, 1.5)
-            nn.init.normal_(m.running_mean, 0.0, 0.1)
-    return model.eval()
+    from zoo import with_bn_stats
+
+    return with_bn_stats(model)
 
 
 def export(name: str, path: str | Path, resolution: int = 224) -> Path:
     """Export ``build(name)`` to ``path`` as bench/zoo.py does."""
-    import torch
+    from zoo import export_module
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    model = build(name)
-    x = torch.randn(1, 3, resolution, resolution)
-    with torch.no_grad():
-        torch.onnx.export(
-            model, (x,), str(p), dynamo=False, opset_version=17, do_constant_folding=True,
-            input_names=["input"], output_names=["logits"],
-        )  # fmt: skip
-    return p
+    return export_module(build(name), path, resolution)
 
 
 def main(argv: list[str] | None = None) -> int:
