@@ -30,6 +30,9 @@ def _private_device_cache(
 ) -> None:
     """Tests never read or write the user's noise gates (``$NASCTL_CACHE_DIR``), and ``nasctl
     profile`` does not calibrate a device first (10 probe runs a test) unless a test asks for
-    it (tests/test_cli_probe.py sets ``NASCTL_AUTO_CALIBRATE=1``)."""
+    it (tests/test_cli_probe.py sets ``NASCTL_AUTO_CALIBRATE=1``); it does not warn about other
+    processes' CPU use (a warning on stderr would land in the JSON a test reads; the warning's
+    own tests in tests/test_profiler_contention.py set the threshold)."""
     monkeypatch.setenv("NASCTL_CACHE_DIR", str(tmp_path_factory.mktemp("nasctl-cache")))
     monkeypatch.setenv("NASCTL_AUTO_CALIBRATE", "0")
+    monkeypatch.setenv("NASCTL_WARN_OTHER_CPUS", "off")

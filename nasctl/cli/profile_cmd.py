@@ -116,6 +116,7 @@ def profile(
     from nasctl.datasets.collect import check_num, collect, onnx_jobs, read_onnx, space_jobs
     from nasctl.datasets.store import Store
     from nasctl.errors import NasctlError
+    from nasctl.profiler.contention import CpuWatch, contention_warning
     from nasctl.spaces import get_space
 
     onnx = [*(models or []), *(onnx or [])]
@@ -170,6 +171,8 @@ def profile(
                     store, the_space, num, device_id=dev.device_id, seed=seed
                 )
                 jobs = genotype_jobs(store, the_space, picks)
+        # the cpu device shares this machine's caches with everything else (a fleet: not here)
+        watch = CpuWatch() if dev.name == "cpu" and not fleet else None
         with ProgressBar(quiet=json_out) as bar:
             tick = bar.ticker(bar.add(f"{dev.name} -> {db.name}", total=total))
             probing = {"probe": probe, "probe_every": probe_every} if probe else {}
@@ -185,11 +188,17 @@ def profile(
                 progress=tick,
                 **probing,
             )
+    other_cpus = watch.other_cpus() if watch is not None else None
+    busy = contention_warning(other_cpus)
+    if busy:
+        warnings.append(busy)
+        typer.echo(f"warning: {busy}", err=True)
     res = {
         **summary.to_dict(),
         "db": str(db),
         "precision": precision,
         "batch": batch,
+        "other_cpus": other_cpus,
         "warnings": warnings,
         "noise_gate": (
             {
