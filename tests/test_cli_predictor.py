@@ -208,3 +208,33 @@ def test_predict_onnx_reports_memory_with_its_interval(trained, tmp_path: Path) 
     assert 0 < r["memory_low_mb"] <= r["memory_mb"] <= r["memory_high_mb"]
     res = runner.invoke(app, ["predict", "--predictor", str(out), str(p), "--json"])
     assert "memory_mb" not in json.loads(res.stdout)[0]  # no memory model: no memory field
+
+
+def test_train_on_several_stores_counts_each_architecture_once(trained, tmp_path: Path) -> None:
+    """`--db` repeated: rows of every store, an architecture in two stores once; stores of two
+    different devices are refused with one line."""
+    d, _, _ = trained
+    _store(tmp_path / "few.db", 12)  # the same first 12 cells as m.db's 80
+    out = tmp_path / "two"
+    args = ["train-predictor", "--db", tmp_path / "few.db", "--db", d / "m.db", "--device",
+            DEVICE, "--out", out, "--seed", "1", "--json"]  # fmt: skip
+    res = runner.invoke(app, [str(a) for a in args])
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["dbs"] == [str(tmp_path / "few.db"), str(d / "m.db")]
+    assert m["split"]["train"] + m["split"]["val"] + m["split"]["test"] == 80
+    from nasctl.datasets.store import Store
+    from nasctl.records import Measurement
+
+    with Store(tmp_path / "other.db") as st, Store(d / "m.db", readonly=True) as src:
+        row = src.training_rows(DEVICE)[0]
+        h = st.add_architecture(row.graph)
+        st.add_measurement(
+            Measurement(arch_hash=h, device_id="replay-nb201-titan_rtx_1", precision="fp32",
+                        batch=1, status="ok", median_ms=1.0)  # fmt: skip
+        )
+    args = ["train-predictor", "--db", d / "m.db", "--db", tmp_path / "other.db", "--device",
+            "replay-nb201", "--out", tmp_path / "x"]  # fmt: skip
+    res = runner.invoke(app, [str(a) for a in args])
+    assert res.exit_code == 1 and "different devices" in res.output, res.output
+    assert "Traceback" not in res.output

@@ -9,13 +9,23 @@ from typing import Annotated, Any
 import typer
 
 from nasctl.cli.common import handle_errors, print_json
-from nasctl.cli.options import DatasetDeviceOpt, DbOpt, JsonOpt
+from nasctl.cli.options import DatasetDeviceOpt, JsonOpt
 from nasctl.cli.progress import ProgressBar
+
+#: ``train-predictor --db``: one store, or several (the flag repeated)
+TrainDbOpt = Annotated[
+    list[Path],
+    typer.Option(
+        "--db",
+        help="SQLite measurement store; repeat the flag to train on several (collections kept "
+        "apart, e.g. one per `nasctl profile` run or machine: the device id must agree).",
+    ),
+]
 
 
 @handle_errors
 def train_predictor(
-    db: DbOpt,
+    db: TrainDbOpt,
     device: DatasetDeviceOpt,
     out: Annotated[Path, typer.Option("--out", help="Directory to write the predictor to.")],
     train_size: Annotated[
@@ -47,7 +57,6 @@ def train_predictor(
     the predictor and DIR/metrics.json."""
     import json
 
-    from nasctl.datasets.store import Store
     from nasctl.errors import PredictorError
     from nasctl.predictor.training import train
 
@@ -61,17 +70,12 @@ def train_predictor(
     if transfer:
         from nasctl.cli.transfer_cmd import train_transfer
 
+        if len(db) != 1:
+            raise PredictorError("--transfer reads one store (its --db holds every device)")
         with ProgressBar(quiet=json_out) as bar:
             say = _stages(bar) if bar.enabled else None
-            return train_transfer(db, device, out, sources, seed, json_out, say)
-    with Store(db, readonly=True) as store:
-        if not store.device_ids():
-            raise PredictorError(
-                f"{db} holds no measurements; measure with `nasctl profile --db {db}` or import "
-                "a table with `nasctl dataset import`"
-            )
-        device_id = store.resolve_device_id(device)
-        rows = store.training_rows(device_id)
+            return train_transfer(db[0], device, out, sources, seed, json_out, say)
+    device_id, rows = _training_rows(db, device)
     drift_info = None
     if drift_correct:
         from nasctl.datasets.drift import drift_correct as correct
@@ -83,6 +87,7 @@ def train_predictor(
         pred, metrics = train(rows, device_id, seed=seed, train_size=train_size, progress=say)
     pred.save(out)
     metrics["train_s"] = round(time.perf_counter() - t0, 2)
+    metrics["dbs"] = [str(p) for p in db]
     if drift_info is not None:
         metrics["drift_correct"] = drift_info
     metrics["memory"] = _memory_model(rows, out, seed)
@@ -91,6 +96,37 @@ def train_predictor(
         print_json({"predictor": str(out), **metrics})
         return
     _print_metrics(metrics, out)
+
+
+def _training_rows(dbs: list[Path], device: str) -> tuple[str, list[Any]]:
+    """The device's training rows from every store, in the order given (an architecture
+    measured in two stores counts once: the first store's row)."""
+    from nasctl.datasets.store import Store
+    from nasctl.errors import PredictorError
+
+    rows: list[Any] = []
+    seen: set[str] = set()
+    ids: dict[str, Path] = {}
+    for db in dbs:
+        with Store(db, readonly=True) as store:
+            if not store.device_ids():
+                raise PredictorError(
+                    f"{db} holds no measurements; measure with `nasctl profile --db {db}` or "
+                    "import a table with `nasctl dataset import`"
+                )
+            device_id = store.resolve_device_id(device)
+            ids.setdefault(device_id, db)
+            if len(ids) > 1:
+                where = ", ".join(f"{i} in {p}" for i, p in ids.items())
+                raise PredictorError(
+                    f"the stores name different devices for {device!r} ({where}); one "
+                    "predictor learns one device: pass the stores of one device id"
+                )
+            for r in store.training_rows(device_id):
+                if r.arch_hash not in seen:
+                    seen.add(r.arch_hash)
+                    rows.append(r)
+    return next(iter(ids)), rows
 
 
 def _memory_model(rows: list[Any], out: Path, seed: int) -> dict[str, Any]:
