@@ -230,8 +230,14 @@ def test_train_on_several_stores_counts_each_architecture_once(trained, tmp_path
         row = src.training_rows(DEVICE)[0]
         h = st.add_architecture(row.graph)
         st.add_measurement(
-            Measurement(arch_hash=h, device_id="replay-nb201-titan_rtx_1", precision="fp32",
-                        batch=1, status="ok", median_ms=1.0)  # fmt: skip
+            Measurement(
+                arch_hash=h,
+                device_id="replay-nb201-titan_rtx_1",
+                precision="fp32",
+                batch=1,
+                status="ok",
+                median_ms=1.0,
+            )  # fmt: skip
         )
     args = ["train-predictor", "--db", d / "m.db", "--db", tmp_path / "other.db", "--device",
             "replay-nb201", "--out", tmp_path / "x"]  # fmt: skip
