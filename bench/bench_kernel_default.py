@@ -34,14 +34,22 @@ ARMS: dict[str, dict[str, Any]] = {
     "plain (v4 default)": {"run_cost": False, "innet": False},
     "run cost": {"run_cost": True, "innet": False},
     "in-network x0.5": {"run_cost": False, "innet": True, "shrink": 0.5},
-    "run cost + in-network x0.5": {"run_cost": True, "innet": True, "shrink": 0.5},
+    "run cost + in-network x0.5 (default since 2026-12-03)": {
+        "run_cost": True,
+        "innet": True,
+        "shrink": 0.5,
+    },
     "run cost + in-network x0.75, no range gate (v5 default)": {
         "run_cost": True,
         "innet": True,
         "shrink": 0.75,
         "gate": False,
     },
-    "run cost + in-network x0.75 (v6 default)": {"run_cost": True, "innet": True, "shrink": 0.75},
+    "run cost + in-network x0.75 (v6 first default)": {
+        "run_cost": True,
+        "innet": True,
+        "shrink": 0.75,
+    },
     "run cost + in-network x1": {"run_cost": True, "innet": True, "shrink": 1.0},
 }
 
